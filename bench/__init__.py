@@ -1,0 +1,1 @@
+"""jitprov benchmarks: `make bench` (`python -m bench`), `make bench-quick`."""

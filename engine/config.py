@@ -1,0 +1,366 @@
+"""The workspace config (`jitprov.toml`, product.md §1): find, load, validate.
+
+Every key is checked; an unknown key is an error (a typo must never be ignored). Errors
+name the file, the key and what was expected:
+`jitprov.toml: connections.okta.mode: expected one of create-and-update, create-only,
+update-only, got "create"`.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rules.vocabulary import BUILTIN_FIELDS, FIELD_TYPES, KEYWORDS, FieldType
+
+CONFIG_NAME = "jitprov.toml"
+
+PROTOCOLS = ("saml2", "oidc")
+REQUIRE_SIGNED = ("assertion", "response", "either", "both")
+MODES = ("create-and-update", "create-only", "update-only")
+ON_ERROR = ("abort", "continue")
+FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+DEFAULT_MAX_TOKEN_BYTES = 1_048_576
+DEFAULT_CLOCK_SKEW = 120
+
+
+class ConfigError(Exception):
+    """The workspace config is missing or invalid; the message says where and why."""
+
+    def __init__(self, path: Path | str, key: str | None, message: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.detail = message
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + message)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the user store lives: a SQLite file (`path`) or a PostgreSQL `url`."""
+
+    path: Path | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One IdP connection; every path is absolute (resolved against the config file)."""
+
+    id: str
+    protocol: Literal["saml2", "oidc"]
+    issuer: str
+    audience: str
+    rules: Path
+    certificates: tuple[Path, ...] = ()
+    metadata: Path | None = None
+    recipient: str | None = None
+    require_signed: Literal["assertion", "response", "either", "both"] = "assertion"
+    decryption_key: Path | None = None
+    jwks: Path | None = None
+    clock_skew: int = DEFAULT_CLOCK_SKEW
+    check_cert_dates: bool = False
+    allow_sha1: bool = False
+    require_in_response_to: bool = False
+    max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    subject_from: str | None = None
+    attributes: tuple[str, ...] | None = None
+    mode: Literal["create-and-update", "create-only", "update-only"] = "create-and-update"
+    link_by: str | None = None
+    on_error: Literal["abort", "continue"] = "abort"
+    redact: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A loaded, validated workspace."""
+
+    path: Path
+    store: StoreConfig
+    fields: dict[str, FieldType]  # built-in fields plus [store.fields]
+    extra_fields: dict[str, FieldType]
+    connections: dict[str, Connection] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def connection(self, name: str) -> Connection:
+        """The named connection, or a ConfigError listing the known ones."""
+        try:
+            return self.connections[name]
+        except KeyError:
+            known = ", ".join(sorted(self.connections)) or "none"
+            raise ConfigError(
+                self.path.name, None, f"unknown connection {name!r} (known: {known})"
+            ) from None
+
+
+def find_config(start: Path | None = None, explicit: str | Path | None = None) -> Path:
+    """The config file: `explicit` (a file, or a folder holding jitprov.toml), else the
+    first jitprov.toml in `start` (default: the current folder) or its parents."""
+    if explicit is not None:
+        path = Path(explicit)
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.is_file():
+            raise ConfigError(path, None, "no such config file")
+        return path.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        CONFIG_NAME,
+        None,
+        f"not found in {here} or its parents (run `jitprov init` or pass --config PATH)",
+    )
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError."""
+    path = Path(path).resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, None, f"cannot read: {exc}") from None
+    return parse_config(text, path)
+
+
+def parse_config(text: str, path: Path) -> Config:
+    """Validate config text; `path` locates relative paths and names the file in errors."""
+    label = path.name
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(label, None, f"invalid TOML: {exc}") from None
+    checker = _Checker(label, path.parent)
+    checker.keys(data, "", {"store", "connections"})
+    store_table = checker.table(data, "store", "store")
+    checker.keys(store_table, "store", {"path", "url", "fields"})
+    store = _store(checker, store_table)
+    extra = _fields(checker, checker.table(store_table, "fields", "store.fields"))
+    fields: dict[str, FieldType] = {**BUILTIN_FIELDS, **extra}
+    connections_table = checker.table(data, "connections", "connections")
+    connections = {}
+    for name, table in connections_table.items():
+        key = f"connections.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(label, key, f"expected a table, got {_show(table)}")
+        connections[name] = _connection(checker, name, table, fields)
+    return Config(path, store, fields, extra, connections)
+
+
+class _Checker:
+    """Small typed readers that raise ConfigError naming the key."""
+
+    def __init__(self, label: str, root: Path) -> None:
+        self.label = label
+        self.root = root
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(self.label, key, message)
+
+    def keys(self, table: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                where = f"{prefix}.{key}" if prefix else key
+                import difflib
+
+                close = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                expected = ", ".join(sorted(allowed))
+                raise self.fail(where, f"unknown key{hint}; expected one of {expected}")
+
+    def table(self, data: Mapping[str, Any], name: str, key: str) -> dict[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table, got {_show(value)}")
+        return value
+
+    def typed(self, table: Mapping[str, Any], name: str, key: str, kind: type, what: str) -> Any:
+        value = table[name]
+        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+            raise self.fail(key, f"expected {what}, got {_show(value)}")
+        return value
+
+    def choice(self, table: Mapping[str, Any], name: str, key: str, options: tuple[str, ...]) -> str:
+        value = table[name]
+        if value not in options:
+            raise self.fail(key, f"expected one of {', '.join(options)}, got {_show(value)}")
+        return str(value)
+
+    def text(self, table: Mapping[str, Any], name: str, key: str) -> str:
+        value = self.typed(table, name, key, str, "a string")
+        if not value.strip():
+            raise self.fail(key, "expected a non-empty string")
+        return str(value)
+
+    def file(self, table: Mapping[str, Any], name: str, key: str) -> Path:
+        value = self.text(table, name, key)
+        path = (self.root / value).resolve()
+        if not path.is_file():
+            raise self.fail(key, f"file not found: {value} (looked for {path})")
+        return path
+
+    def text_list(self, table: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
+        value = table[name]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.fail(key, f"expected a list of strings, got {_show(value)}")
+        return tuple(value)
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)
+
+
+def _store(checker: _Checker, table: dict[str, Any]) -> StoreConfig:
+    if "path" in table and "url" in table:
+        raise checker.fail("store", "set either path or url, not both")
+    if "url" in table:
+        url = checker.text(table, "url", "store.url")
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise checker.fail("store.url", f"expected a postgresql:// URL, got {_show(url)}")
+        return StoreConfig(None, url)
+    raw = checker.text(table, "path", "store.path") if "path" in table else "jitprov.db"
+    return StoreConfig((checker.root / raw).resolve(), None)
+
+
+def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:
+    fields: dict[str, FieldType] = {}
+    for name, kind in table.items():
+        key = f"store.fields.{name}"
+        if not FIELD_NAME.match(name):
+            raise checker.fail(key, "field names must match [a-z_][a-z0-9_]*")
+        if name in KEYWORDS:
+            raise checker.fail(key, f"{name!r} is a keyword of the rules language")
+        if name in BUILTIN_FIELDS:
+            raise checker.fail(key, f"{name!r} is a built-in field; it cannot be redeclared")
+        if kind not in FIELD_TYPES:
+            raise checker.fail(key, f"expected one of {', '.join(FIELD_TYPES)}, got {_show(kind)}")
+        fields[name] = kind
+    return fields
+
+
+_SAML_ONLY = (
+    "certificate",
+    "metadata",
+    "recipient",
+    "require_signed",
+    "decryption_key",
+    "check_cert_dates",
+    "allow_sha1",
+    "require_in_response_to",
+)
+_OIDC_ONLY = ("jwks",)
+_COMMON = (
+    "protocol",
+    "issuer",
+    "audience",
+    "clock_skew",
+    "max_token_bytes",
+    "rules",
+    "subject_from",
+    "attributes",
+    "mode",
+    "link_by",
+    "on_error",
+    "redact",
+)
+
+
+def _connection(
+    checker: _Checker, name: str, table: dict[str, Any], fields: Mapping[str, FieldType]
+) -> Connection:
+    prefix = f"connections.{name}"
+
+    def key(k: str) -> str:
+        return f"{prefix}.{k}"
+
+    checker.keys(table, prefix, {*_SAML_ONLY, *_OIDC_ONLY, *_COMMON})
+    for required in ("protocol", "issuer", "audience", "rules"):
+        if required not in table:
+            raise checker.fail(key(required), "missing (required)")
+    protocol = checker.choice(table, "protocol", key("protocol"), PROTOCOLS)
+    wrong = _OIDC_ONLY if protocol == "saml2" else _SAML_ONLY
+    for k in wrong:
+        if k in table:
+            other = "oidc" if protocol == "saml2" else "saml2"
+            raise checker.fail(key(k), f'only for protocol = "{other}" connections')
+    values: dict[str, Any] = {
+        "id": name,
+        "protocol": protocol,
+        "issuer": checker.text(table, "issuer", key("issuer")),
+        "audience": checker.text(table, "audience", key("audience")),
+        "rules": checker.file(table, "rules", key("rules")),
+    }
+    optional: dict[str, Callable[[str], Any]] = {
+        "recipient": lambda k: checker.text(table, k, key(k)),
+        "require_signed": lambda k: checker.choice(table, k, key(k), REQUIRE_SIGNED),
+        "decryption_key": lambda k: checker.file(table, k, key(k)),
+        "metadata": lambda k: checker.file(table, k, key(k)),
+        "jwks": lambda k: checker.file(table, k, key(k)),
+        "check_cert_dates": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
+        "allow_sha1": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
+        "require_in_response_to": lambda k: checker.typed(
+            table, k, key(k), bool, "true or false"
+        ),
+        "subject_from": lambda k: checker.text(table, k, key(k)),
+        "attributes": lambda k: checker.text_list(table, k, key(k)),
+        "mode": lambda k: checker.choice(table, k, key(k), MODES),
+        "on_error": lambda k: checker.choice(table, k, key(k), ON_ERROR),
+        "redact": lambda k: checker.text_list(table, k, key(k)),
+    }
+    for k, read in optional.items():
+        if k in table:
+            values[k] = read(k)
+    for k in ("clock_skew", "max_token_bytes"):
+        if k in table:
+            number = checker.typed(table, k, key(k), int, "a whole number")
+            if number < 0 or (k == "max_token_bytes" and number == 0):
+                raise checker.fail(key(k), f"expected a positive whole number, got {number}")
+            values[k] = number
+    if "certificate" in table:
+        raw = table["certificate"]
+        names = [raw] if isinstance(raw, str) else raw
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise checker.fail(
+                key("certificate"), f"expected a path or a list of paths, got {_show(raw)}"
+            )
+        paths = []
+        for n in names:
+            path = (checker.root / n).resolve()
+            if not path.is_file():
+                raise checker.fail(key("certificate"), f"file not found: {n} (looked for {path})")
+            paths.append(path)
+        values["certificates"] = tuple(paths)
+    if protocol == "saml2" and "certificate" not in table and "metadata" not in table:
+        raise checker.fail(key("certificate"), "missing: a saml2 connection needs certificate or metadata")
+    if protocol == "oidc" and "jwks" not in table:
+        raise checker.fail(key("jwks"), "missing: an oidc connection needs a jwks file")
+    if "link_by" in table:
+        link_by = checker.text(table, "link_by", key("link_by"))
+        kind = fields.get(link_by)
+        if kind is None:
+            raise checker.fail(key("link_by"), f"unknown field {_show(link_by)}")
+        if kind == "set":
+            raise checker.fail(
+                key("link_by"), f"expected a single-valued field, {_show(link_by)} is a set"
+            )
+        values["link_by"] = link_by
+    return Connection(**values)

@@ -1,0 +1,164 @@
+"""The `jitprov` command line: argument parsing and dispatch to `tui.commands.*`.
+
+Each command module defines `register(subparsers, common)` which adds its parser (with
+`parents=[common]`, so `--config` and `--json` work before or after the command name)
+and sets `run=` to a function `run(args, ws) -> int` returning the exit code. `ws` is a
+`Workspace` giving the loaded config (loaded and validated before any command runs, when
+one can be found). Errors a user can act on are raised as `CommandError` or
+`ConfigError` and printed as one line on stderr; no traceback reaches a user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config, ConfigError, find_config, load_config
+
+VERSION = "0.1.0"
+
+# Exit codes of product.md §3.
+EXIT_OK = 0
+EXIT_USAGE = 1
+EXIT_DENIED = 2
+EXIT_REJECTED = 3
+EXIT_STORE = 4
+
+COMMANDS = (
+    "init",
+    "tui",
+    "check",
+    "fmt",
+    "apply",
+    "explain",
+    "test",
+    "mint",
+    "users",
+    "audit",
+    "connection",
+    "serve",
+)
+
+
+class CommandError(Exception):
+    """A usage or input problem to print as one line; `code` is the exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Workspace:
+    """The config for a command: found (upwards or by --config) and validated once."""
+
+    def __init__(self, explicit: str | None, cwd: Path | None = None) -> None:
+        self.explicit = explicit
+        self.cwd = cwd or Path.cwd()
+        self._config: Config | None = None
+        self._path: Path | None = None
+
+    def locate(self) -> Path | None:
+        """The config file, or None when there is none (and none was asked for)."""
+        if self._path is None:
+            try:
+                self._path = find_config(self.cwd, self.explicit)
+            except ConfigError:
+                if self.explicit is not None:
+                    raise
+                return None
+        return self._path
+
+    @property
+    def config(self) -> Config:
+        """The validated config; a ConfigError when there is none or it is invalid."""
+        if self._config is None:
+            path = self.locate()
+            if path is None:
+                find_config(self.cwd, None)  # raises the "not found" error
+                raise AssertionError("unreachable")
+            self._config = load_config(path)
+        return self._config
+
+    def load_if_present(self) -> Config | None:
+        """Validate the config when there is one (every command does this first)."""
+        return self.config if self.locate() is not None else None
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, default=str) + "\n")
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="the workspace's jitprov.toml (default: found in this folder or its parents)",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="jitprov",
+        parents=[common],
+        description="Just-in-time user provisioning from SAML 2.0 and OIDC sign-ins.",
+        epilog="With no command, jitprov opens the terminal interface.",
+    )
+    parser.add_argument("--version", action="version", version=f"jitprov {VERSION}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"tui.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"tui.commands.{name}":
+                raise
+            continue
+        module.register(subparsers, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `jitprov` script; returns (and exits with) the exit code."""
+    code = run(argv)
+    sys.exit(code)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    args.config = getattr(args, "config", None)
+    if args.command is None:
+        args.command = "tui"
+        tui_module = importlib.import_module("tui.commands.tui")
+        args.run = tui_module.run
+    ws = Workspace(args.config)
+    try:
+        if getattr(args, "needs_config", True):
+            ws.load_if_present()
+        result: int = args.run(args, ws)
+        return result
+    except (CommandError, ConfigError) as exc:
+        sys.stderr.write(f"jitprov: error: {exc}\n")
+        return exc.code if isinstance(exc, CommandError) else EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("jitprov: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
