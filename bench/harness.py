@@ -27,7 +27,9 @@ class Stats:
         return self.median_ns / 1e6
 
 
-def measure(fn: Callable[[], object], *, rounds: int = 30, number: int = 1, warmup: int = 2) -> Stats:
+def measure(
+    fn: Callable[[], object], *, rounds: int = 30, number: int = 1, warmup: int = 2
+) -> Stats:
     """Call `fn` `number` times per round, `rounds` rounds; per-call median and p99."""
     for _ in range(warmup):
         fn()

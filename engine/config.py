@@ -187,11 +187,13 @@ class _Checker:
 
     def typed(self, table: Mapping[str, Any], name: str, key: str, kind: type, what: str) -> Any:
         value = table[name]
-        if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise self.fail(key, f"expected {what}, got {_show(value)}")
         return value
 
-    def choice(self, table: Mapping[str, Any], name: str, key: str, options: tuple[str, ...]) -> str:
+    def choice(
+        self, table: Mapping[str, Any], name: str, key: str, options: tuple[str, ...]
+    ) -> str:
         value = table[name]
         if value not in options:
             raise self.fail(key, f"expected one of {', '.join(options)}, got {_show(value)}")
@@ -317,9 +319,7 @@ def _connection(
         "jwks": lambda k: checker.file(table, k, key(k)),
         "check_cert_dates": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "allow_sha1": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
-        "require_in_response_to": lambda k: checker.typed(
-            table, k, key(k), bool, "true or false"
-        ),
+        "require_in_response_to": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "subject_from": lambda k: checker.text(table, k, key(k)),
         "attributes": lambda k: checker.text_list(table, k, key(k)),
         "mode": lambda k: checker.choice(table, k, key(k), MODES),
@@ -350,7 +350,9 @@ def _connection(
             paths.append(path)
         values["certificates"] = tuple(paths)
     if protocol == "saml2" and "certificate" not in table and "metadata" not in table:
-        raise checker.fail(key("certificate"), "missing: a saml2 connection needs certificate or metadata")
+        raise checker.fail(
+            key("certificate"), "missing: a saml2 connection needs certificate or metadata"
+        )
     if protocol == "oidc" and "jwks" not in table:
         raise checker.fail(key("jwks"), "missing: an oidc connection needs a jwks file")
     if "link_by" in table:

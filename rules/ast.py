@@ -17,7 +17,7 @@ _NO_SPAN = Span(0, 0)
 
 
 def _span() -> Span:
-    return field(default=_NO_SPAN, compare=False, repr=False)  # type: ignore[no-any-return]
+    return field(default=_NO_SPAN, compare=False, repr=False)
 
 
 # ---------------------------------------------------------------- expressions

@@ -102,9 +102,7 @@ def _common() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="the workspace's jitprov.toml (default: found in this folder or its parents)",
     )
-    common.add_argument(
-        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON"
-    )
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     return common
 
 

@@ -1,0 +1,182 @@
+"""The workspace config loader: every key validated, errors name file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, find_config, load_config
+
+BASE = """
+[store]
+path = "jitprov.db"
+
+[store.fields]
+department = "text"
+entitlements = "set"
+
+[connections.okta]
+protocol = "saml2"
+issuer = "http://www.okta.com/exk1abc"
+certificate = "certs/okta.pem"
+audience = "https://sp.example.com/saml"
+rules = "rules/okta.rules"
+"""
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "okta.pem").write_text("cert")
+    (tmp_path / "certs" / "jwks.json").write_text("{}")
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "okta.rules").write_text("username = subject\n")
+    return tmp_path
+
+
+def write(ws: Path, text: str) -> Path:
+    path = ws / "jitprov.toml"
+    path.write_text(text)
+    return path
+
+
+def error_of(ws: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(ws, text))
+    return str(info.value)
+
+
+def test_valid_config_resolves_paths_and_defaults(workspace: Path) -> None:
+    config = load_config(write(workspace, BASE))
+    okta = config.connection("okta")
+    assert okta.certificates == ((workspace / "certs" / "okta.pem").resolve(),)
+    assert okta.rules == (workspace / "rules" / "okta.rules").resolve()
+    assert okta.clock_skew == 120
+    assert okta.require_signed == "assertion"
+    assert okta.mode == "create-and-update"
+    assert okta.max_token_bytes == 1_048_576
+    assert config.store.path == (workspace / "jitprov.db").resolve()
+    assert config.fields["department"] == "text"
+    assert config.fields["groups"] == "set"
+    assert config.extra_fields == {"department": "text", "entitlements": "set"}
+
+
+def test_wrong_choice_names_file_key_and_expectation(workspace: Path) -> None:
+    message = error_of(workspace, BASE + 'mode = "create"\n')
+    assert message == (
+        "jitprov.toml: connections.okta.mode: expected one of create-and-update, "
+        'create-only, update-only, got "create"'
+    )
+
+
+def test_unknown_key_is_an_error_with_a_suggestion(workspace: Path) -> None:
+    message = error_of(workspace, BASE + "clock_skwe = 30\n")
+    assert message.startswith("jitprov.toml: connections.okta.clock_skwe: unknown key")
+    assert "did you mean 'clock_skew'" in message
+
+
+@pytest.mark.parametrize(
+    ("addition", "key", "expected"),
+    [
+        ("clock_skew = true\n", "connections.okta.clock_skew", "expected a whole number, got true"),
+        ("clock_skew = -5\n", "connections.okta.clock_skew", "expected a positive whole number"),
+        (
+            'allow_sha1 = "yes"\n',
+            "connections.okta.allow_sha1",
+            'expected true or false, got "yes"',
+        ),
+        ('require_signed = "neither"\n', "connections.okta.require_signed", "expected one of"),
+        (
+            'decryption_key = "certs/missing.key"\n',
+            "connections.okta.decryption_key",
+            "file not found",
+        ),
+        ('jwks = "certs/jwks.json"\n', "connections.okta.jwks", 'only for protocol = "oidc"'),
+        ('link_by = "groups"\n', "connections.okta.link_by", "expected a single-valued field"),
+        ('link_by = "nickname"\n', "connections.okta.link_by", 'unknown field "nickname"'),
+        ('attributes = "email"\n', "connections.okta.attributes", "expected a list of strings"),
+    ],
+)
+def test_bad_values(workspace: Path, addition: str, key: str, expected: str) -> None:
+    message = error_of(workspace, BASE + addition)
+    assert message.startswith(f"jitprov.toml: {key}: ")
+    assert expected in message
+
+
+def test_link_by_accepts_a_declared_text_field(workspace: Path) -> None:
+    config = load_config(write(workspace, BASE + 'link_by = "department"\n'))
+    assert config.connection("okta").link_by == "department"
+
+
+@pytest.mark.parametrize(
+    ("field", "expected"),
+    [
+        ("username", "built-in field"),
+        ("when", "keyword of the rules language"),
+        ("Dept", "must match [a-z_][a-z0-9_]*"),
+    ],
+)
+def test_bad_field_declarations(workspace: Path, field: str, expected: str) -> None:
+    text = BASE.replace('department = "text"', f'{field} = "text"')
+    message = error_of(workspace, text)
+    assert f"store.fields.{field}" in message
+    assert expected in message
+
+
+def test_field_type_must_be_known(workspace: Path) -> None:
+    message = error_of(workspace, BASE.replace('entitlements = "set"', 'entitlements = "list"'))
+    assert "store.fields.entitlements: expected one of text, number, bool, set" in message
+
+
+def test_missing_required_key(workspace: Path) -> None:
+    message = error_of(workspace, BASE.replace('audience = "https://sp.example.com/saml"\n', ""))
+    assert "connections.okta.audience: missing (required)" in message
+
+
+def test_saml_needs_a_certificate_or_metadata(workspace: Path) -> None:
+    message = error_of(workspace, BASE.replace('certificate = "certs/okta.pem"\n', ""))
+    assert "connections.okta.certificate: missing" in message
+
+
+def test_oidc_needs_jwks(workspace: Path) -> None:
+    text = BASE + (
+        '\n[connections.google]\nprotocol = "oidc"\nissuer = "https://accounts.google.com"\n'
+        'audience = "client"\nrules = "rules/okta.rules"\n'
+    )
+    assert "connections.google.jwks: missing" in error_of(workspace, text)
+
+
+def test_certificate_list_for_key_rollover(workspace: Path) -> None:
+    (workspace / "certs" / "next.pem").write_text("cert2")
+    text = BASE.replace(
+        'certificate = "certs/okta.pem"', 'certificate = ["certs/okta.pem", "certs/next.pem"]'
+    )
+    assert len(load_config(write(workspace, text)).connection("okta").certificates) == 2
+
+
+def test_invalid_toml_is_reported_with_its_position(workspace: Path) -> None:
+    message = error_of(workspace, "[store\npath = 1\n")
+    assert message.startswith("jitprov.toml: invalid TOML:")
+    assert "line 1" in message
+
+
+def test_store_path_and_url_are_exclusive(workspace: Path) -> None:
+    text = BASE.replace('path = "jitprov.db"', 'path = "a.db"\nurl = "postgresql://x@y/z"')
+    assert "store: set either path or url, not both" in error_of(workspace, text)
+
+
+def test_unknown_connection_lists_the_known_ones(workspace: Path) -> None:
+    config = load_config(write(workspace, BASE))
+    with pytest.raises(ConfigError, match=r"unknown connection 'azure' \(known: okta\)"):
+        config.connection("azure")
+
+
+def test_find_config_walks_up_and_honours_explicit(workspace: Path) -> None:
+    write(workspace, BASE)
+    nested = workspace / "a" / "b"
+    nested.mkdir(parents=True)
+    assert find_config(nested) == workspace / "jitprov.toml"
+    assert find_config(None, workspace) == (workspace / "jitprov.toml").resolve()
+    with pytest.raises(ConfigError, match="no such config file"):
+        find_config(None, workspace / "nope.toml")
