@@ -1,0 +1,182 @@
+"""The connection's JWKS, key selection and signature verification (product.md §2).
+
+The key comes only from the connection's JWKS file: the JOSE header's `jku`, `jwk`,
+`x5u` and `x5c` are never read. With a `kid`, only the keys carrying that `kid` are
+candidates; without one, every key whose type fits `alg`. Keys with `use: "enc"` are not
+signing keys and are left out of the set; a key whose own `alg` differs from the token's,
+or whose type or curve does not fit it, is never used. Verification itself is joserfc's.
+
+Choices where the spec is silent: RSA keys shorter than 2048 bits are never used
+(`unsupported` when the token names one); JWKS entries joserfc cannot import are left
+out; a JWKS file that is not a JSON object with a `keys` list (or a single JWK) is a
+configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, RSAKey, import_key
+
+from engine.config import ConfigError, Connection
+from engine.oidc.compact import Compact
+from engine.token import TokenRejected
+
+MIN_RSA_BITS = 2048
+
+# alg → (key type, curve or None): what a key must be for that alg to fit it.
+ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
+    **{f"HS{n}": ("oct", None) for n in (256, 384, 512)},
+    **{f"RS{n}": ("RSA", None) for n in (256, 384, 512)},
+    **{f"PS{n}": ("RSA", None) for n in (256, 384, 512)},
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "ES256K": ("EC", frozenset({"secp256k1"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+    "Ed25519": ("OKP", frozenset({"Ed25519"})),
+    "Ed448": ("OKP", frozenset({"Ed448"})),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class JwkEntry:
+    """One signing key of the JWKS, with the JWK members that decide whether it fits."""
+
+    key: Key
+    kid: str | None
+    kty: str
+    crv: str | None
+    alg: str | None
+    rsa_bits: int | None
+
+
+_CACHE: dict[tuple[str, int, int], tuple[JwkEntry, ...]] = {}
+
+
+def load_jwks(path: Path) -> tuple[JwkEntry, ...]:
+    """The signing keys of a JWKS file (cached until the file changes); ConfigError."""
+    try:
+        stat = path.stat()
+        cache_key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if cache_key in _CACHE:
+            return _CACHE[cache_key]
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(path, "jwks", f"cannot read the JWKS: {exc}") from None
+    if isinstance(data, dict) and "kty" in data:
+        data = {"keys": [data]}
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise ConfigError(path, "jwks", 'expected a JWKS: a JSON object with a "keys" list')
+    entries = tuple(e for e in (_entry(jwk) for jwk in data["keys"]) if e is not None)
+    _CACHE.clear()  # one file per connection; keep the cache small
+    _CACHE[cache_key] = entries
+    return entries
+
+
+def _entry(jwk: Any) -> JwkEntry | None:
+    if not isinstance(jwk, dict) or jwk.get("use") == "enc":
+        return None
+    ops = jwk.get("key_ops")
+    if isinstance(ops, list) and "verify" not in ops:
+        return None
+    try:
+        with warnings.catch_warnings():
+            # joserfc warns on short HMAC secrets; the IdP chose the client secret
+            warnings.simplefilter("ignore")
+            key = import_key(jwk)
+    except (JoseError, ValueError, TypeError):
+        return None
+    kid = jwk.get("kid") if isinstance(jwk.get("kid"), str) else None
+    alg = jwk.get("alg") if isinstance(jwk.get("alg"), str) else None
+    crv = jwk.get("crv") if isinstance(jwk.get("crv"), str) else None
+    bits = None
+    if isinstance(key, RSAKey):
+        bits = key.public_key.key_size
+    return JwkEntry(key, kid, str(jwk["kty"]), crv, alg, bits)
+
+
+def _misfit(entry: JwkEntry, alg: str) -> str | None:
+    """Why `entry` cannot verify an `alg` signature, or None when it can."""
+    kty, curves = ALGORITHMS[alg]
+    if entry.alg is not None and entry.alg != alg:
+        return f"the key is for {entry.alg}"
+    if entry.kty != kty:
+        return f"{alg} needs a {kty} key, the key is {entry.kty}"
+    if curves is not None and entry.crv not in curves:
+        return f"{alg} needs curve {'/'.join(sorted(curves))}, the key is {entry.crv}"
+    if entry.rsa_bits is not None and entry.rsa_bits < MIN_RSA_BITS:
+        return f"the key has {entry.rsa_bits} bits, fewer than {MIN_RSA_BITS}"
+    return None
+
+
+def verify_signature(token: Compact, connection: Connection) -> None:
+    """Check the signature against the connection's JWKS; TokenRejected on failure."""
+    alg = token.header["alg"]
+    if alg == "none":
+        raise TokenRejected("unsupported", 'expected a signed token, found alg "none"')
+    if alg not in ALGORITHMS:
+        known = ", ".join(ALGORITHMS)
+        raise TokenRejected("unsupported", f"expected alg one of {known}, found {alg!r}")
+    if connection.jwks is None:
+        raise TokenRejected("untrusted-signer", "the connection has no jwks file")
+    entries = load_jwks(connection.jwks)
+    kid = token.header.get("kid")
+    if "kid" in token.header:
+        if not isinstance(kid, str):
+            raise TokenRejected("malformed", "JWT header: kid is not a string")
+        named = [e for e in entries if e.kid == kid]
+        if not named:
+            known = ", ".join(sorted({e.kid for e in entries if e.kid})) or "none"
+            raise TokenRejected(
+                "untrusted-signer",
+                f"the token names key {kid!r}, which is not a signing key of the "
+                f"connection's JWKS (known kids: {known})",
+            )
+        usable = [e for e in named if _misfit(e, alg) is None]
+        if not usable:
+            why = _misfit(named[0], alg)
+            raise TokenRejected("unsupported", f"alg {alg} does not fit key {kid!r}: {why}")
+        who = f"key {kid!r}"
+    else:
+        usable = [e for e in entries if _misfit(e, alg) is None]
+        if not usable:
+            raise TokenRejected(
+                "unsupported",
+                f"alg {alg} fits no signing key of the connection's JWKS "
+                f"(it needs a {ALGORITHMS[alg][0]} key)",
+            )
+        who = f"any of the {len(usable)} configured key(s) that fit {alg}"
+    for entry in usable:
+        if _verifies(token.text, entry.key, alg):
+            return
+    raise TokenRejected("bad-signature", f"the {alg} signature does not verify with {who}")
+
+
+class _Registry(jws.JWSRegistry):
+    """joserfc's registry without its header checks: ours ran already, and `jku`, `jwk`,
+    `x5u`, `x5c` must be ignored, not validated; size limits are our `max_token_bytes`."""
+
+    def check_header(self, header: Any) -> None:
+        return None
+
+
+def _verifies(text: str, key: Key, alg: str) -> bool:
+    registry = _Registry(algorithms=[alg], strict_check_header=False)
+    size = len(text)
+    registry.max_header_length = registry.max_payload_length = size
+    registry.max_signature_length = size
+    try:
+        jws.deserialize_compact(text, key, registry=registry)
+    except (JoseError, ValueError, TypeError):
+        return False
+    return True
+
+
+__all__ = ["ALGORITHMS", "JwkEntry", "load_jwks", "verify_signature"]
