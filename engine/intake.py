@@ -1,0 +1,152 @@
+"""Token intake's front door: recognise a token's form and hand it to its validator.
+
+`read_token` is what `apply`, `explain`, `serve` and the TUI call. Forms (product.md §2
+step 1): a SAML Response or Assertion as XML, as base64 (POST binding) or as
+deflate+base64 (redirect binding); an OIDC ID token (compact JWT; a JWE is recognised
+so that it is refused as `unsupported`); a TOML *sample*. Detection tolerates a UTF-8
+BOM and surrounding whitespace, as tokens are pasted or piped.
+
+Order: the size limit first, for every form (`too-large`); then the form decides:
+a sample needs `allow_samples` (`unsigned`), a SAML form needs a `saml2` connection and
+a JWT an `oidc` one (`malformed`, naming the expected form); anything unrecognised is
+`malformed` (on an `oidc` connection the OIDC decoder says precisely why).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib
+import re
+import tomllib
+import zlib
+from datetime import datetime
+from typing import Literal, TypeAlias
+
+from engine.config import Connection
+from engine.oidc import validate_id_token
+from engine.oidc.compact import b64url_decode, json_object, strip_token
+from engine.sample import load_sample
+from engine.token import Token, TokenRejected
+
+Form: TypeAlias = Literal["saml-xml", "saml-base64", "saml-deflate", "jwt", "sample", "unknown"]
+
+_UTF16_XML = (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")
+_BASE64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}\Z")
+_SAMPLE_HINT = re.compile(r"^[ \t]*(subject[ \t]*=|\[[ \t]*attributes[ \t]*\])", re.MULTILINE)
+_PEEK = 64  # bytes of inflated output enough to see the markup start
+
+SAML_FORMS = "a SAML Response or Assertion (XML, base64 or deflate+base64)"
+OIDC_FORM = "an OIDC ID token (compact JWT)"
+
+
+def read_token(
+    raw: bytes,
+    connection: Connection,
+    *,
+    now: datetime,
+    request_id: str | None = None,
+    nonce: str | None = None,
+    allow_samples: bool = False,
+) -> Token:
+    """Decode and validate one token for `connection`; raises TokenRejected(reason, msg).
+
+    `request_id` is for SAML InResponseTo, `nonce` for OIDC; each is ignored by the other
+    protocol. `allow_samples` is `--unsigned-samples`.
+    """
+    if len(raw) > connection.max_token_bytes:
+        raise TokenRejected(
+            "too-large",
+            f"expected at most {connection.max_token_bytes} bytes (max_token_bytes), "
+            f"found {len(raw)}",
+        )
+    form = detect_form(raw)
+    if form == "sample":
+        if not allow_samples:
+            raise TokenRejected(
+                "unsigned",
+                "samples are accepted only with --unsigned-samples (a sample is an unsigned "
+                "stand-in for a token, for rule testing only)",
+            )
+        return load_sample(raw, connection)
+    if form == "jwt" or (form == "unknown" and connection.protocol == "oidc"):
+        if connection.protocol != "oidc":
+            raise TokenRejected(
+                "malformed",
+                f"connection {connection.id!r} is saml2: expected {SAML_FORMS}, found a JWT",
+            )
+        return validate_id_token(raw, connection, now=now, nonce=nonce)
+    if form == "unknown":
+        raise TokenRejected(
+            "malformed",
+            f"expected {SAML_FORMS}, found none of these (nor a JWT or a TOML sample)",
+        )
+    if connection.protocol != "saml2":
+        found = {"saml-xml": "XML", "saml-base64": "base64 SAML", "saml-deflate": "deflated SAML"}
+        raise TokenRejected(
+            "malformed",
+            f"connection {connection.id!r} is oidc: expected {OIDC_FORM}, found {found[form]}",
+        )
+    # Imported here: the SAML stack (xmlsec) is heavy, and OIDC/sample intake never needs it.
+    saml = importlib.import_module("engine.saml")
+    data = raw if raw.startswith(_UTF16_XML) else strip_token(raw)
+    token: Token = saml.validate_saml(data, connection, now=now, request_id=request_id)
+    return token
+
+
+def detect_form(raw: bytes) -> Form:
+    """Which form `raw` is in, from its shape alone (nothing is validated here)."""
+    if raw.startswith(_UTF16_XML):
+        return "saml-xml"
+    data = strip_token(raw)
+    if data.startswith(b"<"):
+        return "saml-xml"
+    if _is_jwt(data):
+        return "jwt"
+    if _is_sample(data):
+        return "sample"
+    return _base64_form(data)
+
+
+def _is_jwt(data: bytes) -> bool:
+    parts = data.split(b".")
+    if len(parts) not in (3, 5):
+        return False
+    try:
+        header = b64url_decode(parts[0].decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return json_object(header) is not None
+
+
+def _is_sample(data: bytes) -> bool:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        # Broken TOML that reads like a sample: let the sample parser say what is wrong.
+        return bool(_SAMPLE_HINT.search(text))
+    return "subject" in table or isinstance(table.get("attributes"), dict)
+
+
+def _base64_form(data: bytes) -> Form:
+    compact = re.sub(rb"\s+", b"", data)
+    if not compact or not _BASE64.match(compact):
+        return "unknown"
+    standard = compact.replace(b"-", b"+").replace(b"_", b"/")
+    try:
+        decoded = base64.b64decode(standard + b"=" * (-len(standard) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "unknown"
+    if decoded.startswith(_UTF16_XML) or strip_token(decoded).startswith(b"<"):
+        return "saml-base64"
+    try:
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(decoded, _PEEK)
+    except zlib.error:
+        return "unknown"
+    if inflated.startswith(_UTF16_XML) or strip_token(inflated).startswith(b"<"):
+        return "saml-deflate"
+    return "unknown"
