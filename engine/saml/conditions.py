@@ -1,0 +1,178 @@
+"""The checks after the signatures: issuer, InResponseTo, audience, recipient, time.
+
+Each raises TokenRejected with the product.md §2 code and a message saying what was
+expected and what was found. They read only the verified Response and Assertion.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from lxml import etree
+
+from engine.config import Connection
+from engine.saml.xml import SAML, text_of
+from engine.token import TokenRejected
+
+BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+_DATETIME = re.compile(
+    r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z"
+)
+
+
+def parse_time(value: str, what: str) -> datetime:
+    """An xs:dateTime (UTC when no offset; any number of fraction digits) → aware datetime."""
+    match = _DATETIME.match(value.strip())
+    if not match:
+        raise TokenRejected("malformed", f"{what}: not a date-time: {value!r}")
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        stamp = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second),
+            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=UTC,
+        )
+    except ValueError as exc:
+        raise TokenRejected("malformed", f"{what}: invalid date-time {value!r}: {exc}") from None
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        stamp -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+    return stamp
+
+
+def show(moment: datetime) -> str:
+    """A UTC timestamp as SAML writes it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def bearer_data(assertion: etree._Element) -> list[etree._Element]:
+    """SubjectConfirmationData of every bearer SubjectConfirmation (may be empty)."""
+    found = []
+    for confirmation in assertion.iterfind(f"{SAML}Subject/{SAML}SubjectConfirmation"):
+        if confirmation.get("Method") == BEARER:
+            data = confirmation.find(f"{SAML}SubjectConfirmationData")
+            if data is not None:
+                found.append(data)
+    return found
+
+
+def check_issuers(response: etree._Element | None, assertion: etree._Element,
+                  connection: Connection) -> None:
+    """Response Issuer (when present) and Assertion Issuer equal `issuer` exactly."""
+    expected = connection.issuer
+    pairs = []
+    if response is not None:
+        node = response.find(f"{SAML}Issuer")
+        if node is not None:
+            pairs.append(("Response", text_of(node)))
+    pairs.append(("Assertion", text_of(assertion.find(f"{SAML}Issuer"))))
+    for where, found in pairs:
+        if found != expected:
+            raise TokenRejected(
+                "wrong-issuer", f'{where} Issuer "{found}" is not the connection\'s "{expected}"'
+            )
+
+
+def check_in_response_to(response: etree._Element | None, assertion: etree._Element,
+                         connection: Connection, request_id: str | None) -> None:
+    """Every InResponseTo equals `request_id` when given; one must exist when required."""
+    values = []
+    if response is not None and response.get("InResponseTo") is not None:
+        values.append(("Response", response.get("InResponseTo", "")))
+    for data in bearer_data(assertion):
+        if data.get("InResponseTo") is not None:
+            values.append(("SubjectConfirmationData", data.get("InResponseTo", "")))
+    if request_id is not None:
+        for where, found in values:
+            if found != request_id:
+                raise TokenRejected(
+                    "wrong-request",
+                    f'{where} InResponseTo "{found}" is not the request ID "{request_id}"',
+                )
+    if not values and (request_id is not None or connection.require_in_response_to):
+        wanted = f'"{request_id}"' if request_id is not None else "one"
+        raise TokenRejected(
+            "wrong-request",
+            f"expected InResponseTo {wanted}, found none (an unsolicited response)",
+        )
+    if len({found for _, found in values}) > 1:
+        shown = ", ".join(f'{where} "{found}"' for where, found in values)
+        raise TokenRejected("wrong-request", f"InResponseTo values differ: {shown}")
+
+
+def check_audience(assertion: etree._Element, connection: Connection) -> None:
+    """At least one AudienceRestriction, and each one names `audience` exactly."""
+    restrictions = assertion.findall(f"{SAML}Conditions/{SAML}AudienceRestriction")
+    if not restrictions:
+        raise TokenRejected(
+            "wrong-audience",
+            f'audience "{connection.audience}" expected, but the Assertion has no '
+            "AudienceRestriction",
+        )
+    for restriction in restrictions:
+        audiences = [text_of(a) for a in restriction.iterfind(f"{SAML}Audience")]
+        if connection.audience not in audiences:
+            listed = ", ".join(f'"{a}"' for a in audiences)
+            raise TokenRejected(
+                "wrong-audience",
+                f'audience "{connection.audience}" not in AudienceRestriction [{listed}]',
+            )
+
+
+def check_recipient(response: etree._Element | None, assertion: etree._Element,
+                    connection: Connection) -> None:
+    """With `recipient` set: every bearer Recipient, and Destination when present, equal it."""
+    expected = connection.recipient
+    if expected is None:
+        return
+    if response is not None and response.get("Destination") is not None:
+        found = response.get("Destination")
+        if found != expected:
+            raise TokenRejected(
+                "wrong-recipient", f'Response Destination "{found}" is not "{expected}"'
+            )
+    for data in bearer_data(assertion):
+        found = data.get("Recipient")
+        if found is None:
+            raise TokenRejected(
+                "wrong-recipient",
+                f'SubjectConfirmationData has no Recipient; expected "{expected}"',
+            )
+        if found != expected:
+            raise TokenRejected(
+                "wrong-recipient",
+                f'SubjectConfirmationData Recipient "{found}" is not "{expected}"',
+            )
+
+
+def check_times(assertion: etree._Element, skew: int, now: datetime) -> datetime:
+    """Conditions and bearer windows with `skew` seconds; returns the earliest end + skew.
+
+    Not yet valid when now < NotBefore - skew; expired when now >= NotOnOrAfter + skew.
+    """
+    margin = timedelta(seconds=skew)
+    windows: list[tuple[str, etree._Element]] = []
+    conditions = assertion.find(f"{SAML}Conditions")
+    if conditions is not None:
+        windows.append(("Conditions", conditions))
+    windows.extend(("SubjectConfirmationData", data) for data in bearer_data(assertion))
+    ends: list[datetime] = []
+    for where, node in windows:
+        if node.get("NotBefore") is not None:
+            start = parse_time(node.get("NotBefore", ""), f"{where} NotBefore")
+            if now < start - margin:
+                raise TokenRejected(
+                    "not-yet-valid",
+                    f"{where} NotBefore is {show(start)}; now is {show(now)} "
+                    f"(clock_skew {skew} s)",
+                )
+        if node.get("NotOnOrAfter") is not None:
+            end = parse_time(node.get("NotOnOrAfter", ""), f"{where} NotOnOrAfter")
+            if now >= end + margin:
+                raise TokenRejected(
+                    "expired",
+                    f"{where} NotOnOrAfter is {show(end)}; now is {show(now)} "
+                    f"(clock_skew {skew} s)",
+                )
+            ends.append(end)
+    return min(ends) + margin

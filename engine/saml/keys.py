@@ -1,0 +1,157 @@
+"""Keys and certificates: the configured IdP signing certificates, the SP decryption
+key, and the test IdP key pair `jitprov init` creates.
+
+Trust comes only from here: a signature is verified with keys built from the
+connection's `certificate` files (or the signing certificates of its `metadata`),
+never from a key or certificate carried in the token.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import re
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import xmlsec
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from engine.config import Connection
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+class KeyFileError(Exception):
+    """A configured certificate or key file cannot be read or parsed."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrustedCert:
+    """One configured signing certificate: its DER (to recognise it in a KeyInfo),
+    its validity dates, and an xmlsec key holding only its public key."""
+
+    source: str
+    der: bytes
+    not_before: dt.datetime
+    not_after: dt.datetime
+    key: xmlsec.Key
+
+
+def _stamp(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return (str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def cert_from_der(der: bytes, source: str) -> TrustedCert:
+    """A TrustedCert from DER bytes (a metadata X509Certificate, a PEM file's block)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old IdP certs: negative serials and the like
+            cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise KeyFileError(f"{source}: not an X.509 certificate: {exc}") from None
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key = xmlsec.Key.from_memory(pem, xmlsec.KeyFormat.CERT_PEM, None)
+    return TrustedCert(
+        source, der, cert.not_valid_before_utc, cert.not_valid_after_utc, key
+    )
+
+
+def ders_from_pem(data: bytes, source: str) -> list[bytes]:
+    """Every certificate in a PEM (or bare base64 / DER) file, as DER."""
+    blocks = _PEM_CERT.findall(data)
+    if blocks:
+        return [x509.load_pem_x509_certificate(b).public_bytes(serialization.Encoding.DER)
+                for b in blocks]
+    stripped = data.strip()
+    if stripped.startswith(b"\x30"):
+        return [stripped]
+    try:
+        return [base64.b64decode(b"".join(stripped.split()), validate=True)]
+    except ValueError:
+        raise KeyFileError(f"{source}: no certificate found") from None
+
+
+@lru_cache(maxsize=256)
+def _certs_of_file(stamp: tuple[str, int, int]) -> tuple[TrustedCert, ...]:
+    path = Path(stamp[0])
+    data = path.read_bytes()
+    if b"<" in data[:200]:  # IdP metadata XML
+        from engine.saml.metadata import parse_metadata
+
+        return tuple(
+            cert_from_der(der, path.name) for der in parse_metadata(data).signing_certs
+        )
+    try:
+        return tuple(cert_from_der(der, path.name) for der in ders_from_pem(data, path.name))
+    except ValueError as exc:
+        raise KeyFileError(f"{path.name}: cannot read certificate: {exc}") from None
+
+
+def trusted_certs(connection: Connection) -> tuple[TrustedCert, ...]:
+    """The connection's signing certificates (files are re-read only when they change)."""
+    found: list[TrustedCert] = []
+    paths = list(connection.certificates)
+    if connection.metadata is not None:
+        paths.append(connection.metadata)
+    for path in paths:
+        try:
+            found.extend(_certs_of_file(_stamp(path)))
+        except OSError as exc:
+            raise KeyFileError(f"{path}: cannot read: {exc}") from None
+    return tuple(found)
+
+
+@lru_cache(maxsize=64)
+def _pem_key(stamp: tuple[str, int, int]) -> bytes:
+    return Path(stamp[0]).read_bytes()
+
+
+def decryption_key_pem(connection: Connection) -> bytes | None:
+    """The SP private key PEM for EncryptedAssertion, or None when none is configured."""
+    if connection.decryption_key is None:
+        return None
+    try:
+        return _pem_key(_stamp(connection.decryption_key))
+    except OSError as exc:
+        raise KeyFileError(f"{connection.decryption_key}: cannot read: {exc}") from None
+
+
+def generate_test_idp(dir: Path, common_name: str) -> tuple[Path, Path]:
+    """Create `idp-test.key` and `idp-test.crt` (self-signed RSA-2048, 10 years) in `dir`.
+
+    For `jitprov init` and `jitprov mint`: a test IdP whose tokens the workspace's
+    example connection trusts. Returns (key path, cert path).
+    """
+    dir.mkdir(parents=True, exist_ok=True)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = dir / "idp-test.key", dir / "idp-test.crt"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path

@@ -1,0 +1,66 @@
+"""The SAML 2.0 XML schemas (python3-saml's copies), compiled once per process.
+
+python3-saml compiles the schema on every call; compiling costs far more than
+validating, so the compiled `XMLSchema` objects are cached at module level.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import onelogin.saml2
+from lxml import etree
+
+from engine.token import TokenRejected
+
+_SCHEMAS = Path(onelogin.saml2.__file__).parent / "schemas"
+
+
+@cache
+def _schema(name: str) -> etree.XMLSchema:
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    return etree.XMLSchema(etree.parse(str(_SCHEMAS / name), parser))
+
+
+def protocol_schema() -> etree.XMLSchema:
+    """samlp (Response, and through its imports Assertion, ds and xenc)."""
+    return _schema("saml-schema-protocol-2.0.xsd")
+
+
+def metadata_schema() -> etree.XMLSchema:
+    """SAML metadata (EntityDescriptor / EntitiesDescriptor)."""
+    return _schema("saml-schema-metadata-2.0.xsd")
+
+
+_ELEMENT = re.compile(r"Element '\{([^}]*)\}")
+_STRICT_NAMESPACES = frozenset(
+    {"urn:oasis:names:tc:SAML:2.0:protocol", "urn:oasis:names:tc:SAML:2.0:assertion"}
+)
+
+
+def _tolerated(message: str) -> bool:
+    """Schema errors about non-SAML elements (a ds:Signature placed where the schema does
+    not expect it, as some IdPs do; foreign elements) are left to the signature and
+    wrapping checks, which judge them by product.md's rules."""
+    match = _ELEMENT.match(message)
+    return match is not None and match.group(1) not in _STRICT_NAMESPACES
+
+
+def check_schema(element: etree._Element, schema: etree.XMLSchema, what: str) -> None:
+    """Raise TokenRejected("malformed") naming the first schema error about a SAML element."""
+    doc = element.getroottree() if element.getparent() is None else etree.ElementTree(element)
+    if schema.validate(doc):
+        return
+    for error in schema.error_log:
+        if not _tolerated(error.message):
+            line = f" (line {error.line})" if error.line else ""
+            raise TokenRejected(
+                "malformed", f"{what} does not follow the SAML schema{line}: {error.message}"
+            )
+
+
+def warm() -> None:
+    """Compile the schemas now (e.g. at start-up) rather than on the first token."""
+    protocol_schema()

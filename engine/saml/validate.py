@@ -1,0 +1,235 @@
+"""`validate_saml`: every check of product.md §2 step 2 for SAML, in the spec's order.
+
+decode (too-large / malformed / dtd) → Status (idp-error) → exactly one Assertion
+outside Advice, schema, required elements (malformed) → decryption (decryption-failed)
+→ signatures (unsigned, unsupported, signature-wrapping, bad-signature,
+untrusted-signer) → issuers (wrong-issuer) → InResponseTo (wrong-request) → audience
+(wrong-audience) → recipient (wrong-recipient) → time (not-yet-valid / expired).
+Data is read only from the Response and Assertion whose signatures were checked.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lxml import etree
+
+from engine.config import Connection
+from engine.saml import conditions, keys, schema
+from engine.saml.attributes import read_attributes, read_authn_context
+from engine.saml.decode import decode_saml
+from engine.saml.decrypt import decrypt_element
+from engine.saml.signature import verify_signature
+from engine.saml.xml import DS, SAML, SAMLP, parse_xml, text_of
+from engine.token import Token, TokenRejected
+
+SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
+_RESPONSE = f"{SAMLP}Response"
+_ASSERTION = f"{SAML}Assertion"
+_ENCRYPTED = f"{SAML}EncryptedAssertion"
+_ADVICE = f"{SAML}Advice"
+_ID_ATTRIBUTES = ("ID", "Id", "AssertionID", "ResponseID")
+
+
+def _in_advice(element: etree._Element) -> bool:
+    parent = element.getparent()
+    while parent is not None:
+        if parent.tag == _ADVICE:
+            return True
+        parent = parent.getparent()
+    return False
+
+
+def _check_status(response: etree._Element) -> None:
+    code = response.find(f"{SAMLP}Status/{SAMLP}StatusCode")
+    if code is None:
+        return  # the schema check reports the missing Status as malformed
+    value = code.get("Value", "")
+    if value == SUCCESS:
+        return
+    sub = code.find(f"{SAMLP}StatusCode")
+    detail = f" / {sub.get('Value')}" if sub is not None else ""
+    message = text_of(response.find(f"{SAMLP}Status/{SAMLP}StatusMessage"))
+    said = f': "{message}"' if message else ""
+    raise TokenRejected("idp-error", f"expected status Success, the IdP sent {value}{detail}{said}")
+
+
+def _the_assertion(root: etree._Element) -> etree._Element:
+    found = [
+        node
+        for node in root.iter(_ASSERTION, _ENCRYPTED)
+        if not _in_advice(node)
+    ]
+    if len(found) != 1:
+        raise TokenRejected(
+            "malformed",
+            f"expected exactly one Assertion or EncryptedAssertion (outside Advice), "
+            f"found {len(found)}",
+        )
+    node = found[0]
+    if node is not root and node.getparent() is not root:
+        raise TokenRejected("malformed", "the Assertion is not a child of the Response")
+    return node
+
+
+def _check_version(element: etree._Element, what: str) -> None:
+    if element.get("Version") != "2.0":
+        raise TokenRejected(
+            "malformed", f'{what} Version: expected "2.0", found {element.get("Version")!r}'
+        )
+
+
+def _name_id(assertion: etree._Element, connection: Connection) -> etree._Element | None:
+    """The Subject's NameID; an EncryptedID is decrypted with the SP key (not in place:
+    the signed tree keeps its ciphertext)."""
+    subject = assertion.find(f"{SAML}Subject")
+    if subject is None:
+        return None
+    encrypted = subject.find(f"{SAML}EncryptedID")
+    if encrypted is None:
+        return subject.find(f"{SAML}NameID")
+    name_id = decrypt_element(encrypted, keys.decryption_key_pem(connection), "ID")
+    if name_id.tag != f"{SAML}NameID":
+        raise TokenRejected("malformed", "the EncryptedID does not hold a NameID")
+    return name_id
+
+
+def _check_required(
+    assertion: etree._Element, name_id: etree._Element | None, connection: Connection
+) -> None:
+    _check_version(assertion, "Assertion")
+    if not text_of(assertion.find(f"{SAML}Issuer")):
+        raise TokenRejected("malformed", "the Assertion has no Issuer")
+    subject = assertion.find(f"{SAML}Subject")
+    if subject is None:
+        raise TokenRejected("malformed", "the Assertion has no Subject")
+    if connection.subject_from is None and not text_of(name_id):
+        raise TokenRejected(
+            "malformed", "the Subject has no NameID (or an empty one) and subject_from is not set"
+        )
+    bearers = [
+        c for c in subject.iterfind(f"{SAML}SubjectConfirmation")
+        if c.get("Method") == conditions.BEARER
+    ]
+    if not bearers:
+        raise TokenRejected("malformed", "the Subject has no bearer SubjectConfirmation")
+    for bearer in bearers:
+        data = bearer.find(f"{SAML}SubjectConfirmationData")
+        if data is None or data.get("NotOnOrAfter") is None:
+            raise TokenRejected(
+                "malformed",
+                "the bearer SubjectConfirmation has no SubjectConfirmationData NotOnOrAfter",
+            )
+
+
+def _check_unique_ids(*roots: etree._Element) -> None:
+    seen: set[str] = set()
+    for root in roots:
+        for element in root.iter(etree.Element):
+            for name in _ID_ATTRIBUTES:
+                value = element.get(name)
+                if value is None:
+                    continue
+                if value in seen:
+                    raise TokenRejected(
+                        "signature-wrapping", f'the ID "{value}" is used more than once'
+                    )
+                seen.add(value)
+
+
+def _signatures(root: etree._Element) -> list[etree._Element]:
+    return [sig for sig in root.iter(f"{DS}Signature") if not _in_advice(sig)]
+
+
+def _check_signatures(
+    response: etree._Element | None,
+    assertion: etree._Element,
+    connection: Connection,
+    now: datetime,
+) -> None:
+    roots = [assertion] if response is None else [response]
+    if response is not None and assertion.getparent() is None:
+        roots.append(assertion)  # decrypted: its own document
+    signatures = [sig for root in roots for sig in _signatures(root)]
+    on_response = [s for s in signatures if response is not None and s.getparent() is response]
+    on_assertion = [s for s in signatures if s.getparent() is assertion]
+    wanted = "assertion" if response is None else connection.require_signed
+    missing = {
+        "assertion": [] if on_assertion else ["the Assertion"],
+        "response": [] if on_response else ["the Response"],
+        "either": [] if on_assertion or on_response else ["the Response or the Assertion"],
+        "both": ([] if on_response else ["the Response"])
+        + ([] if on_assertion else ["the Assertion"]),
+    }[wanted]
+    if missing:
+        raise TokenRejected(
+            "unsigned",
+            f"require_signed = {wanted!r}: no signature on {' and '.join(missing)}",
+        )
+    stray = [s for s in signatures if s not in on_response and s not in on_assertion]
+    if stray:
+        parent = stray[0].getparent()
+        where = etree.QName(parent).localname if parent is not None else "?"
+        raise TokenRejected(
+            "signature-wrapping",
+            f"a Signature inside <{where}> signs neither the Response nor the Assertion",
+        )
+    _check_unique_ids(*roots)
+    trusted = keys.trusted_certs(connection)
+    for label, group in (("Response signature", on_response),
+                         ("Assertion signature", on_assertion)):
+        for sig in group:
+            verify_signature(
+                sig, label, trusted, allow_sha1=connection.allow_sha1,
+                check_cert_dates=connection.check_cert_dates, now=now,
+            )
+
+
+def validate_saml(
+    raw: bytes, connection: Connection, *, now: datetime, request_id: str | None = None
+) -> Token:
+    """Decode and validate a SAML Response (or bare Assertion) for `connection` at `now`.
+
+    Returns the Token; raises TokenRejected(reason, message) at the first failed check.
+    """
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    root = parse_xml(decode_saml(raw, connection.max_token_bytes))
+    if root.tag not in (_RESPONSE, _ASSERTION):
+        raise TokenRejected(
+            "malformed",
+            f"expected a SAML 2.0 Response or Assertion, found <{etree.QName(root).localname}>"
+            if isinstance(root.tag, str) else "expected a SAML 2.0 Response or Assertion",
+        )
+    response = root if root.tag == _RESPONSE else None
+    if response is not None:
+        _check_status(response)
+    node = _the_assertion(root)
+    schema.check_schema(root, schema.protocol_schema(), "the token")
+    if response is not None:
+        _check_version(response, "Response")
+    if node.tag == _ENCRYPTED:
+        assertion = decrypt_element(node, keys.decryption_key_pem(connection))
+        if assertion.tag != _ASSERTION:
+            raise TokenRejected("malformed", "the EncryptedAssertion does not hold an Assertion")
+        schema.check_schema(assertion, schema.protocol_schema(), "the decrypted Assertion")
+    else:
+        assertion = node
+    name_id = _name_id(assertion, connection)
+    _check_required(assertion, name_id, connection)
+    _check_signatures(response, assertion, connection, now)
+    conditions.check_issuers(response, assertion, connection)
+    conditions.check_in_response_to(response, assertion, connection, request_id)
+    conditions.check_audience(assertion, connection)
+    conditions.check_recipient(response, assertion, connection)
+    expires_at = conditions.check_times(assertion, connection.clock_skew, now)
+    return Token(
+        kind="saml",
+        name_id=text_of(name_id) or None,
+        name_id_format=name_id.get("Format") if name_id is not None else None,
+        issuer=text_of(assertion.find(f"{SAML}Issuer")),
+        authn_context=read_authn_context(assertion),
+        attributes=read_attributes(assertion),
+        token_id=assertion.get("ID"),
+        expires_at=expires_at,
+    )

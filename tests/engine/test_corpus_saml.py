@@ -1,0 +1,115 @@
+"""Every SAML and metadata case of the shared corpus gets the manifest's spec verdict.
+
+The manifest's `spec_*` keys are normative (its header says how to read them); the
+source keys are history and are not used here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.config import Connection
+from engine.saml import validate_saml
+from engine.token import TokenRejected
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+MANIFEST = CORPUS / "MANIFEST.toml"
+KINDS = ("saml-response", "metadata")
+
+
+def _cases() -> list[Any]:
+    if not MANIFEST.is_file():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))]
+    manifest = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
+    return [
+        pytest.param(case, id=case["id"])
+        for case in manifest["case"]
+        if case["kind"] in KINDS
+    ]
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def connection_for(case: dict[str, Any], rules: Path) -> Connection:
+    """The Connection `spec_options` describe (paths relative to the corpus folder)."""
+    options = case["spec_options"]
+    certs = options.get("certificate", [])
+    certs = [certs] if isinstance(certs, str) else certs
+    values: dict[str, Any] = {
+        "id": "corpus",
+        "protocol": options.get("protocol", "saml2"),
+        "issuer": options["issuer"],
+        "audience": options["audience"],
+        "rules": rules,
+        "certificates": tuple(CORPUS / c for c in certs),
+    }
+    for key in ("recipient", "require_signed", "clock_skew", "allow_sha1", "check_cert_dates",
+                "require_in_response_to", "max_token_bytes", "subject_from", "link_by"):
+        if key in options:
+            values[key] = options[key]
+    for key in ("decryption_key", "metadata"):
+        if key in options:
+            values[key] = CORPUS / options[key]
+    return Connection(**values)
+
+
+def _run_saml(case: dict[str, Any], tmp_path: Path) -> None:
+    rules = tmp_path / "corpus.rules"
+    rules.write_text("username = subject\n", encoding="utf-8")
+    connection = connection_for(case, rules)
+    options = case["spec_options"]
+    now = _when(options["at"] if "at" in options else case["valid_at"])
+    raw = (CORPUS / case["path"]).read_bytes()
+    verdict = case["spec_verdict"]
+    if verdict == "invalid":
+        with pytest.raises(TokenRejected) as caught:
+            validate_saml(raw, connection, now=now, request_id=options.get("request_id"))
+        allowed = [case["spec_reason"], *case.get("spec_reason_also", [])]
+        assert caught.value.reason in allowed, caught.value.message
+        return
+    token = validate_saml(raw, connection, now=now, request_id=options.get("request_id"))
+    if verdict == "denied":
+        return  # the deny is the pipeline's (spec_rules); the token itself validates
+    extract = case.get("extract", {})
+    expected_attrs: dict[str, list[str]] = case.get("attributes", {})
+    if "nameid" in extract:
+        assert token.name_id == extract["nameid"]
+    if "nameid_format" in extract:
+        assert token.name_id_format == extract["nameid_format"]
+    if connection.subject_from is not None and connection.subject_from in expected_attrs:
+        assert token.attributes[connection.subject_from][0] == (
+            expected_attrs[connection.subject_from][0]
+        )
+    for name, values in expected_attrs.items():
+        # The manifest header: "empty values are dropped" (cj-onelogin-valid lists [""]).
+        assert token.attributes.get(name, []) == [v for v in values if v], name
+    for value in case.get("must_not_extract", []):
+        flat = [token.name_id, *(v for vs in token.attributes.values() for v in vs)]
+        assert value not in flat
+
+
+def _run_metadata(case: dict[str, Any], tmp_path: Path) -> None:
+    from tests.engine.test_metadata import import_into_workspace
+
+    result = import_into_workspace(CORPUS / case["path"], tmp_path)
+    if case["spec_verdict"] == "valid":
+        assert result["connections"]["md"]["issuer"] == case["extract"]["entity_id"]
+    else:
+        assert result is None
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_corpus_case(case: dict[str, Any], tmp_path: Path) -> None:
+    if case["spec_verdict"] == "skip":
+        pytest.skip(f"manifest spec_verdict = skip: {case['spec_note']}")
+    if case["kind"] == "metadata":
+        _run_metadata(case, tmp_path)
+    else:
+        _run_saml(case, tmp_path)
