@@ -1,0 +1,153 @@
+"""The narrow store interface the pipeline talks to (SQLite today, PostgreSQL later).
+
+The pipeline runs all of one token's reads and writes inside `Store.atomic(work)`: one
+write transaction (`BEGIN IMMEDIATE` in SQLite, `SERIALIZABLE`/row locks elsewhere),
+retried as a whole when the database is busy, so `work` must have no effects outside
+the `Transaction` it is given. Values crossing the interface are plain Python: a field
+value is a `rules.plan.Scalar`; a set member is `(value, source)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from rules.plan import Scalar
+
+T = TypeVar("T")
+
+Member = tuple[str, str]  # (value, source): source is a connection id or "local"
+LOCAL_SOURCE = "local"
+
+
+class StoreError(Exception):
+    """The store failed: cannot open, read-only, corrupt, disk full, or busy too long."""
+
+
+class SchemaError(StoreError):
+    """The config's fields cannot be mapped onto the store's tables."""
+
+
+@dataclass(slots=True)
+class StoredUser:
+    """One account as stored: scalar fields, set members with their sources, links."""
+
+    id: int
+    fields: dict[str, Scalar]
+    members: dict[str, set[Member]]
+    links: list[tuple[str, str]]  # (connection, subject), sorted
+    created_at: str | None
+    updated_at: str | None
+
+    def distinct(self, set_field: str) -> list[str]:
+        """A set as users and rules see it: its distinct values, sorted."""
+        return sorted({value for value, _ in self.members.get(set_field, ())})
+
+    def linked_to(self, connection: str) -> bool:
+        return any(c == connection for c, _ in self.links)
+
+
+@dataclass(slots=True)
+class AuditRow:
+    """One row of the `audit` table; `changes` and `trace` are JSON-ready values."""
+
+    at: str
+    connection: str | None
+    subject: str | None
+    token_id: str | None
+    outcome: str
+    reason: str | None
+    message: str | None
+    user_id: int | None
+    changes: object = field(default_factory=dict)
+    trace: object = field(default_factory=list)
+    rules_sha256: str | None = None
+    id: int | None = None
+
+
+@dataclass(slots=True)
+class UserWrite:
+    """What one token changes in an account: columns to set, member rows to add and to
+    delete, keyed by set field. Empty when nothing changes."""
+
+    fields: dict[str, Scalar] = field(default_factory=dict)
+    insert: dict[str, list[Member]] = field(default_factory=dict)
+    delete: dict[str, list[Member]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields) or any(self.insert.values()) or any(self.delete.values())
+
+
+class Transaction(Protocol):
+    """The reads and writes of one token, all inside one store transaction."""
+
+    def claim_token(
+        self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
+    ) -> bool:
+        """Record the token id; False when it is already recorded and not yet expired."""
+        ...
+
+    def token_seen(self, connection: str, token_id: str, now: datetime) -> bool:
+        """True when the id is recorded and not yet expired (reads only: dry runs)."""
+        ...
+
+    def find_link(self, connection: str, subject_key: str) -> int | None:
+        """The account linked to (connection, normalised subject), if any."""
+        ...
+
+    def load_user(self, user_id: int) -> StoredUser | None: ...
+
+    def find_by_key(self, field: str, value: Scalar) -> list[int]:
+        """Accounts whose `field` equals `value` case-insensitively (at most two)."""
+        ...
+
+    def insert_user(self, fields: Mapping[str, Scalar], now: datetime) -> int: ...
+
+    def update_user(self, user_id: int, write: UserWrite, now: datetime) -> None:
+        """Write changed columns (with `updated_at`) and member rows."""
+        ...
+
+    def write_members(self, user_id: int, write: UserWrite) -> None:
+        """Only the member rows of `write` (a new account's sets)."""
+        ...
+
+    def write_link(
+        self, connection: str, subject: str, subject_key: str, user_id: int, now: datetime
+    ) -> None: ...
+
+    def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
+        """Only the link's `last_seen_at` (the `unchanged` outcome)."""
+        ...
+
+    def write_audit(self, row: AuditRow) -> int: ...
+
+
+class Store(Protocol):
+    """A user store: one transaction per token, plus the reads of `users` and `audit`."""
+
+    def atomic(self, work: Callable[[Transaction], T], *, write: bool = True) -> T:
+        """Run `work` in one transaction and commit (write=False: roll back), retrying
+        the whole of it while the database is busy. Raises StoreError."""
+        ...
+
+    def write_audit(self, row: AuditRow) -> int:
+        """One audit row in its own transaction."""
+        ...
+
+    def users(self) -> list[StoredUser]: ...
+
+    def user_by_username(self, username: str) -> StoredUser | None:
+        """Matched case-insensitively (casefold)."""
+        ...
+
+    def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
+        """Newest first."""
+        ...
+
+    def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
+        """Add member rows outside the pipeline (tests, fixtures, administrators)."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,144 @@
+"""The store's tables (product.md §4), created and migrated through sqlite-utils.
+
+Migration is additive only: a new `[store.fields]` entry adds a column (or a set
+table), a new `link_by` field adds its case-folded key column (back-filled) and index.
+Nothing is ever dropped, renamed or retyped; a column left over from an old field stays.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from engine.store.base import SchemaError
+from rules.vocabulary import FieldType
+
+# Columns of `users` that are not fields; a declared field must not take these names.
+USER_META_COLUMNS = ("id", "created_at", "updated_at")
+# Numbers are kept as their canonical text (rules-language.md §3: "the store uses the same
+# form"), exact for decimals; booleans as 0/1.
+_COLUMN_TYPES: dict[str, Any] = {"text": str, "number": str, "bool": int}
+
+
+def key_column(field: str) -> str:
+    """The case-folded lookup column kept beside a field (`username_key`, `email_key`)."""
+    return f"{field}_key"
+
+
+def set_table(field: str) -> str:
+    """The table holding a set field's members (`groups` → `user_groups`)."""
+    return f"user_{field}"
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Which fields the store holds: scalar columns, set tables, case-folded keys."""
+
+    scalars: dict[str, FieldType]
+    sets: tuple[str, ...]
+    keys: tuple[str, ...]  # fields with a casefold key column: username + link_by fields
+
+    @classmethod
+    def build(cls, fields: Mapping[str, FieldType], link_by: tuple[str, ...] = ()) -> Layout:
+        """A layout for these fields; `link_by` names fields looked up case-insensitively."""
+        scalars: dict[str, FieldType] = {n: k for n, k in fields.items() if k != "set"}
+        sets = tuple(name for name, kind in fields.items() if kind == "set")
+        keys = tuple(dict.fromkeys(("username", *(f for f in link_by if f in scalars))))
+        layout = cls(scalars, sets, keys)
+        layout.check()
+        return layout
+
+    def check(self) -> None:
+        """Refuse a field whose column would collide with one the store keeps itself."""
+        internal = {*USER_META_COLUMNS, *(key_column(k) for k in self.keys)}
+        for name in self.scalars:
+            if name in internal:
+                raise SchemaError(
+                    f"field {name!r} collides with the store's own column {name!r} of "
+                    "table users; rename the field in [store.fields]"
+                )
+
+
+def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
+    """Create missing tables, columns and indexes. Call inside a write transaction:
+    sqlite-utils nests its own work in savepoints, so concurrent openers serialise."""
+    db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+    users = db.table("users")
+    user_columns: dict[str, Any] = {"id": int}
+    for name, kind in layout.scalars.items():
+        user_columns[name] = _COLUMN_TYPES[kind]
+    for name in layout.keys:
+        user_columns[key_column(name)] = str
+    user_columns.update(created_at=str, updated_at=str)
+    if not users.exists():
+        users.create(user_columns, pk="id")
+    else:
+        existing = {c.lower() for c in users.columns_dict}
+        for name, kind in user_columns.items():
+            if name.lower() not in existing:
+                users.add_column(name, kind)
+                if name.endswith("_key") and name[: -len("_key")] in layout.keys:
+                    field = name[: -len("_key")]
+                    conn.execute(
+                        f"UPDATE users SET [{name}] = jitprov_casefold([{field}])"
+                        f" WHERE [{field}] IS NOT NULL"
+                    )
+    for name in layout.keys:
+        users.create_index([key_column(name)], unique=name == "username", if_not_exists=True)
+    for name in layout.sets:
+        table = db.table(set_table(name))
+        if not table.exists():
+            table.create(
+                {"user_id": int, "value": str, "source": str},
+                foreign_keys=[("user_id", "users", "id")],
+                not_null=["user_id", "value", "source"],
+            )
+        table.create_index(["user_id", "value", "source"], unique=True, if_not_exists=True)
+        table.create_index(["value"], if_not_exists=True)
+    links = db.table("identity_links")
+    if not links.exists():
+        links.create(
+            {
+                "connection": str,
+                "subject": str,
+                "subject_key": str,
+                "user_id": int,
+                "created_at": str,
+                "last_seen_at": str,
+            },
+            foreign_keys=[("user_id", "users", "id")],
+            not_null=["connection", "subject", "subject_key", "user_id"],
+        )
+    links.create_index(["connection", "subject_key"], unique=True, if_not_exists=True)
+    links.create_index(["user_id"], if_not_exists=True)
+    audit = db.table("audit")
+    if not audit.exists():
+        audit.create(
+            {
+                "id": int,
+                "at": str,
+                "connection": str,
+                "subject": str,
+                "token_id": str,
+                "outcome": str,
+                "reason": str,
+                "message": str,
+                "user_id": int,
+                "changes": str,
+                "trace": str,
+                "rules_sha256": str,
+            },
+            pk="id",
+        )
+    audit.create_index(["user_id"], if_not_exists=True)
+    seen = db.table("seen_tokens")
+    if not seen.exists():
+        seen.create(
+            {"connection": str, "token_id": str, "expires_at": str},
+            pk=("connection", "token_id"),
+            not_null=["connection", "token_id"],
+        )

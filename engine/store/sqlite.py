@@ -1,0 +1,423 @@
+"""The SQLite user store: sqlite-utils for the schema, prepared SQL on the hot path.
+
+Durability and concurrency choices (docs/provisioning.md): WAL, `synchronous=NORMAL`
+(a crashed process loses nothing committed; a power cut may lose the last commits but
+never corrupts), foreign keys on, a 5 s busy timeout per statement, and every token in
+one `BEGIN IMMEDIATE` transaction that is retried whole, with jittered backoff, for up to
+`retry_seconds` while another process holds the write lock — so several processes can
+provision into one file and nobody sees "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from engine.store.base import (
+    AuditRow,
+    Member,
+    StoredUser,
+    StoreError,
+    T,
+    UserWrite,
+)
+from engine.store.schema import Layout, ensure_schema, key_column, set_table
+from rules.plan import Scalar
+
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 UTC to the second, with Z: sorts as text, reads as time."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fold(value: Scalar) -> str | None:
+    """The case-insensitive key of a value (Unicode casefold of its text form)."""
+    text = to_column(value)
+    return None if text is None else str(text).casefold()
+
+
+def to_column(value: Scalar) -> str | int | None:
+    """A field value as stored: text, numbers as canonical text, booleans as 0/1."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return str(value)
+    text = format(value.normalize(), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def from_column(kind: str, value: object) -> Scalar:
+    """A stored column back as a field value of its type."""
+    if value is None:
+        return None
+    if kind == "bool":
+        return bool(value)
+    if kind == "number":
+        text = str(value)
+        try:
+            return int(text) if "." not in text else Decimal(text)
+        except ValueError:
+            return Decimal(text)
+    return str(value)
+
+
+class SqliteTransaction:
+    """The Transaction of one token on an open connection (see base.Transaction)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._conn = store.conn
+
+    def claim_token(
+        self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
+    ) -> bool:
+        cursor = self._conn.execute(
+            "INSERT INTO seen_tokens (connection, token_id, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (connection, token_id) DO UPDATE SET expires_at = excluded.expires_at"
+            " WHERE seen_tokens.expires_at IS NOT NULL AND seen_tokens.expires_at <= ?",
+            (connection, token_id, None if expires_at is None else iso(expires_at), iso(now)),
+        )
+        return cursor.rowcount == 1
+
+    def token_seen(self, connection: str, token_id: str, now: datetime) -> bool:
+        row = self._conn.execute(
+            "SELECT expires_at FROM seen_tokens WHERE connection = ? AND token_id = ?",
+            (connection, token_id),
+        ).fetchone()
+        return row is not None and (row[0] is None or row[0] > iso(now))
+
+    def find_link(self, connection: str, subject_key: str) -> int | None:
+        row = self._conn.execute(
+            "SELECT user_id FROM identity_links WHERE connection = ? AND subject_key = ?",
+            (connection, subject_key),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def load_user(self, user_id: int) -> StoredUser | None:
+        return self._store.load_user(user_id)
+
+    def find_by_key(self, field: str, value: Scalar) -> list[int]:
+        if field not in self._store.layout.keys:
+            raise StoreError(f"field {field!r} has no case-insensitive key column")
+        rows = self._conn.execute(
+            f"SELECT id FROM users WHERE [{key_column(field)}] = ? ORDER BY id LIMIT 2",
+            (fold(value),),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def insert_user(self, fields: Mapping[str, Scalar], now: datetime) -> int:
+        layout = self._store.layout
+        values = [to_column(fields.get(name)) for name in layout.scalars]
+        values += [fold(fields.get(name)) for name in layout.keys]
+        stamp = iso(now)
+        cursor = self._conn.execute(self._store.insert_sql, (*values, stamp, stamp))
+        user_id = cursor.lastrowid
+        assert user_id is not None
+        return user_id
+
+    def update_user(self, user_id: int, write: UserWrite, now: datetime) -> None:
+        layout = self._store.layout
+        if write.fields:
+            names: list[str] = []
+            values: list[object] = []
+            for name, value in write.fields.items():
+                names.append(name)
+                values.append(to_column(value))
+                if name in layout.keys:
+                    names.append(key_column(name))
+                    values.append(fold(value))
+            assignments = ", ".join(f"[{n}] = ?" for n in names)
+            self._conn.execute(
+                f"UPDATE users SET {assignments}, updated_at = ? WHERE id = ?",
+                (*values, iso(now), user_id),
+            )
+        elif write:
+            self._conn.execute("UPDATE users SET updated_at = ? WHERE id = ?", (iso(now), user_id))
+        self.write_members(user_id, write)
+
+    def write_members(self, user_id: int, write: UserWrite) -> None:
+        for name, rows in write.delete.items():
+            if rows:
+                self._conn.executemany(
+                    f"DELETE FROM [{set_table(name)}]"
+                    " WHERE user_id = ? AND value = ? AND source = ?",
+                    [(user_id, value, source) for value, source in rows],
+                )
+        for name, rows in write.insert.items():
+            if rows:
+                self._conn.executemany(
+                    f"INSERT INTO [{set_table(name)}] (user_id, value, source) VALUES (?, ?, ?)",
+                    [(user_id, value, source) for value, source in rows],
+                )
+
+    def write_link(
+        self, connection: str, subject: str, subject_key: str, user_id: int, now: datetime
+    ) -> None:
+        stamp = iso(now)
+        self._conn.execute(
+            "INSERT INTO identity_links"
+            " (connection, subject, subject_key, user_id, created_at, last_seen_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (connection, subject, subject_key, user_id, stamp, stamp),
+        )
+
+    def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
+        self._conn.execute(
+            "UPDATE identity_links SET last_seen_at = ? WHERE connection = ? AND subject_key = ?",
+            (iso(now), connection, subject_key),
+        )
+
+    def write_audit(self, row: AuditRow) -> int:
+        cursor = self._conn.execute(
+            "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
+            " user_id, changes, trace, rules_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.at,
+                row.connection,
+                row.subject,
+                row.token_id,
+                row.outcome,
+                row.reason,
+                row.message,
+                row.user_id,
+                json.dumps(row.changes, ensure_ascii=False, default=str),
+                json.dumps(row.trace, ensure_ascii=False, default=str),
+                row.rules_sha256,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
+class SqliteStore:
+    """A SQLite file (or ":memory:") holding users, links, audit and replay entries."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        layout: Layout,
+        *,
+        busy_timeout_ms: int = 5000,
+        retry_seconds: float = 120.0,
+        synchronous: str = "NORMAL",
+        pragmas: Mapping[str, object] | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.layout = layout
+        self.retry_seconds = retry_seconds
+        try:
+            self.conn = sqlite3.connect(
+                self.path,
+                isolation_level=None,
+                timeout=busy_timeout_ms / 1000,
+                check_same_thread=False,
+                cached_statements=256,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the store {self.path}: {exc}") from None
+        self.conn.create_function("jitprov_casefold", 1, _casefold_sql, deterministic=True)
+        try:
+            self._retrying(lambda: self._setup(synchronous, pragmas or {}))
+        except StoreError:
+            self.conn.close()
+            raise
+        self.insert_sql = self._insert_sql()
+        columns = ", ".join(f"[{name}]" for name in layout.scalars)
+        self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
+        self._select_members = " UNION ALL ".join(
+            f"SELECT {i}, value, source FROM [{set_table(name)}] WHERE user_id = ?"
+            for i, name in enumerate(layout.sets)
+        )
+
+    def _setup(self, synchronous: str, pragmas: Mapping[str, object]) -> None:
+        conn = self.conn
+        if self.path != ":memory:":
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        for name, value in pragmas.items():
+            conn.execute(f"PRAGMA {name} = {value}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            ensure_schema(conn, self.layout)
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback(conn)
+            raise
+
+    def _insert_sql(self) -> str:
+        names = [*self.layout.scalars, *(key_column(k) for k in self.layout.keys)]
+        names += ["created_at", "updated_at"]
+        columns = ", ".join(f"[{n}]" for n in names)
+        marks = ", ".join("?" for _ in names)
+        return f"INSERT INTO users ({columns}) VALUES ({marks})"
+
+    # -- transactions ---------------------------------------------------------------
+
+    def atomic(self, work: Callable[[SqliteTransaction], T], *, write: bool = True) -> T:
+        def attempt() -> T:
+            self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                value = work(SqliteTransaction(self))
+                self.conn.execute("COMMIT" if write else "ROLLBACK")
+                return value
+            except BaseException:
+                _rollback(self.conn)
+                raise
+
+        return self._retrying(attempt)
+
+    def _retrying(self, attempt: Callable[[], T]) -> T:
+        """Run `attempt`, again while SQLite reports busy; other errors → StoreError."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.002
+        while True:
+            try:
+                return attempt()
+            except sqlite3.Error as exc:
+                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+                if code in _BUSY_CODES and time.monotonic() < deadline:
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.1)
+                    continue
+                raise StoreError(f"store {self.path}: {exc}") from exc
+
+    def write_audit(self, row: AuditRow) -> int:
+        return self.atomic(lambda txn: txn.write_audit(row))
+
+    # -- reads ----------------------------------------------------------------------
+
+    def load_user(self, user_id: int) -> StoredUser | None:
+        """One account with its members and links (inside or outside a transaction)."""
+        row = self.conn.execute(self._select_user + " WHERE id = ?", (user_id,)).fetchone()
+        if row is None:
+            return None
+        user = self._user(row)
+        if self._select_members:
+            params = (user_id,) * len(self.layout.sets)
+            for index, value, source in self.conn.execute(self._select_members, params):
+                user.members[self.layout.sets[index]].add((value, source))
+        user.links = sorted(
+            self.conn.execute(
+                "SELECT connection, subject FROM identity_links WHERE user_id = ?", (user_id,)
+            ).fetchall()
+        )
+        return user
+
+    def _user(self, row: tuple[object, ...]) -> StoredUser:
+        fields = {
+            name: from_column(kind, row[3 + i])
+            for i, (name, kind) in enumerate(self.layout.scalars.items())
+        }
+        members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
+        return StoredUser(int(str(row[0])), fields, members, [], _text(row[1]), _text(row[2]))
+
+    def users(self) -> list[StoredUser]:
+        def read(_: SqliteTransaction) -> list[StoredUser]:
+            users = {
+                u.id: u
+                for u in map(self._user, self.conn.execute(self._select_user + " ORDER BY id"))
+            }
+            for name in self.layout.sets:
+                sql = f"SELECT user_id, value, source FROM [{set_table(name)}]"
+                for user_id, value, source in self.conn.execute(sql):
+                    if user_id in users:
+                        users[user_id].members[name].add((value, source))
+            sql = "SELECT user_id, connection, subject FROM identity_links"
+            for user_id, connection, subject in self.conn.execute(sql):
+                if user_id in users:
+                    users[user_id].links.append((connection, subject))
+            for user in users.values():
+                user.links.sort()
+            return list(users.values())
+
+        return self.atomic(read, write=False)
+
+    def user_by_username(self, username: str) -> StoredUser | None:
+        def read(_: SqliteTransaction) -> StoredUser | None:
+            row = self.conn.execute(
+                "SELECT id FROM users WHERE username_key = ?", (username.casefold(),)
+            ).fetchone()
+            return None if row is None else self.load_user(int(row[0]))
+
+        return self.atomic(read, write=False)
+
+    def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
+        sql = (
+            "SELECT id, at, connection, subject, token_id, outcome, reason, message, user_id,"
+            " changes, trace, rules_sha256 FROM audit"
+        )
+        params: list[object] = []
+        if user_id is not None:
+            sql += " WHERE user_id = ?"
+            params.append(user_id)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+
+        def read(_: SqliteTransaction) -> list[AuditRow]:
+            return [
+                AuditRow(
+                    id=r[0],
+                    at=r[1],
+                    connection=r[2],
+                    subject=r[3],
+                    token_id=r[4],
+                    outcome=r[5],
+                    reason=r[6],
+                    message=r[7],
+                    user_id=r[8],
+                    changes=_json(r[9]),
+                    trace=_json(r[10]),
+                    rules_sha256=r[11],
+                )
+                for r in self.conn.execute(sql, params)
+            ]
+
+        return self.atomic(read, write=False)
+
+    def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
+        rows = list(members)
+        self.atomic(lambda txn: txn.write_members(user_id, UserWrite(insert={set_field: rows})))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is open; a failing rollback must not hide the cause."""
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _casefold_sql(value: object) -> str | None:
+    return None if value is None else str(value).casefold()
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _json(text: object) -> object:
+    if text is None:
+        return None
+    try:
+        return json.loads(str(text))
+    except ValueError:
+        return text
