@@ -1,0 +1,154 @@
+"""The rules language: compile a rules file once, evaluate it for every sign-in.
+
+The front door, like `re.compile`::
+
+    result = compile_rules(source, fields={"department": "text"})
+    if result.ok:
+        plan = result.rules.evaluate(attributes, Context(subject="x"), user=None)
+
+`check` gives the diagnostics alone; `render` prints one; `format_source` lays a file out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rules.ast import Program
+from rules.check import check_program, merged_fields
+from rules.compile import Evaluator, compile_program
+from rules.diagnostics import Diagnostic, SourceMap, Span, render, sort_key
+from rules.evaluate import ReferenceEvaluator
+from rules.parse import parse
+from rules.plan import Context, Plan, Scalar, SetOp, Skipped, TraceEntry
+from rules.vocabulary import BUILTIN_FIELDS, FieldType
+
+__all__ = [
+    "BUILTIN_FIELDS",
+    "CompileResult",
+    "CompiledRules",
+    "Context",
+    "Diagnostic",
+    "FieldType",
+    "Plan",
+    "SetOp",
+    "Skipped",
+    "SourceMap",
+    "Span",
+    "TraceEntry",
+    "check",
+    "compile_rules",
+    "format_source",
+    "parse",
+    "render",
+]
+
+
+def format_source(source: str) -> str:
+    """The canonical layout of a rules file (rules-language.md §10); see `rules.format`."""
+    from rules.format import format_source as _format_source
+
+    formatted: str = _format_source(source)
+    return formatted
+
+
+class CompiledRules:
+    """A checked, compiled rules file: evaluate it for each token."""
+
+    def __init__(
+        self,
+        program: Program,
+        evaluator: Evaluator,
+        source: SourceMap,
+        fields: Mapping[str, FieldType],
+    ) -> None:
+        self.program = program
+        self.source = source
+        self.fields = dict(fields)
+        self.sha256 = hashlib.sha256(source.text.encode("utf-8")).hexdigest()
+        self._evaluator = evaluator
+        self._reference: ReferenceEvaluator | None = None
+
+    def evaluate(
+        self,
+        attributes: Mapping[str, Sequence[str]],
+        context: Context,
+        user: Mapping[str, Scalar | Sequence[str]] | None,
+    ) -> Plan:
+        """The plan for one token; `user` is None when the account is being created."""
+        return self._evaluator(attributes, context, user)
+
+    def evaluate_reference(
+        self,
+        attributes: Mapping[str, Sequence[str]],
+        context: Context,
+        user: Mapping[str, Scalar | Sequence[str]] | None,
+    ) -> Plan:
+        """The same plan from the tree-walking reference evaluator (slow, obvious)."""
+        if self._reference is None:
+            self._reference = ReferenceEvaluator(self.program, self.fields, self.source)
+        return self._reference.evaluate(attributes, context, user)
+
+
+@dataclass(slots=True)
+class CompileResult:
+    """What `compile_rules` gives: the rules (None when any error) and all diagnostics."""
+
+    rules: CompiledRules | None
+    diagnostics: list[Diagnostic]
+    source: SourceMap
+    program: Program | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.rules is not None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "warning"]
+
+
+def compile_rules(
+    source: str,
+    fields: Mapping[str, FieldType] | None = None,
+    *,
+    attributes: Sequence[str] | None = None,
+) -> CompileResult:
+    """Parse, check and compile a rules file; `fields` adds the config's declared fields,
+    `attributes` (when the connection lists them) enables warning W004."""
+    source_map = SourceMap(source)
+    program, syntax = parse(source)
+    if program is None or any(d.severity == "error" for d in syntax):
+        return CompileResult(None, sorted(syntax, key=sort_key), source_map, program)
+    all_fields = merged_fields(fields)
+    checked = check_program(program, source_map, all_fields, attributes)
+    diagnostics = sorted([*syntax, *checked.diagnostics], key=sort_key)
+    if not checked.ok:
+        return CompileResult(None, diagnostics, source_map, program)
+    try:
+        evaluator = compile_program(program, checked.types, all_fields, source_map)
+    except (RecursionError, MemoryError, SyntaxError):  # absurdly deep expressions
+        reference = ReferenceEvaluator(program, all_fields, source_map)
+        evaluator = reference.evaluate
+    rules = CompiledRules(program, evaluator, source_map, all_fields)
+    return CompileResult(rules, diagnostics, source_map, program)
+
+
+def check(
+    source: str,
+    fields: Mapping[str, FieldType] | None = None,
+    *,
+    attributes: Sequence[str] | None = None,
+) -> list[Diagnostic]:
+    """Every diagnostic for a rules file (syntax errors stop the check early)."""
+    source_map = SourceMap(source)
+    program, syntax = parse(source)
+    if program is None or any(d.severity == "error" for d in syntax):
+        return sorted(syntax, key=sort_key)
+    checked = check_program(program, source_map, merged_fields(fields), attributes)
+    return sorted([*syntax, *checked.diagnostics], key=sort_key)

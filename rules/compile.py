@@ -1,0 +1,478 @@
+"""Compile a checked program to one Python function, built once with `compile()`.
+
+Why: evaluation runs for every sign-in, so the tree is turned into straight-line Python
+with plain locals for each field's slot, and precomputed trace entries and skip records.
+
+Safety: the generated source contains only identifiers made from this module's own
+counters (`_k3`, `_v0`, ...), Python keywords and punctuation. Every literal — strings,
+numbers, compiled regexes, messages, field and attribute names — is passed to a factory
+function as a parameter and reaches the evaluator as a closure constant. The code runs
+in a namespace whose `__builtins__` is empty, so nothing in Python is reachable from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from rules import values as rt
+from rules.ast import Assign as AssignStmt
+from rules.ast import (
+    AttrRef,
+    Binary,
+    BoolLit,
+    Call,
+    Clear,
+    Comprehension,
+    Deny,
+    Expr,
+    IfExpr,
+    Let,
+    ListLit,
+    Match,
+    Name,
+    Not,
+    NullLit,
+    NumLit,
+    Program,
+    Rule,
+    Stmt,
+    StrLit,
+    UserField,
+)
+from rules.diagnostics import SourceMap
+from rules.functions import FUNCTIONS, compile_regex
+from rules.plan import Context, Plan, Scalar, SetOp, Skipped, TraceEntry
+from rules.types import Type
+from rules.vocabulary import REQUIRED_FIELDS, FieldType
+
+Evaluator = Callable[
+    [Mapping[str, Sequence[str]], Context, Mapping[str, Scalar | Sequence[str]] | None], Plan
+]
+
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
+
+_COMPARE = {"<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
+
+
+def deny_plan(message: str, line: int | None, skipped: list[Skipped]) -> Plan:
+    """A refusal: only the message, its line and the rules skipped so far count."""
+    return Plan(denied=message, deny_line=line, skipped=skipped)
+
+
+def stored_scalar(user: Mapping[str, object] | None, name: str) -> Scalar:
+    """`user.FIELD` for a single-valued field: null on creation, "" read as null."""
+    if user is None:
+        return None
+    value = user.get(name)
+    if value is None or value == "" or isinstance(value, list | tuple):
+        return None
+    if isinstance(value, str | int | bool):
+        return value
+    return value if isinstance(value, Decimal) else None
+
+
+def stored_set(user: Mapping[str, object] | None, name: str) -> list[str] | None:
+    """`user.SET`: null on creation, else the stored distinct values as a list."""
+    if user is None:
+        return None
+    value = user.get(name)
+    if not isinstance(value, list | tuple):
+        return []
+    return list(rt.distinct(value))
+
+
+def context_value(context: Context, name: str) -> str | None:
+    value = getattr(context, name, None)
+    return value if isinstance(value, str) and value else None
+
+
+HELPERS: dict[str, object] = {
+    "_UNSET": UNSET,
+    "_E": rt.EMPTY,
+    "_eq": rt.equal,
+    "_lt": rt.less,
+    "_le": rt.less_equal,
+    "_gt": rt.greater,
+    "_ge": rt.greater_equal,
+    "_in": rt.contains,
+    "_notin": rt.not_contains,
+    "_matches": rt.matches,
+    "_plus": rt.plus,
+    "_coalesce": rt.coalesce,
+    "_compact": rt.compact,
+    "_distinct": rt.distinct,
+    "_SetOp": SetOp,
+    "_Plan": Plan,
+    "_deny": deny_plan,
+    "_stored": stored_scalar,
+    "_stored_set": stored_set,
+    "_ctx": context_value,
+    "_sorted": sorted,
+}
+
+
+@dataclass(slots=True)
+class _Slot:
+    """Locals for one field: its value (or trace flag) and its deciding trace pair."""
+
+    name: str
+    kind: FieldType
+    value: str
+    trace: str
+    stored: str | None = None  # local holding "something is stored" for `?=`
+
+
+@dataclass(slots=True)
+class _Emitter:
+    types: Mapping[int, Type]
+    fields: Mapping[str, FieldType]
+    source: SourceMap
+    lines: list[str] = field(default_factory=list)
+    constants: list[object] = field(default_factory=list)
+    prelude: list[str] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, str] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+    slots: dict[str, _Slot] = field(default_factory=dict)
+    counter: int = 0
+    order: int = 0
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def const(self, value: object) -> str:
+        self.constants.append(value)
+        return f"_k{len(self.constants) - 1}"
+
+    def emit(self, depth: int, line: str) -> None:
+        self.lines.append("    " * depth + line)
+
+    def line_of(self, node: Stmt) -> int:
+        return self.source.position(node.span.start).line
+
+    # ----------------------------------------------------------- expressions
+
+    def expr(self, node: Expr) -> str:
+        match node:
+            case StrLit(value=value):
+                return self.const(value)
+            case NumLit(value=value, text=spelling):
+                return self.const(rt.number_literal(value, spelling))
+            case BoolLit(value=value):
+                return "True" if value else "False"
+            case NullLit():
+                return "None"
+            case AttrRef(name=name):
+                if name not in self.attributes:
+                    local = self.fresh("_a")
+                    self.attributes[name] = local
+                    self.prelude.append(f"{local} = _ag({self.const(name)}) or _E")
+                return self.attributes[name]
+            case Name(name=name):
+                if name not in self.names:  # a context name (variables are bound first)
+                    local = self.fresh("_x")
+                    self.names[name] = local
+                    self.prelude.append(f"{local} = _ctx(C, {self.const(name)})")
+                return self.names[name]
+            case UserField(field=name):
+                if name not in self.users:
+                    local = self.fresh("_u")
+                    self.users[name] = local
+                    reader = "_stored_set" if self.fields.get(name) == "set" else "_stored"
+                    self.prelude.append(f"{local} = {reader}(U, {self.const(name)})")
+                return self.users[name]
+            case Call():
+                return self._call(node)
+            case ListLit(items=items):
+                if all(isinstance(i, StrLit) and i.value for i in items):
+                    return self.const(tuple(i.value for i in items if isinstance(i, StrLit)))
+                return f"_compact(({''.join(self.expr(i) + ', ' for i in items)}))"
+            case Comprehension(element=element, var=var, iterable=iterable, condition=cond):
+                source = self.expr(iterable)
+                local = self.fresh("_c")
+                self.names[var] = local
+                test = "" if cond is None else f" if {self.expr(cond)}"
+                return f"_compact([{self.expr(element)} for {local} in ({source} or _E){test}])"
+            case Match():
+                return self._match(node)
+            case IfExpr(condition=condition, then=then, otherwise=otherwise):
+                return f"({self.expr(then)} if {self.expr(condition)} else {self.expr(otherwise)})"
+            case Not(operand=operand):
+                return f"(not {self.expr(operand)})"
+            case Binary():
+                return self._binary(node)
+
+    def _call(self, call: Call) -> str:
+        signature = FUNCTIONS[call.function]
+        args: list[str] = []
+        for index, arg in enumerate(call.args):
+            param = signature.params[min(index, len(signature.params) - 1)]
+            if param == "regex" and isinstance(arg, StrLit):
+                args.append(self.const(compile_regex(arg.value)))
+            else:
+                args.append(self.expr(arg))
+        return f"{self.const(signature.implementation)}({', '.join(args)})"
+
+    def _match(self, node: Match) -> str:
+        subject = self.expr(node.subject)
+        results = [arm.result for arm in node.arms]
+        otherwise: Expr = node.otherwise if node.otherwise is not None else NullLit()
+        if all(isinstance(r, StrLit | NumLit | BoolLit | NullLit) for r in [*results, otherwise]):
+            table: dict[str, object] = {}
+            for arm in node.arms:
+                value = self._literal(arm.result)
+                for pattern in arm.patterns:
+                    table.setdefault(pattern.value, value)
+            default = self._literal(otherwise)
+            return f"{self.const(table)}.get({subject}, {self.const(default)})"
+        local = self.fresh("_m")
+        branches: list[str] = []
+        for arm in node.arms:
+            patterns = self.const(frozenset(p.value for p in arm.patterns))
+            branches.append(f"{self.expr(arm.result)} if {local} in {patterns} else ")
+        # Bind the subject through a one-item comprehension: legal in every position.
+        body = "".join(branches) + self.expr(otherwise)
+        return f"[({body}) for {local} in ({subject},)][0]"
+
+    @staticmethod
+    def _literal(node: Expr) -> object:
+        match node:
+            case StrLit(value=value):
+                return value
+            case NumLit(value=value, text=spelling):
+                return rt.number_literal(value, spelling)
+            case BoolLit(value=value):
+                return value
+            case _:
+                return None
+
+    def _binary(self, node: Binary) -> str:
+        left, right = self.expr(node.left), self.expr(node.right)
+        left_type = self.types.get(id(node.left), "unknown")
+        right_type = self.types.get(id(node.right), "unknown")
+        match node.op:
+            case "??":
+                if left_type in ("text", "list", "null"):  # empty exactly when falsy
+                    return f"({left} or {right})"
+                return f"_coalesce({left}, {right})"
+            case "or":
+                return f"(True if ({left} or {right}) else False)"
+            case "and":
+                return f"(True if ({left} and {right}) else False)"
+            case "==" | "!=":
+                negate = "not " if node.op == "!=" else ""
+                if isinstance(node.right, NullLit):
+                    return f"({left} is {negate}None)"
+                if left_type == right_type and left_type in ("text", "number"):
+                    return f"({left} {node.op} {right})"
+                return f"({negate}_eq({left}, {right}))"
+            case "<" | "<=" | ">" | ">=":
+                return f"{_COMPARE[node.op]}({left}, {right})"
+            case "in":
+                return f"_in({left}, {right})"
+            case "not in":
+                return f"_notin({left}, {right})"
+            case "matches":
+                assert isinstance(node.right, StrLit)
+                return f"_matches({left}, {self.const(compile_regex(node.right.value))})"
+            case "+":
+                return f"_plus({left}, {right})"
+
+    # ------------------------------------------------------------ statements
+
+    def slot(self, name: str) -> _Slot:
+        slot = self.slots.get(name)
+        if slot is None:
+            slot = _Slot(name, self.fields[name], self.fresh("_s"), self.fresh("_t"))
+            self.slots[name] = slot
+        return slot
+
+    def stored_flag(self, slot: _Slot) -> str:
+        if slot.stored is None:
+            slot.stored = self.fresh("_h")
+            reader = "_stored_set" if slot.kind == "set" else "_stored"
+            self.prelude.append(
+                f"{slot.stored} = {reader}(U, {self.const(slot.name)}) not in (None, [])"
+            )
+        return slot.stored
+
+    def statements(self, body: Sequence[Stmt], depth: int, rule: str | None) -> None:
+        if not body:
+            self.emit(depth, "pass")
+        for statement in body:
+            self.statement(statement, depth, rule)
+
+    def statement(self, node: Stmt, depth: int, rule: str | None) -> None:
+        self.order += 1
+        line = self.line_of(node)
+        match node:
+            case Let(name=name, value=value):
+                code = self.expr(value)
+                local = self.fresh("_v")
+                self.names[name] = local
+                self.emit(depth, f"{local} = {code}")
+            case Deny(message=message, condition=condition):
+                result = f"return _deny({self.const(message)}, {self.const(line)}, _skip)"
+                if condition is None:
+                    self.emit(depth, result)
+                else:
+                    self.emit(depth, f"if {self.expr(condition)}:")
+                    self.emit(depth + 1, result)
+            case Rule():
+                self._rule(node, depth, line)
+            case Clear(field=name):
+                self._write(self.slot(name), "clear", None, depth, line, rule)
+            case AssignStmt(field=name, op=op, value=value):
+                self._write(self.slot(name), op, value, depth, line, rule)
+
+    def _rule(self, node: Rule, depth: int, line: int) -> None:
+        inner = depth
+        if node.phase is not None:
+            test = "U is None" if node.phase == "create" else "U is not None"
+            reason = (
+                "on create: the account already exists"
+                if node.phase == "create"
+                else "on update: the account does not exist yet"
+            )
+            self.emit(depth, f"if not ({test}):")
+            skipped = self.const(Skipped(node.name, line, reason))
+            self.emit(depth + 1, f"_skip.append({skipped})")
+            self.emit(depth, "else:")
+            inner += 1
+        if node.condition is not None:
+            skipped = self.const(Skipped(node.name, line, "when condition was false"))
+            self.emit(inner, f"if not ({self.expr(node.condition)}):")
+            self.emit(inner + 1, f"_skip.append({skipped})")
+            self.emit(inner, "else:")
+            inner += 1
+        self.statements(node.body, inner, node.name)
+
+    def _write(
+        self, slot: _Slot, op: str, value: Expr | None, depth: int, line: int, rule: str | None
+    ) -> None:
+        pair = self.const((self.order, TraceEntry(slot.name, line, rule, op)))
+        if slot.kind == "set":
+            self._set_write(slot, op, value, depth, line, rule, pair)
+            return
+        code = "None" if value is None else self.expr(value)
+        # Text fields take "" as no value; numbers and bools only null.
+        present = "{0}" if slot.kind == "text" else "{0} is not None"
+        if op == "?=":
+            self.emit(depth, f"if {slot.value} is _UNSET and not {self.stored_flag(slot)}:")
+            depth += 1
+        if op in ("=", "?="):
+            local = self.fresh("_w")
+            self.emit(depth, f"{local} = {code}")
+            self.emit(depth, f"if {present.format(local)}:")
+            self.emit(depth + 1, f"{slot.value} = {local}")
+            self.emit(depth + 1, f"{slot.trace} = {pair}")
+            return
+        value_code = f"({code} or None)" if slot.kind == "text" else code
+        self.emit(depth, f"{slot.value} = {value_code}")
+        self.emit(depth, f"{slot.trace} = {pair}")
+        if slot.name in REQUIRED_FIELDS:
+            message = self.const(f"{slot.name} cannot be emptied")
+            self.emit(depth, f"if {slot.value} is None:")
+            self.emit(depth + 1, f"return _deny({message}, {self.const(line)}, _skip)")
+
+    def _set_write(
+        self,
+        slot: _Slot,
+        op: str,
+        value: Expr | None,
+        depth: int,
+        line: int,
+        rule: str | None,
+        pair: str,
+    ) -> None:
+        kinds = {"=": "replace", ":=": "replace", "?=": "replace", "+=": "add", "-=": "remove"}
+        name, line_c, rule_c = self.const(slot.name), self.const(line), self.const(rule)
+
+        def record(depth: int, kind: str, values: str) -> None:
+            op_code = f"_SetOp({name}, {self.const(kind)}, {values}, {line_c}, {rule_c})"
+            self.emit(depth, f"_oa({op_code})")
+            self.emit(depth, f"_ta({pair})")
+            self.emit(depth, f"{slot.value} = True")
+
+        if value is None:
+            record(depth, "clear", "_E")
+            return
+        if op == "?=":
+            self.emit(depth, f"if not {slot.value} and not {self.stored_flag(slot)}:")
+            depth += 1
+        local = self.fresh("_w")
+        self.emit(depth, f"{local} = {self.expr(value)}")
+        if self.types.get(id(value)) == "list":
+            self.emit(depth, f"{local} = None if {local} is None else _distinct({local})")
+        else:
+            self.emit(depth, f"{local} = ({local},) if {local} else None")
+        test = f"{local}" if op in ("+=", "-=") else f"{local} is not None"
+        self.emit(depth, f"if {test}:")
+        record(depth + 1, kinds[op], local)
+        if op == ":=":
+            self.emit(depth, "else:")
+            record(depth + 1, "clear", "_E")
+
+    # ------------------------------------------------------------------ whole
+
+    def program(self, program: Program) -> str:
+        self.statements(program.statements, 2, None)
+        body, self.lines = self.lines, []
+        for slot in self.slots.values():
+            initial = "False" if slot.kind == "set" else "_UNSET"
+            self.emit(2, f"{slot.value} = {initial}")
+            self.emit(2, f"{slot.trace} = None")
+        init = self.lines
+        self.lines = []
+        for required in REQUIRED_FIELDS:
+            if required in self.fields:
+                value = self.slot(required).value
+                message = self.const(f"no rule produced a value for {required}")
+                self.emit(2, f"if U is None and ({value} is _UNSET or {value} is None):")
+                self.emit(3, f"return _deny({message}, None, _skip)")
+        scalars = [s for s in self.slots.values() if s.kind != "set"]
+        self.emit(2, "_fields = {}")
+        for slot in scalars:
+            self.emit(2, f"if {slot.value} is not _UNSET:")
+            self.emit(3, f"_fields[{self.const(slot.name)}] = {slot.value}")
+            self.emit(3, f"_tr.append({slot.trace})")
+        self.emit(2, "_tr.sort()")
+        self.emit(2, "return _Plan(None, None, _fields, _ops, [p[1] for p in _tr], _skip)")
+        tail = self.lines
+        params = ", ".join([*HELPERS, *(f"_k{i}" for i in range(len(self.constants)))])
+        head = [
+            f"def _make({params}):",
+            "    def _evaluate(A, C, U):",
+            "        _ag = A.get",
+            "        _ops = []",
+            "        _oa = _ops.append",
+            "        _tr = []",
+            "        _ta = _tr.append",
+            "        _skip = []",
+        ]
+        prelude = ["        " + line for line in self.prelude]
+        return "\n".join([*head, *init, *prelude, *body, *tail, "    return _evaluate", ""])
+
+
+def generate(
+    program: Program, types: Mapping[int, Type], fields: Mapping[str, FieldType], source: SourceMap
+) -> tuple[str, list[object]]:
+    """The generated Python source and its constants (for inspection and tests)."""
+    emitter = _Emitter(types, fields, source)
+    code = emitter.program(program)
+    return code, emitter.constants
+
+
+def compile_program(
+    program: Program, types: Mapping[int, Type], fields: Mapping[str, FieldType], source: SourceMap
+) -> Evaluator:
+    """Compile a checked program into an evaluator function."""
+    code, constants = generate(program, types, fields, source)
+    namespace: dict[str, Any] = {"__builtins__": {}}
+    exec(compile(code, "<rules>", "exec"), namespace)  # generated from the AST only
+    factory: Callable[..., Evaluator] = namespace["_make"]
+    return factory(*HELPERS.values(), *constants)

@@ -1,0 +1,186 @@
+"""Run-time values and the operators of rules-language.md §3 and §5.
+
+Shared by the compiled evaluator (`compile.py`) and the reference evaluator
+(`evaluate.py`), so both give every operator the same meaning; the differential test
+then checks the part that differs between them: control flow and plan building.
+
+Values: text is `str`, numbers are `int` or `Decimal` (never `float`), bools are `bool`,
+lists are `list` or `tuple` of `str` (attribute values arrive as either), null is None.
+Every function here is total: no value makes it raise.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any, TypeAlias
+
+ListValue: TypeAlias = list[str] | tuple[str, ...]
+Number: TypeAlias = int | Decimal
+Value: TypeAlias = str | int | Decimal | bool | ListValue | None
+
+# Exact decimal arithmetic that never raises (no traps; huge precision and exponents).
+ARITHMETIC = decimal.Context(
+    prec=10_000, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN, traps=[], flags=[]
+)
+_MAX_INT_DIGITS = 4000  # below Python's int/str conversion limit (4300 digits)
+
+EMPTY: tuple[str, ...] = ()
+
+
+def number_literal(value: Decimal, spelling: str = "") -> Number:
+    """A number literal's run-time value: `int` for integers, `Decimal` otherwise."""
+    text = spelling or format(value, "f")
+    if "." not in text and "e" not in text.lower() and value == value.to_integral_value():
+        return int(value)
+    return value
+
+
+def truthy(value: Value) -> bool:
+    """§3 truthiness: null, false, "", 0 and the empty list are false."""
+    if value is None or value is False:
+        return False
+    if value is True:
+        return True
+    if isinstance(value, str | list | tuple):
+        return len(value) > 0
+    return value != 0
+
+
+def is_empty(value: Value) -> bool:
+    """The `??` / `coalesce` test: null, "" and [] count as no value."""
+    if value is None:
+        return True
+    if isinstance(value, str | list | tuple):
+        return len(value) == 0
+    return False
+
+
+def equal(left: Value, right: Value) -> bool:
+    """`==`: null is a value; bools never equal numbers; lists compare item by item."""
+    if left is None or right is None:
+        return left is right
+    if isinstance(left, bool) or isinstance(right, bool):
+        return type(left) is type(right) and left == right
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return list(left) == list(right)
+    if isinstance(left, str) != isinstance(right, str):
+        return False
+    return bool(left == right)
+
+
+def _ordered(left: Value, right: Value) -> bool:
+    if isinstance(left, str) and isinstance(right, str):
+        return True
+    return (
+        isinstance(left, int | Decimal)
+        and isinstance(right, int | Decimal)
+        and not isinstance(left, bool)
+        and not isinstance(right, bool)
+    )
+
+
+def less(left: Value, right: Value) -> bool:
+    return _ordered(left, right) and left < right  # type: ignore[operator]
+
+
+def less_equal(left: Value, right: Value) -> bool:
+    return _ordered(left, right) and left <= right  # type: ignore[operator]
+
+
+def greater(left: Value, right: Value) -> bool:
+    return _ordered(left, right) and left > right  # type: ignore[operator]
+
+
+def greater_equal(left: Value, right: Value) -> bool:
+    return _ordered(left, right) and left >= right  # type: ignore[operator]
+
+
+def contains(item: Value, container: Value) -> bool:
+    """`x in L`: membership in a list, substring test in text; null gives false."""
+    if item is None or container is None:
+        return False
+    if isinstance(container, str):
+        return isinstance(item, str) and item in container
+    if isinstance(container, list | tuple):
+        return any(equal(item, member) for member in container)
+    return False
+
+
+def not_contains(item: Value, container: Value) -> bool:
+    """`x not in L`: false (not true) when either operand is null."""
+    if item is None or container is None:
+        return False
+    return not contains(item, container)
+
+
+def matches(subject: Value, pattern: Any) -> bool:
+    """`T matches "re"`: RE2 search; a list matches when any value does; null is false."""
+    if isinstance(subject, str):
+        return pattern.search(subject) is not None
+    if isinstance(subject, list | tuple):
+        search = pattern.search
+        return any(isinstance(v, str) and search(v) is not None for v in subject)
+    return False
+
+
+def plus(left: Value, right: Value) -> Value:
+    """`+`: text + text, list + list, number + number; null with anything is null."""
+    if left is None or right is None:
+        return None
+    if isinstance(left, str) and isinstance(right, str):
+        return left + right
+    if isinstance(left, list | tuple) and isinstance(right, list | tuple):
+        return [*left, *right]
+    if (
+        isinstance(left, int | Decimal)
+        and isinstance(right, int | Decimal)
+        and not isinstance(left, bool)
+        and not isinstance(right, bool)
+    ):
+        if isinstance(left, int) and isinstance(right, int):
+            return left + right
+        return ARITHMETIC.add(Decimal(left), Decimal(right))
+    return None
+
+
+def coalesce(left: Value, right: Value) -> Value:
+    """`A ?? B`."""
+    return right if is_empty(left) else left
+
+
+def compact(values: Iterable[Value]) -> list[str]:
+    """A list built by the language: null and "" dropped (lists never hold them)."""
+    return [v for v in values if isinstance(v, str) and v != ""]
+
+
+def distinct(values: Iterable[str]) -> tuple[str, ...]:
+    """Distinct non-empty text values in first-seen order (set members)."""
+    return tuple(dict.fromkeys(v for v in values if isinstance(v, str) and v != ""))
+
+
+def format_number(value: Number) -> str | None:
+    """§3: integers without a point, decimals without trailing zeros; None if unprintable."""
+    try:
+        if isinstance(value, int):
+            return str(value)
+        text = format(value, "f")
+    except (ValueError, OverflowError, decimal.InvalidOperation):
+        return None
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text in ("-0", ""):
+        text = "0"
+    return text
+
+
+def to_text(value: Value) -> str | None:
+    """`text(x)`: numbers per §3, bools as "true"/"false", text unchanged; lists: null."""
+    if value is None or isinstance(value, list | tuple):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return format_number(value)
