@@ -67,8 +67,12 @@ def ders_from_pem(data: bytes, source: str) -> list[bytes]:
     """Every certificate in a PEM (or bare base64 / DER) file, as DER."""
     blocks = _PEM_CERT.findall(data)
     if blocks:
-        return [x509.load_pem_x509_certificate(b).public_bytes(serialization.Encoding.DER)
-                for b in blocks]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return [
+                x509.load_pem_x509_certificate(b).public_bytes(serialization.Encoding.DER)
+                for b in blocks
+            ]
     stripped = data.strip()
     if stripped.startswith(b"\x30"):
         return [stripped]
