@@ -87,7 +87,8 @@ def read_token(
             "malformed",
             f"connection {connection.id!r} is oidc: expected {OIDC_FORM}, found {found[form]}",
         )
-    # Imported here: the SAML stack (xmlsec) is heavy, and OIDC/sample intake never needs it.
+    # Imported on use: the SAML stack (xmlsec) is heavy and OIDC/sample intake never needs
+    # it; by name, so that this module type-checks on its own.
     saml = importlib.import_module("engine.saml")
     data = raw if raw.startswith(_UTF16_XML) else strip_token(raw)
     token: Token = saml.validate_saml(data, connection, now=now, request_id=request_id)
