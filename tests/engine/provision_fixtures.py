@@ -1,0 +1,161 @@
+"""Helpers for provisioning tests: a temporary workspace, sample tokens, a provisioner.
+
+Tokens are unsigned TOML samples (`--unsigned-samples`); each test writes its own small
+rules file into its workspace.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config, load_config
+from engine.provision import Provisioner
+from engine.result import Result
+from engine.store import SqliteStore, StoredUser, layout_for
+
+EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
+TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+PERSISTENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+
+BASIC_RULES = """\
+username     = first(@uid)
+email        = first(@email)
+display_name = first(@name)
+department   = first(@department)
+groups       = @groups
+"""
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for a string, a bool, a number or a list of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, int | float):
+        return str(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def workspace(
+    root: Path,
+    rules: str | dict[str, str] = BASIC_RULES,
+    *,
+    connections: dict[str, dict[str, Any]] | None = None,
+    fields: dict[str, str] | None = None,
+    store: str = "jitprov.db",
+) -> Path:
+    """Write jitprov.toml, rules and a dummy certificate; return the config's path.
+
+    `rules` is one rules text for every connection, or one per connection id.
+    `connections` maps ids to extra keys (default: one saml2 connection "okta").
+    """
+    connections = connections if connections is not None else {"okta": {}}
+    (root / "rules").mkdir(parents=True, exist_ok=True)
+    (root / "idp.pem").write_text("not read by these tests\n")
+    lines = ["[store]", f"path = {toml_value(store)}", "", "[store.fields]"]
+    for name, kind in ({"department": "text"} | (fields or {})).items():
+        lines.append(f"{name} = {toml_value(kind)}")
+    for conn_id, extra in connections.items():
+        text = rules if isinstance(rules, str) else rules[conn_id]
+        (root / "rules" / f"{conn_id}.rules").write_text(text, encoding="utf-8")
+        protocol = extra.get("protocol", "saml2")
+        table: dict[str, Any] = {
+            "protocol": protocol,
+            "issuer": f"https://{conn_id}.example/idp",
+            "audience": "https://sp.example/saml",
+            "rules": f"rules/{conn_id}.rules",
+        }
+        if protocol == "saml2":
+            table["certificate"] = "idp.pem"
+        else:
+            (root / "jwks.json").write_text('{"keys": []}')
+            table["jwks"] = "jwks.json"
+        table.update(extra)
+        lines += ["", f"[connections.{conn_id}]"]
+        lines += [f"{key} = {toml_value(value)}" for key, value in table.items()]
+    path = root / "jitprov.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def sample(
+    subject: str,
+    *,
+    token_id: str | None = None,
+    subject_format: str | None = None,
+    **attributes: Any,
+) -> bytes:
+    """A TOML sample token; attribute values are a string or a list of strings."""
+    lines = [f"subject = {toml_value(subject)}"]
+    if subject_format:
+        lines.append(f"subject_format = {toml_value(subject_format)}")
+    if token_id:
+        lines.append(f"token_id = {toml_value(token_id)}")
+    lines.append("[attributes]")
+    lines += [f"{toml_value(k)} = {toml_value(v)}" for k, v in attributes.items()]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def person(uid: str, **more: Any) -> bytes:
+    """A sample for a person `uid` with an email and a subject derived from it."""
+    attributes: dict[str, Any] = {"uid": uid, "email": f"{uid}@example.com"}
+    attributes.update(more)
+    subject = attributes.pop("subject", f"{uid}-subject")
+    return sample(subject, **attributes)
+
+
+class Bench:
+    """A workspace with a provisioner: `apply` tokens, read the store back."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.config: Config = load_config(config_path)
+        self.provisioner = Provisioner(self.config)
+
+    def apply(
+        self, raw: bytes, connection: str = "okta", *, dry_run: bool = False, **kw: Any
+    ) -> Result:
+        kw.setdefault("now", NOW)
+        return self.provisioner.apply(connection, raw, dry_run=dry_run, allow_samples=True, **kw)
+
+    @property
+    def store(self) -> SqliteStore:
+        store = self.provisioner.store()
+        assert isinstance(store, SqliteStore)
+        return store
+
+    def user(self, username: str) -> StoredUser | None:
+        return self.store.user_by_username(username)
+
+    def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        return list(self.store.conn.execute(sql, params))
+
+    def snapshot(self) -> dict[str, Any]:
+        """The store's content without ids and timestamps (for equality of stores)."""
+        return snapshot(self.store)
+
+    def close(self) -> None:
+        self.provisioner.close()
+
+
+def snapshot(store: SqliteStore) -> dict[str, Any]:
+    """Users (by username), their members with sources, links; audit outcomes counted."""
+    users = {}
+    for user in store.users():
+        users[user.fields["username"]] = {
+            "fields": user.fields,
+            "members": {k: sorted(v) for k, v in user.members.items()},
+            "links": user.links,
+        }
+    seen = sorted(store.conn.execute("SELECT connection, token_id FROM seen_tokens"))
+    return {"users": users, "seen": seen}
+
+
+def open_sqlite(config_path: Path) -> SqliteStore:
+    config = load_config(config_path)
+    assert config.store.path is not None
+    return SqliteStore(config.store.path, layout_for(config))
