@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.config import ConfigError, Connection
+from engine.flatten import flatten_claims
 from engine.oidc import validate_id_token
 from engine.token import REASON_CODES, Token, TokenRejected
 
@@ -511,3 +512,52 @@ def test_many_random_json_payloads_signed_are_never_a_crash(conn: Connection) ->
             check(sign(payload, rsa_key()), conn, nonce=rng.choice([None, "x"]))
         except TokenRejected as exc:
             assert exc.reason in REASON_CODES
+
+
+# --- flattening (rules-language.md §4) -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("claims_in", "attributes"),
+    [
+        ({"email": "a@b.c"}, {"email": ["a@b.c"]}),
+        (
+            {"address": {"country": "NL", "locality": "Delft"}},
+            {"address.country": ["NL"], "address.locality": ["Delft"]},
+        ),
+        ({"roles": ["admin", "dev"]}, {"roles": ["admin", "dev"]}),
+        (
+            {"groups": [{"name": "a"}, {"name": "b", "id": 2}]},
+            {"groups.name": ["a", "b"], "groups.id": ["2"]},
+        ),
+        (
+            {"n": 2, "d": 2.50, "t": True, "f": False},
+            {"n": ["2"], "d": ["2.5"], "t": ["true"], "f": ["false"]},
+        ),
+        ({"gone": None, "empty": "", "list": [None, "", "x"], "none": []}, {"list": ["x"]}),
+        (
+            {"address.country": "top", "address": {"country": "nested"}},
+            {"address.country": ["top"]},
+        ),
+        (
+            {"address": {"country": "nested"}, "address.country": "top"},
+            {"address.country": ["top"]},
+        ),
+        ({"a": {"b.c": "x"}, "a.b": {"c": "y"}}, {"a.b.c": ["x", "y"]}),
+        ({"a.b.c": "top", "a": {"b": {"c": "deep"}}}, {"a.b.c": ["top"]}),
+        ({"m": [[1, 2], [3]]}, {"m": ["1", "2", "3"]}),
+        ({"deep": {"x": {"y": {"z": 0}}}}, {"deep.x.y.z": ["0"]}),
+        ({"big": 10**20, "neg": -0.5}, {"big": ["100000000000000000000"], "neg": ["-0.5"]}),
+    ],
+)
+def test_flatten_claims(claims_in: dict[str, Any], attributes: dict[str, list[str]]) -> None:
+    assert flatten_claims(claims_in) == attributes
+
+
+def test_decimal_text_straight_from_the_token(conn: Connection) -> None:
+    body = json.dumps(claims())[:-1] + ', "price": 19.90, "tiny": 0.000001, "e": 1E+2}'
+    token = check(sign(body.encode(), rsa_key()), conn)
+    assert token.attributes["price"] == ["19.9"]
+    assert token.attributes["tiny"] == ["0.000001"]
+    assert token.attributes["e"] == ["100"]
+    assert token.claims["e"] == 100
