@@ -307,13 +307,13 @@ def join(values: Value, sep: Value) -> str | None:
 def unique(values: Value) -> list[str] | None:
     if not isinstance(values, list | tuple):
         return None
-    return list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    return list(dict.fromkeys(compact(values)))
 
 
 def sort(values: Value) -> list[str] | None:
     if not isinstance(values, list | tuple):
         return None
-    return sorted(v for v in values if isinstance(v, str))
+    return sorted(compact(values))
 
 
 def count(values: Value) -> int:

@@ -249,7 +249,7 @@ class ExprTyper:
             self.report(
                 "E022",
                 "`match` without `else`",
-                expr.span,
+                Span(expr.span.start, expr.span.start + len("match")),
                 "add `else => ...` as the last arm",
             )
         else:
@@ -472,7 +472,7 @@ class ExprTyper:
             if highest > groups:
                 self.report(
                     "E016",
-                    f"\\{highest} is out of range: the pattern has "
+                    f"group \\{highest} is out of range: the pattern has "
                     f"{groups} group{'s' if groups != 1 else ''}",
                     call.args[2].span,
                 )
