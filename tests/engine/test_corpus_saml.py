@@ -6,6 +6,7 @@ source keys are history and are not used here.
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +21,8 @@ from engine.token import TokenRejected
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 MANIFEST = CORPUS / "MANIFEST.toml"
 KINDS = ("saml-response", "metadata")
+if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _cases() -> list[Any]:
@@ -96,7 +99,7 @@ def _run_saml(case: dict[str, Any], tmp_path: Path) -> None:
 
 
 def _run_metadata(case: dict[str, Any], tmp_path: Path) -> None:
-    from tests.engine.test_metadata import import_into_workspace
+    from saml_fixtures import import_into_workspace
 
     result = import_into_workspace(CORPUS / case["path"], tmp_path)
     if case["spec_verdict"] == "valid":
