@@ -234,7 +234,7 @@ def test_every_signature_present_must_verify() -> None:
         value = find(response, "saml:Assertion/ds:Signature/ds:SignatureValue")
         value.text = base64.b64encode(b"\x00" * 256).decode()
 
-    raw = make_token(signing="assertion", response=break_assertion_signature)
+    raw = make_token(signing="both", response=break_assertion_signature)
     message = reject(raw, "bad-signature", require_signed="response")
     assert message.startswith("Assertion signature")
 
