@@ -141,7 +141,9 @@ def plain_claims(value: Any) -> Any:
     if isinstance(value, list):
         return [plain_claims(v) for v in value]
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        if value == value.to_integral_value() and abs(value) < 10**15:
+            return int(value)
+        return float(value)
     return value
 
 
