@@ -1,0 +1,306 @@
+"""Source text → `Program` plus syntax diagnostics (E001–E006); never raises.
+
+A fast scanner first splits the file into top-level statements, collects comments and
+reports lexical errors (E002, E003). Each statement's text (comments blanked) is then
+parsed by `rules.grammar` and the result cached by that text, so the editor, which
+re-parses on every keystroke, only re-parses the statement that changed. Splitting
+also gives error recovery: a syntax error spoils one statement, and parsing resumes
+at the next one, so every broken statement in a file is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields, is_dataclass
+from typing import Any, TypeVar
+
+import pyparsing as pp
+
+from rules import ast
+from rules.diagnostics import Diagnostic, Span
+from rules.grammar import STATEMENT, CodedError
+
+__all__ = ["parse"]
+
+# One alternative per token class; strings may be unterminated (checked afterwards).
+_TOKEN = re.compile(
+    r"""(?P<ws>[ \t\r\n]+)
+    |(?P<comment>\#[^\n]*)
+    |(?P<string>r"[^"\n]*"|@?"(?:[^"\\\n]|\\.)*")
+    |(?P<open>r"[^"\n]*|@?"(?:[^"\\\n]|\\.)*\\?)
+    |(?P<word>[A-Za-z_][A-Za-z0-9_]*)
+    |(?P<attr>@[A-Za-z_][A-Za-z0-9_.:-]*)
+    |(?P<number>-?[0-9]+(?:\.[0-9]+)?)
+    |(?P<op>:=|\?=|\+=|-=|=>|==|!=|<=|>=|\?\?|[=<>+(){}\[\],.@-])
+    |(?P<other>.)""",
+    re.VERBOSE,
+)
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|u|.?)")
+_ASSIGN_OPS = frozenset({"=", ":=", "?=", "+=", "-="})
+_STATEMENT_WORDS = frozenset({"let", "deny", "rule", "clear"})
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_RAW_HINT = 'use a raw string r"..." to keep backslashes as they are'
+_CACHE_LIMIT = 20_000
+
+N = TypeVar("N")
+
+
+@dataclass(frozen=True, slots=True)
+class _Problem:
+    """A syntax error relative to one statement's text."""
+
+    code: str
+    message: str
+    start: int
+    end: int
+    hint: str | None = None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    start: int
+    end: int  # end of its last token
+    is_rule: bool = False
+    problem: _Problem | None = None
+
+
+# statement text (comments blanked) → (offset it was parsed at, statement, problem)
+_cache: dict[str, tuple[int, ast.Stmt | None, _Problem | None]] = {}
+
+
+def parse(source: str) -> tuple[ast.Program | None, list[Diagnostic]]:
+    """Parse a whole rules file. The program is None when any syntax error occurred."""
+    comments, chunks = _scan(source)
+    statements: list[ast.Stmt] = []
+    diagnostics: list[Diagnostic] = []
+    blanked = _blank(source, comments)
+    for chunk in chunks:
+        statement, problem = (
+            (None, chunk.problem) if chunk.problem else _parse_chunk(blanked, chunk)
+        )
+        if problem is not None:
+            diagnostics.append(_diagnostic(source, chunk, problem))
+        elif statement is not None:
+            statements.append(statement)
+    if diagnostics:
+        return None, diagnostics
+    return ast.Program(tuple(statements), tuple(comments), Span(0, len(source))), []
+
+
+def _parse_chunk(blanked: str, chunk: _Chunk) -> tuple[ast.Stmt | None, _Problem | None]:
+    """The statement of one chunk, from the cache (moved to its offset) when possible."""
+    text = blanked[chunk.start : chunk.end]
+    cached = _cache.get(text)
+    if cached is None:
+        statement, problem = _parse_statement(blanked, chunk.start, chunk.end)
+        if len(_cache) >= _CACHE_LIMIT:
+            _cache.clear()
+    else:
+        offset, statement, problem = cached
+        if offset == chunk.start:
+            return statement, problem
+        statement = shift(statement, chunk.start - offset)
+        problem = shift(problem, chunk.start - offset)
+    _cache[text] = (chunk.start, statement, problem)
+    return statement, problem
+
+
+def _parse_statement(text: str, start: int, end: int) -> tuple[ast.Stmt | None, _Problem | None]:
+    """Parse the statement at text[start:end] in place, so spans are file offsets.
+
+    `_parse` is pyparsing's own entry point behind `parse_string`; calling it at an
+    offset avoids copying the statement out and shifting every span back afterwards.
+    """
+    try:
+        loc, result = STATEMENT._parse(text, start)
+        if loc > end:  # ran into the next statement: parse the statement on its own
+            return _parse_statement(text[:end], start, end) if len(text) > end else (None, None)
+        loc = STATEMENT.preParse(text, loc)
+        if loc < end:
+            raise pp.ParseException(text, loc, "Expected end of text")
+    except CodedError as error:
+        return None, _Problem(
+            error.code, error.message, error.span.start, error.span.end, error.hint
+        )
+    except pp.ParseBaseException as error:
+        if error.loc > end and len(text) > end:
+            return _parse_statement(text[:end], start, end)
+        expected = str(error.msg)
+        expected = expected[len("Expected ") :] if expected.startswith("Expected ") else expected
+        if "end of text" in expected:
+            expected = "an operator or a new statement"
+        return None, _Problem("E001", f"expected {expected}", error.loc, error.loc)
+    except RecursionError:
+        return None, _Problem("E001", "expression nested too deeply", start, end)
+    statement: ast.Stmt = result[0]
+    return statement, None
+
+
+def _diagnostic(source: str, chunk: _Chunk, problem: _Problem) -> Diagnostic:
+    start, end = problem.start, problem.end
+    message = problem.message
+    if problem.code == "E001" and "found" not in message:
+        start, end, found = _found(source, start)
+        if start == len(source):  # point just after the statement's last token
+            start = end = chunk.end
+        message = f"{message}, found {found}"
+    return Diagnostic("error", problem.code, message, Span(start, end), problem.hint)
+
+
+def _found(source: str, offset: int) -> tuple[int, int, str]:
+    """The token at or after `offset` (skipping blanks and comments), described."""
+    while offset < len(source):
+        token = _TOKEN.match(source, offset)
+        assert token is not None  # `other` matches any character but a newline
+        kind = token.lastgroup
+        if kind in ("ws", "comment"):
+            offset = token.end()
+            continue
+        text = token.group()
+        if kind == "string":
+            what = "a string"
+        elif len(text) > 20:
+            what = f'"{text[:20]}…"'
+        else:
+            what = f'"{text}"'
+        return token.start(), token.end(), what
+    return len(source), len(source), "the end of the file"
+
+
+def _scan(source: str) -> tuple[list[ast.Comment], list[_Chunk]]:
+    """Comments and top-level statement chunks, with lexical errors attached."""
+    comments: list[ast.Comment] = []
+    chunks: list[_Chunk] = []
+    stack: list[str] = []  # open brackets: "(", "[", "{" (expression) or "rule"
+    pending_match = 0  # `match` keywords whose "{" has not come yet, at this level
+    chunk: _Chunk | None = None
+    previous: re.Match[str] | None = None  # previous significant token
+    end_before_previous = 0
+    before_previous = ""  # text of the token before `previous`: `let` makes NAME = no start
+    offset = 0
+    length = len(source)
+    while offset < length:
+        token = _TOKEN.match(source, offset)
+        assert token is not None
+        kind = token.lastgroup
+        offset = token.end()
+        if kind == "ws":
+            continue
+        text = token.group()
+        if kind == "comment":
+            comments.append(ast.Comment(text, Span(token.start(), offset)))
+            continue
+        starts = False
+        if kind == "word" and text in _STATEMENT_WORDS:
+            starts = True
+            token_start = token.start()
+        elif kind == "op" and text in _ASSIGN_OPS and previous is not None:
+            starts = previous.lastgroup == "word" and before_previous != "let"
+            token_start = previous.start()
+        if starts and stack and stack[-1] != "rule":
+            while stack and stack[-1] != "rule":  # an unclosed bracket: give up on it
+                stack.pop()
+        if starts and not stack and (chunk is None or chunk.start != token_start):
+            if chunk is not None and token_start != token.start():
+                chunk.end = end_before_previous  # the word before "=" starts the new one
+            chunk = _Chunk(token_start, offset, is_rule=text == "rule")
+            chunks.append(chunk)
+            pending_match = 0
+        elif chunk is None:
+            chunk = _Chunk(token.start(), offset)
+            chunks.append(chunk)
+        chunk.end = offset
+        if kind in ("string", "open"):
+            problem = _check_string(text, token.start(), kind == "open")
+            if problem is not None and chunk.problem is None:
+                chunk.problem = problem
+            if kind == "open":  # skip the rest of the line
+                offset = source.find("\n", offset)
+                offset = length if offset < 0 else offset
+        elif kind == "word" and text == "match":
+            pending_match += 1
+        elif text in _OPENERS:
+            if text == "{" and pending_match == 0 and not stack and chunk.is_rule:
+                stack.append("rule")
+            else:
+                if text == "{" and pending_match > 0:
+                    pending_match -= 1
+                stack.append(text)
+        elif text in (")", "]", "}"):
+            opener = {")": "(", "]": "[", "}": "{"}[text]
+            for depth in range(len(stack) - 1, -1, -1):
+                if stack[depth] == opener or (opener == "{" and stack[depth] == "rule"):
+                    del stack[depth:]
+                    break
+        end_before_previous = previous.end() if previous is not None else 0
+        before_previous = previous.group() if previous is not None else ""
+        previous = token
+    return comments, chunks
+
+
+def _check_string(text: str, start: int, unterminated: bool) -> _Problem | None:
+    """E003 for an unterminated string, E002 for an escape outside the allowed set."""
+    quote = text.index('"')
+    if unterminated:
+        return _Problem(
+            "E003",
+            "unterminated string: a string must end on the line where it starts",
+            start,
+            start + len(text),
+            'close it with `"`; write a line break as \\n',
+        )
+    if text[0] == "r":
+        return None
+    for escape in _ESCAPE.finditer(text, quote + 1, len(text) - 1):
+        body = escape.group(1)
+        if body in ('"', "\\", "n", "t"):
+            continue
+        if len(body) == 5 and not 0xD800 <= int(body[1:], 16) <= 0xDFFF:
+            continue
+        where = start + escape.start()
+        return _Problem(
+            "E002",
+            f'invalid escape sequence "{escape.group()}" in a string',
+            where,
+            where + len(escape.group()),
+            _RAW_HINT + r"; the escapes are \" \\ \n \t \uXXXX",
+        )
+    return None
+
+
+def _blank(source: str, comments: list[ast.Comment]) -> str:
+    """The source with every comment replaced by spaces (offsets unchanged)."""
+    if not comments:
+        return source
+    parts: list[str] = []
+    last = 0
+    for comment in comments:
+        parts.append(source[last : comment.span.start])
+        parts.append(" " * (comment.span.end - comment.span.start))
+        last = comment.span.end
+    parts.append(source[last:])
+    return "".join(parts)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def shift(node: N, delta: int) -> N:
+    """A copy of `node` with every span moved by `delta` (for cached statements)."""
+    if delta == 0:
+        return node
+    return _shift(node, delta)  # type: ignore[no-any-return]
+
+
+def _shift(node: Any, delta: int) -> Any:
+    if isinstance(node, Span):
+        return Span(node.start + delta, node.end + delta)
+    if isinstance(node, tuple):
+        return tuple(_shift(item, delta) for item in node)
+    if not is_dataclass(node):
+        return node
+    cls: Any = type(node)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in fields(node))
+    return cls(*[_shift(getattr(node, name), delta) for name in names])
