@@ -3,7 +3,8 @@
 Only structure is checked here: three base64url segments, a JSON-object header with a
 string `alg`, a JSON-object payload. A five-segment JWE is recognised (to be refused as
 `unsupported`, not `malformed`). JSON is read strictly: duplicate member names (a
-parser-differential trick), `NaN`/`Infinity` and non-UTF-8 text are `malformed`.
+parser-differential trick), `NaN`/`Infinity`, non-UTF-8 text and nesting deeper than
+MAX_DEPTH levels are `malformed`.
 Decimal numbers are read as `Decimal` so their text survives exactly (rules-language §3).
 """
 
@@ -21,6 +22,7 @@ from engine.token import TokenRejected
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*\Z")
 _WHITESPACE = b" \t\r\n\f\v"
+MAX_DEPTH = 64  # nesting of JSON objects/arrays; deeper is `malformed` (no recursion limits hit)
 BOM = b"\xef\xbb\xbf"
 
 
@@ -64,7 +66,24 @@ def json_object(data: bytes) -> dict[str, Any] | None:
         )
     except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
+        return None
+    return value
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests arrays and objects (iteratively: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def decode_compact(raw: bytes) -> Compact:

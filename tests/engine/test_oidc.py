@@ -561,3 +561,31 @@ def test_decimal_text_straight_from_the_token(conn: Connection) -> None:
     assert token.attributes["tiny"] == ["0.000001"]
     assert token.attributes["e"] == ["100"]
     assert token.claims["e"] == 100
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.data())
+def test_flipping_any_character_of_the_token_is_never_accepted(
+    conn: Connection, data: st.DataObject
+) -> None:
+    good = _good().decode()
+    index = data.draw(st.integers(0, len(good) - 1))
+    replacement = data.draw(st.sampled_from("Aa0-_.=+/ ").filter(lambda c: c != good[index]))
+    mutated = good[:index] + replacement + good[index + 1 :]
+    try:
+        check(mutated.encode(), conn)
+    except TokenRejected as exc:
+        assert exc.reason in REASON_CODES
+    else:
+        # only a change in base64url's unused trailing bits leaves the token's bytes equal
+        pairs = zip(good.split("."), mutated.split("."), strict=True)
+        assert all(_same_payload(a, b) for a, b in pairs)
+
+
+def test_deeply_nested_claims_are_malformed_not_a_crash(conn: Connection) -> None:
+    body = json.dumps(claims())[:-1] + ', "deep": ' + "[" * 5000 + "]" * 5000 + "}"
+    assert rejected(sign(body.encode(), rsa_key()), conn).reason == "malformed"
+    body = json.dumps(claims())[:-1] + ', "deep": ' + "[" * 60 + '"x"' + "]" * 60 + "}"
+    assert check(sign(body.encode(), rsa_key()), conn).attributes["deep"] == ["x"]
