@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import tomllib
 import types
@@ -12,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine.config import Connection
 from engine.intake import detect_form, read_token
-from engine.token import Token, TokenRejected
+from engine.sample import parse_sample_text
+from engine.token import REASON_CODES, Token, TokenRejected
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
@@ -271,3 +275,36 @@ def test_real_saml_response_in_every_encoding(tmp_path: Path, encoding: str) -> 
     token = read_token(raw, conn, now=now)
     assert token.kind == "saml"
     assert token.name_id == "google-oauth2|117637692321743777825"
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.one_of(st.binary(max_size=300), st.text(max_size=300).map(str.encode)))
+def test_random_input_is_a_reason_never_a_traceback(
+    raw: bytes, oidc: Connection, saml2: Connection
+) -> None:
+    for conn in (oidc, saml2):
+        for allow in (False, True):
+            try:
+                token = read_token(raw, conn, now=NOW, allow_samples=allow)
+            except TokenRejected as exc:
+                assert exc.reason in REASON_CODES
+            else:
+                assert token.kind == "sample" and allow
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["subject", "issuer", "token_id", "attributes", "x"]),
+        st.one_of(st.text(max_size=5), st.integers(), st.lists(st.text(max_size=3), max_size=3)),
+        max_size=4,
+    )
+)
+def test_random_samples_parse_or_are_malformed(table: dict[str, Any]) -> None:
+    text = "\n".join(f"{key} = {json.dumps(value)}" for key, value in table.items())
+    try:
+        parse_sample_text(text)
+    except TokenRejected as exc:
+        assert exc.reason == "malformed"
