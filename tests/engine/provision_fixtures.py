@@ -6,15 +6,33 @@ rules file into its workspace.
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config, load_config
-from engine.provision import Provisioner
-from engine.result import Result
-from engine.store import SqliteStore, StoredUser, layout_for
+
+def _real_rules_package() -> None:
+    """Work around the test layout: with tests/engine/__init__.py, pytest puts tests/ first
+    on sys.path, so `rules` can resolve to the namespace package tests/rules (no
+    __init__.py) instead of the project's `rules`. Put the project's back."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    current = sys.modules.get("rules")
+    if current is not None and getattr(current, "__file__", None) is None:
+        del sys.modules["rules"]
+        importlib.import_module("rules")
+
+
+_real_rules_package()
+
+from engine.config import Config, load_config  # noqa: E402
+from engine.provision import Provisioner  # noqa: E402
+from engine.result import Result  # noqa: E402
+from engine.store import SqliteStore, StoredUser, layout_for  # noqa: E402
 
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
