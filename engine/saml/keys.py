@@ -83,15 +83,17 @@ def ders_from_pem(data: bytes, source: str) -> list[bytes]:
 
 
 @lru_cache(maxsize=256)
-def _certs_of_file(stamp: tuple[str, int, int]) -> tuple[TrustedCert, ...]:
+def _certs_of_file(stamp: tuple[str, int, int], entity: str | None) -> tuple[TrustedCert, ...]:
     path = Path(stamp[0])
     data = path.read_bytes()
-    if b"<" in data[:200]:  # IdP metadata XML
-        from engine.saml.metadata import parse_metadata
+    if entity is not None:  # IdP metadata XML: the signing certificates of that entity
+        from engine.saml.metadata import MetadataError, parse_metadata
 
-        return tuple(
-            cert_from_der(der, path.name) for der in parse_metadata(data).signing_certs
-        )
+        try:
+            ders = parse_metadata(data, entity).signing_certs
+        except MetadataError as exc:
+            raise KeyFileError(f"{path.name}: {exc}") from None
+        return tuple(cert_from_der(der, path.name) for der in ders)
     try:
         return tuple(cert_from_der(der, path.name) for der in ders_from_pem(data, path.name))
     except ValueError as exc:
@@ -101,12 +103,12 @@ def _certs_of_file(stamp: tuple[str, int, int]) -> tuple[TrustedCert, ...]:
 def trusted_certs(connection: Connection) -> tuple[TrustedCert, ...]:
     """The connection's signing certificates (files are re-read only when they change)."""
     found: list[TrustedCert] = []
-    paths = list(connection.certificates)
+    paths: list[tuple[Path, str | None]] = [(p, None) for p in connection.certificates]
     if connection.metadata is not None:
-        paths.append(connection.metadata)
-    for path in paths:
+        paths.append((connection.metadata, connection.issuer))
+    for path, entity in paths:
         try:
-            found.extend(_certs_of_file(_stamp(path)))
+            found.extend(_certs_of_file(_stamp(path), entity))
         except OSError as exc:
             raise KeyFileError(f"{path}: cannot read: {exc}") from None
     return tuple(found)

@@ -33,6 +33,10 @@ _ATTRNAME_BASIC = "urn:oasis:names:tc:SAML:2.0:attrname-format:basic"
 _SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 
 
+class MintError(Exception):
+    """The key, certificate or encryption certificate cannot be used to mint."""
+
+
 def new_id() -> str:
     """A fresh xs:ID value."""
     return "_" + uuid.uuid4().hex
@@ -205,7 +209,29 @@ def mint(
     at: datetime | None = None,
     in_response_to: str | None = None,
 ) -> bytes:
-    """A signed SAML Response for `sample` under `connection`, encoded as asked."""
+    """A signed SAML Response for `sample` under `connection`, encoded as asked.
+
+    Raises MintError when the key, certificate or `encrypt_for` cannot be used.
+    """
+    try:
+        return _mint(sample, connection, key_pem, cert_pem, signing, encrypt_for, cipher,
+                     encoding, at, in_response_to)
+    except (xmlsec.Error, ValueError) as exc:
+        raise MintError(str(exc) or type(exc).__name__) from None
+
+
+def _mint(
+    sample: Sample,
+    connection: Connection,
+    key_pem: bytes,
+    cert_pem: bytes,
+    signing: Signing,
+    encrypt_for: bytes | None,
+    cipher: Cipher,
+    encoding: Encoding,
+    at: datetime | None,
+    in_response_to: str | None,
+) -> bytes:
     at = (at or datetime.now(UTC)).replace(microsecond=0)
     assertion = build_assertion(sample, connection, at, in_response_to=in_response_to)
     if signing in ("assertion", "both"):

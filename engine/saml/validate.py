@@ -79,6 +79,13 @@ def _check_version(element: etree._Element, what: str) -> None:
         )
 
 
+def _decryption_key(connection: Connection) -> bytes | None:
+    try:
+        return keys.decryption_key_pem(connection)
+    except keys.KeyFileError as exc:
+        raise TokenRejected("decryption-failed", str(exc)) from None
+
+
 def _name_id(assertion: etree._Element, connection: Connection) -> etree._Element | None:
     """The Subject's NameID; an EncryptedID is decrypted with the SP key (not in place:
     the signed tree keeps its ciphertext)."""
@@ -88,7 +95,7 @@ def _name_id(assertion: etree._Element, connection: Connection) -> etree._Elemen
     encrypted = subject.find(f"{SAML}EncryptedID")
     if encrypted is None:
         return subject.find(f"{SAML}NameID")
-    name_id = decrypt_element(encrypted, keys.decryption_key_pem(connection), "ID")
+    name_id = decrypt_element(encrypted, _decryption_key(connection), "ID")
     if name_id.tag != f"{SAML}NameID":
         raise TokenRejected("malformed", "the EncryptedID does not hold a NameID")
     return name_id
@@ -175,7 +182,10 @@ def _check_signatures(
             f"a Signature inside <{where}> signs neither the Response nor the Assertion",
         )
     _check_unique_ids(*roots)
-    trusted = keys.trusted_certs(connection)
+    try:
+        trusted = keys.trusted_certs(connection)
+    except keys.KeyFileError as exc:
+        raise TokenRejected("untrusted-signer", f"no usable configured certificate: {exc}") from None
     for label, group in (("Response signature", on_response),
                          ("Assertion signature", on_assertion)):
         for sig in group:
@@ -209,7 +219,7 @@ def validate_saml(
     if response is not None:
         _check_version(response, "Response")
     if node.tag == _ENCRYPTED:
-        assertion = decrypt_element(node, keys.decryption_key_pem(connection))
+        assertion = decrypt_element(node, _decryption_key(connection))
         if assertion.tag != _ASSERTION:
             raise TokenRejected("malformed", "the EncryptedAssertion does not hold an Assertion")
         schema.check_schema(assertion, schema.protocol_schema(), "the decrypted Assertion")

@@ -99,8 +99,9 @@ def make_response_tree(
 def make_token(encoding: m.Encoding = "xml", **options: Any) -> bytes:
     """`make_response_tree` serialised and encoded."""
     root = make_response_tree(**options)
-    return m.encode(etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"),
-                    encoding)
+    return m.encode(
+        etree.tostring(root.getroottree(), xml_declaration=True, encoding="UTF-8"), encoding
+    )
 
 
 def find(root: etree._Element, path: str) -> etree._Element:
@@ -110,3 +111,44 @@ def find(root: etree._Element, path: str) -> etree._Element:
     node = found[0]
     assert isinstance(node, etree._Element)
     return node
+
+
+WORKSPACE_CONFIG = """# A workspace for metadata import tests.
+[store]
+path = "jitprov.db"   # keep this comment
+"""
+
+
+def import_into_workspace(metadata: Path, workspace: Path, *extra: str) -> dict[str, Any] | None:
+    """Run `jitprov connection import-metadata METADATA --id md` in a fresh workspace.
+
+    Returns the new config as data on success; None on failure, after checking the
+    config file was left exactly as it was.
+    """
+    import tomllib
+
+    from tui.cli import run
+
+    config = workspace / "jitprov.toml"
+    if not config.exists():
+        config.write_text(WORKSPACE_CONFIG, encoding="utf-8")
+    before = config.read_text(encoding="utf-8")
+    code = run(
+        [
+            "--config",
+            str(config),
+            "connection",
+            "import-metadata",
+            str(metadata),
+            "--id",
+            "md",
+            *extra,
+        ]
+    )
+    after = config.read_text(encoding="utf-8")
+    if code != 0:
+        assert code == 1
+        assert after == before
+        return None
+    assert "# keep this comment" in after
+    return tomllib.loads(after)

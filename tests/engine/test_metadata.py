@@ -1,0 +1,163 @@
+"""IdP metadata: parsing (safely), trust from metadata, and `connection import-metadata`."""
+
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from engine.saml import validate_saml
+from engine.saml.metadata import MetadataError, parse_metadata
+from engine.saml.workspace import import_metadata, pem, slug
+
+if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
+    sys.path.insert(0, str(Path(__file__).parent))
+from saml_fixtures import (  # noqa: E402
+    IDP_CERT,
+    ISSUER,
+    LATER,
+    WORKSPACE_CONFIG,
+    connection,
+    import_into_workspace,
+    make_token,
+)
+
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def _b64(cert: Path) -> str:
+    return "".join(cert.read_text().splitlines()[1:-1])
+
+
+def entity(entity_id: str = ISSUER, certs: tuple[Path, ...] = (IDP_CERT,), use: str = "signing") -> str:
+    keys = "".join(
+        f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+        f"{_b64(c)}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+        for c in certs
+    )
+    return (
+        f'<md:EntityDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" entityID="{entity_id}">'
+        '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+        f"{keys}"
+        '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" '
+        'Location="https://idp.example.org/sso"/>'
+        "</md:IDPSSODescriptor></md:EntityDescriptor>"
+    )
+
+
+def test_parse_entity_descriptor() -> None:
+    idp = parse_metadata(entity().encode())
+    assert idp.entity_id == ISSUER
+    assert idp.sso_url == "https://idp.example.org/sso"
+    assert pem(idp.signing_certs[0]).split() == IDP_CERT.read_text().split()
+
+
+def test_encryption_keys_are_not_signing_keys() -> None:
+    with pytest.raises(MetadataError, match="no signing certificate"):
+        parse_metadata(entity(use="encryption").encode())
+
+
+def test_several_idps_need_a_choice() -> None:
+    both = f'<md:EntitiesDescriptor xmlns:md="{MD}">{entity("urn:a")}{entity("urn:b")}</md:EntitiesDescriptor>'
+    with pytest.raises(MetadataError, match=r"several IdPs \(urn:a, urn:b\).*--entity"):
+        parse_metadata(both.encode())
+    assert parse_metadata(both.encode(), "urn:b").entity_id == "urn:b"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"<nope", b"<x/>", b'<!DOCTYPE x [<!ENTITY e "e">]><x>&e;</x>'],
+    ids=["empty", "broken", "not-metadata", "dtd"],
+)
+def test_invalid_metadata(data: bytes) -> None:
+    with pytest.raises(MetadataError):
+        parse_metadata(data)
+
+
+def test_metadata_as_the_trust_source_with_rollover(tmp_path: Path) -> None:
+    rollover = IDP_CERT.parent / "idp-rollover.crt"
+    md = tmp_path / "idp.xml"
+    md.write_text(entity(certs=(rollover, IDP_CERT)))
+    token = validate_saml(make_token(), connection(certificates=(), metadata=md), now=LATER)
+    assert token.name_id == "jdoe@example.com"
+
+
+def test_slug() -> None:
+    assert slug("https://app.onelogin.com/saml/metadata/383123") == (
+        "app-onelogin-com-saml-metadata-383123"
+    )
+    assert slug("urn:mace:example.com:idp") == "mace-example-com-idp"
+
+
+def _workspace(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "jitprov.toml"
+    config.write_text(WORKSPACE_CONFIG + extra, encoding="utf-8")
+    return config
+
+
+def test_import_keeps_comments_and_writes_files(tmp_path: Path) -> None:
+    config = _workspace(tmp_path)
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    done = import_metadata(config, md)
+    text = config.read_text()
+    assert "# keep this comment" in text
+    data = tomllib.loads(text)["connections"][done.connection_id]
+    assert done.connection_id == "idp-example-org-saml"
+    assert data == {
+        "protocol": "saml2",
+        "issuer": ISSUER,
+        "certificate": "certs/idp-example-org-saml.pem",
+        "audience": "urn:jitprov:sp",
+        "rules": "rules/idp-example-org-saml.rules",
+    }
+    assert (tmp_path / "rules/idp-example-org-saml.rules").read_text().endswith(
+        "username = subject\n"
+    )
+    assert "BEGIN CERTIFICATE" in (tmp_path / "certs/idp-example-org-saml.pem").read_text()
+
+
+def test_import_takes_the_audience_of_an_existing_connection(tmp_path: Path) -> None:
+    (tmp_path / "idp.pem").write_text(IDP_CERT.read_text())
+    (tmp_path / "a.rules").write_text("username = subject\n")
+    config = _workspace(tmp_path, '\n[connections.a]\nprotocol = "saml2"\nissuer = "urn:a"\n'
+                        'certificate = "idp.pem"\naudience = "https://sp/saml"\nrules = "a.rules"\n')
+    md = tmp_path / "idp.xml"
+    md.write_text(entity(certs=(IDP_CERT, IDP_CERT.parent / "idp-rollover.crt")))
+    done = import_metadata(config, md, connection_id="b")
+    data = tomllib.loads(config.read_text())["connections"]["b"]
+    assert data["audience"] == "https://sp/saml" == done.audience
+    assert data["certificate"] == ["certs/b-1.pem", "certs/b-2.pem"]
+
+
+def test_import_refuses_an_existing_id(tmp_path: Path) -> None:
+    config = _workspace(tmp_path)
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    import_metadata(config, md, connection_id="x")
+    before = config.read_text()
+    with pytest.raises(MetadataError, match="already exists"):
+        import_metadata(config, md, connection_id="x")
+    assert config.read_text() == before
+
+
+def test_cli_import(tmp_path: Path) -> None:
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    data = import_into_workspace(md, tmp_path)
+    assert data is not None
+    assert data["connections"]["md"]["issuer"] == ISSUER
+
+
+def test_cli_invalid_metadata_leaves_the_config_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    md = tmp_path / "idp.xml"
+    md.write_text("<md:EntityDescriptor xmlns:md='urn:oasis:names:tc:SAML:2.0:metadata'/>")
+    assert import_into_workspace(md, tmp_path) is None
+    err = capsys.readouterr().err
+    assert err.startswith("jitprov: error: ") and "no IdP" in err
+    assert not (tmp_path / "certs").exists()

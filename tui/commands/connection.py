@@ -1,0 +1,87 @@
+"""`jitprov connection import-metadata FILE [--id ID]`: add a saml2 connection from IdP
+metadata (engine.saml.workspace does the work; the TUI calls the same function)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from engine.saml.metadata import MetadataError
+from engine.saml.workspace import DEFAULT_AUDIENCE, import_metadata
+from tui.cli import EXIT_OK, CommandError, Workspace, print_json
+
+
+def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
+    parser = subparsers.add_parser(
+        "connection",
+        parents=[common],
+        help="manage connections",
+        description="Manage the workspace's connections.",
+    )
+    actions = parser.add_subparsers(dest="connection_command", metavar="ACTION")
+    parser.set_defaults(run=_missing_action)
+    imp = actions.add_parser(
+        "import-metadata",
+        parents=[common],
+        help="add a saml2 connection from IdP metadata XML",
+        description="Add [connections.ID] from IdP metadata: issuer = the entity ID, the "
+        "signing certificates written under certs/, a starter rules file.",
+    )
+    imp.add_argument("file", metavar="FILE", help="the IdP's metadata XML")
+    imp.add_argument(
+        "--id",
+        dest="conn_id",
+        metavar="ID",
+        help="the connection id (default: derived from the entity ID)",
+    )
+    imp.add_argument(
+        "--entity", metavar="ENTITY_ID", help="which IdP, when the metadata describes several"
+    )
+    imp.add_argument(
+        "--audience",
+        metavar="SP_ENTITY_ID",
+        help="the SP entity ID (default: an existing connection's audience, "
+        f"else {DEFAULT_AUDIENCE})",
+    )
+    imp.set_defaults(run=run_import)
+
+
+def _missing_action(args: argparse.Namespace, ws: Workspace) -> int:
+    raise CommandError("connection needs an action: import-metadata FILE [--id ID]")
+
+
+def run_import(args: argparse.Namespace, ws: Workspace) -> int:
+    config_path = ws.config.path
+    try:
+        done = import_metadata(
+            config_path,
+            Path(args.file),
+            connection_id=args.conn_id,
+            entity=args.entity,
+            audience=args.audience,
+        )
+    except MetadataError as exc:
+        raise CommandError(f"{args.file}: {exc}") from None
+    if args.json:
+        print_json(
+            {
+                "connection": done.connection_id,
+                "issuer": done.entity_id,
+                "certificates": [str(p.relative_to(config_path.parent)) for p in done.certificates],
+                "rules": str(done.rules.relative_to(config_path.parent)),
+                "audience": done.audience,
+                "sso_url": done.sso_url,
+            }
+        )
+        return EXIT_OK
+    print(f"added [connections.{done.connection_id}] to {config_path.name}")
+    print(f"  issuer       {done.entity_id}")
+    for cert in done.certificates:
+        print(f"  certificate  {cert.relative_to(config_path.parent)}")
+    made = " (created)" if done.rules_created else ""
+    print(f"  rules        {done.rules.relative_to(config_path.parent)}{made}")
+    print(f"  audience     {done.audience}")
+    if done.sso_url:
+        print(f"  IdP sign-in  {done.sso_url}")
+    return EXIT_OK
