@@ -63,6 +63,20 @@ class Layout:
                 )
 
 
+def schema_is_current(conn: sqlite3.Connection, layout: Layout) -> bool:
+    """True when every table and column the layout needs exists (a read: read-only
+    stores and the common case open without taking the write lock)."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    needed = {"users", "identity_links", "audit", "seen_tokens"}
+    needed |= {set_table(name) for name in layout.sets}
+    needed |= {f"idx_users_{key_column(name)}" for name in layout.keys}
+    if not needed <= names:
+        return False
+    columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(users)")}
+    wanted = {*layout.scalars, *(key_column(k) for k in layout.keys), *USER_META_COLUMNS}
+    return {c.lower() for c in wanted} <= columns
+
+
 def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     """Create missing tables, columns and indexes. Call inside a write transaction:
     sqlite-utils nests its own work in savepoints, so concurrent openers serialise."""

@@ -27,7 +27,7 @@ from engine.store.base import (
     T,
     UserWrite,
 )
-from engine.store.schema import Layout, ensure_schema, key_column, set_table
+from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current, set_table
 from rules.plan import Scalar
 
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
@@ -247,15 +247,16 @@ class SqliteStore:
                 conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
-        for name, value in pragmas.items():
+        if not schema_is_current(conn, self.layout):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ensure_schema(conn, self.layout)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+        for name, value in pragmas.items():  # e.g. tests' query_only, max_page_count
             conn.execute(f"PRAGMA {name} = {value}")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            ensure_schema(conn, self.layout)
-            conn.execute("COMMIT")
-        except BaseException:
-            _rollback(conn)
-            raise
 
     def _insert_sql(self) -> str:
         names = [*self.layout.scalars, *(key_column(k) for k in self.layout.keys)]
