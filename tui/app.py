@@ -1,0 +1,139 @@
+"""The jitprov Textual app: five screens (modes), the command palette, help and quit.
+
+Kept small on purpose: each screen owns its own state and workers; the app only holds
+the engine facade (handed to it by `make_app`, so tests can give it a temporary
+workspace), switches screens, and guards quitting with unsaved rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from textual.app import App
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui.facade import Facade
+from tui.screens.audit import AuditScreen
+from tui.screens.bench import BenchScreen
+from tui.screens.confirm import UnsavedChangesScreen
+from tui.screens.connections import ConnectionsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.rules import RulesScreen
+from tui.screens.users import UsersScreen
+from tui.widgets.nav import SCREENS, NavBar
+
+Command = tuple[str, str, Callable[[], object]]
+
+
+class JitprovCommands(Provider):
+    """Every action of the app and of the current screen, for the command palette."""
+
+    def _commands(self) -> list[Command]:
+        app = self.app
+        assert isinstance(app, JitprovApp)
+        commands: list[Command] = [
+            (f"Go to {title}", f"show the {title} screen (key {key})", partial(app.go, mode))
+            for mode, (key, title) in SCREENS.items()
+        ]
+        screen_commands = getattr(self.screen, "palette_commands", None)
+        if screen_commands is not None:
+            commands.extend(screen_commands())
+        commands.append(("Help", "keys and screens (f1)", app.action_help))
+        return commands
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class JitprovApp(App[None]):
+    """Connections, rules, the test bench, users and audit of one workspace."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "jitprov"
+    COMMANDS = App.COMMANDS | {JitprovCommands}
+    BINDINGS = [
+        *(
+            Binding(key, f"go('{mode}')", title, tooltip=f"Show the {title} screen", show=False)
+            for mode, (key, title) in SCREENS.items()
+        ),
+        Binding("f1", "help", "Help", tooltip="Keys and screens"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(self, facade: Facade) -> None:
+        super().__init__()
+        self.facade = facade
+        screens = {
+            "connections": ConnectionsScreen,
+            "rules": RulesScreen,
+            "bench": BenchScreen,
+            "users": UsersScreen,
+            "audit": AuditScreen,
+        }
+        for mode, screen in screens.items():
+            self.add_mode(mode, partial(screen, facade))
+
+    def on_mount(self) -> None:
+        self.sub_title = self.facade.label()
+        self.switch_mode("connections")
+
+    def go(self, mode: str) -> None:
+        """Show one of the five screens."""
+        self.switch_mode(mode)
+
+    def action_go(self, mode: str) -> None:
+        self.go(mode)
+
+    def on_nav_bar_go(self, event: NavBar.Go) -> None:
+        self.go(event.mode)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(SCREENS))
+
+    def rules_screen(self) -> RulesScreen | None:
+        """The Rules screen when it has been opened (it keeps unsaved edits)."""
+        stack = self._screen_stacks.get("rules")
+        screen = stack[0] if stack else None
+        return screen if isinstance(screen, RulesScreen) else None
+
+    async def edit_rules(self, connection_id: str) -> None:
+        """Open the Rules screen on a connection's rules (from the Connections screen)."""
+        await self.switch_mode("rules")
+        screen = self.rules_screen()
+        if screen is not None:
+            screen.request_open(connection_id)
+
+    async def action_run_cases(self) -> None:
+        """Show the Test bench and run every case there."""
+        await self.switch_mode("bench")
+        stack = self._screen_stacks.get("bench")
+        if stack and isinstance(stack[0], BenchScreen):
+            stack[0].action_run_cases()
+
+    async def action_quit(self) -> None:
+        rules = self.rules_screen()
+        if rules is None or not rules.modified:
+            self.exit()
+            return
+
+        def decided(choice: str | None) -> None:
+            if choice == "discard" or (choice == "save" and rules.save()):
+                self.exit()
+
+        self.push_screen(UnsavedChangesScreen(rules.file_label), decided)
+
+
+def make_app(facade: Facade) -> JitprovApp:
+    """The app on a workspace; the `jitprov tui` command and the tests both use this."""
+    return JitprovApp(facade)

@@ -1,0 +1,563 @@
+"""The engine facade handed to the TUI: every method is a thin call into `engine`/`rules`.
+
+Why a facade: the app never imports the engine's internals, so tests can hand it a
+temporary workspace, and every state change goes through the same functions as the CLI
+(`engine.config_edit` for the config, the provisioning pipeline for the store). Methods
+are blocking; screens call them from workers. Problems a user can act on are raised as
+`FacadeError` (the message is shown as a notification); nothing else is caught here.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from engine.config import Config, ConfigError, Connection, load_config
+from engine.config_edit import save_connection, write_atomically
+from rules import SourceMap, compile_rules
+from rules.diagnostics import Diagnostic
+
+__all__ = [
+    "AuditPage",
+    "Check",
+    "ConnectionRow",
+    "Decoded",
+    "Facade",
+    "FacadeError",
+    "Preview",
+    "Problem",
+    "UserDetail",
+    "UsersPage",
+]
+
+TOKEN_SUFFIXES = (".toml", ".xml", ".b64", ".base64", ".jwt", ".txt")
+
+
+class FacadeError(Exception):
+    """A problem to show the user (a bad file, an invalid config, a failing store)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One diagnostic, placed for the editor (lines and columns from 1)."""
+
+    severity: str
+    code: str
+    message: str
+    hint: str | None
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    @property
+    def label(self) -> str:
+        icon = "✘" if self.severity == "error" else "⚠"
+        return f"{icon} {self.line}:{self.column} {self.code} {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """The result of checking one rules text: its problems and, when it compiled, the
+    compiled rules (reused by the preview so a keystroke compiles once)."""
+
+    source: str
+    problems: tuple[Problem, ...]
+    compiled: Any = None
+
+    @property
+    def errors(self) -> int:
+        return sum(p.severity == "error" for p in self.problems)
+
+    @property
+    def warnings(self) -> int:
+        return sum(p.severity != "error" for p in self.problems)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRow:
+    """A connection as the lists show it, with its rules file's status."""
+
+    id: str
+    protocol: str
+    mode: str
+    rules: str
+    errors: int = 0
+    warnings: int = 0
+    unreadable: str | None = None  # why the rules file could not be read
+
+    @property
+    def status(self) -> str:
+        if self.unreadable:
+            return "✘ unreadable"
+        if self.errors:
+            return f"✘ {self.errors} error{'s' * (self.errors != 1)}"
+        if self.warnings:
+            return f"⚠ {self.warnings} warning{'s' * (self.warnings != 1)}"
+        return "✔"
+
+
+PAGE = 200  # rows per page in the Users and Audit tables
+USER_COLUMNS = ("username", "email", "display_name", "active")
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewRow:
+    """One field of the planned account: its value, the stored one, and the lines."""
+
+    field: str
+    value: str
+    old: str | None
+    changed: bool
+    lines: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """A dry run of one token against the edited rules."""
+
+    outcome: str
+    message: str | None = None
+    token: str = ""
+    rows: tuple[PreviewRow, ...] = ()
+
+    @classmethod
+    def failed(cls, message: str, token: str = "") -> Preview:
+        return cls("—", message, token)
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded token: its attributes, or why validation refused it."""
+
+    kind: str | None
+    subject: str | None
+    attributes: tuple[tuple[str, tuple[str, ...]], ...]
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.reason:
+            return f"✘ rejected ({self.reason}): {self.message}"
+        if self.kind == "sample":
+            return "⚠ unsigned sample: accepted for testing only, never by apply"
+        return "✔ valid"
+
+
+@dataclass(frozen=True, slots=True)
+class CaseOutcome:
+    """One case's line in the bench: its name, passed/failed/error, and the detail
+    (problems or the diff) shown when it is selected."""
+
+    name: str
+    status: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    username: str
+    email: str
+    display_name: str
+    active: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsersPage:
+    rows: tuple[UserRow, ...]
+    total: int
+    offset: int
+
+
+AuditLine = tuple[int, str, str, str, str, str, str]  # id, at, conn, subject, outcome, ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditPage:
+    rows: tuple[AuditLine, ...]
+    total: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserDetail:
+    id: int
+    fields: tuple[tuple[str, str], ...]
+    sets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # field, (value, source)
+    links: tuple[tuple[str, str], ...]
+    created_at: str | None
+    updated_at: str | None
+    audit: tuple[AuditLine, ...]
+
+
+@dataclass(slots=True)
+class Facade:
+    """The workspace at `config_path`, seen through the engine's front doors."""
+
+    config_path: Path
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _config: Config | None = None
+
+    # -- the workspace -------------------------------------------------------------
+    def load(self) -> Config:
+        """(Re)load and validate the config; FacadeError when it is invalid now."""
+        try:
+            self._config = load_config(self.config_path)
+        except ConfigError as exc:
+            raise FacadeError(str(exc)) from None
+        return self._config
+
+    @property
+    def config(self) -> Config:
+        """The last config that loaded (loading it the first time)."""
+        return self._config if self._config is not None else self.load()
+
+    @property
+    def root(self) -> Path:
+        return self.config_path.parent
+
+    def label(self) -> str:
+        """The workspace as the title shows it: its folder's name."""
+        return self.root.name or str(self.root)
+
+    def connection(self, connection_id: str) -> Connection:
+        try:
+            return self.config.connections[connection_id]
+        except KeyError:
+            raise FacadeError(f"unknown connection {connection_id!r}") from None
+
+    def shown(self, path: Path) -> str:
+        """A path relative to the workspace when it is inside it."""
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def connections(self) -> list[ConnectionRow]:
+        """Every connection with its rules status (reloads the config first)."""
+        config = self.load()
+        rows = []
+        for connection in config.connections.values():
+            shown = self.shown(connection.rules)
+            try:
+                check = self.check(connection.id, self.read_rules(connection.id))
+            except FacadeError as exc:
+                rows.append(
+                    ConnectionRow(
+                        connection.id, connection.protocol, connection.mode, shown, 0, 0, str(exc)
+                    )
+                )
+                continue
+            rows.append(
+                ConnectionRow(
+                    connection.id,
+                    connection.protocol,
+                    connection.mode,
+                    shown,
+                    check.errors,
+                    check.warnings,
+                )
+            )
+        return rows
+
+    # -- rules ---------------------------------------------------------------------
+    def read_rules(self, connection_id: str) -> str:
+        path = self.connection(connection_id).rules
+        try:
+            return path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise FacadeError(
+                f"{self.shown(path)}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+            ) from None
+        except OSError as exc:
+            raise FacadeError(f"{self.shown(path)}: cannot read: {exc.strerror}") from None
+
+    def check(self, connection_id: str, source: str) -> Check:
+        """Compile `source` as `connection_id`'s rules (its fields and attributes)."""
+        connection = self.connection(connection_id)
+        result = compile_rules(source, self.config.fields, attributes=connection.attributes)
+        source_map = SourceMap(source)
+        problems = tuple(_problem(d, source_map) for d in result.diagnostics)
+        return Check(source, problems, result.rules if result.ok else None)
+
+    def format(self, source: str) -> str:
+        """Canonical formatting; FacadeError when the text has syntax errors."""
+        from rules.format import FormatError, format_source
+
+        try:
+            return format_source(source)
+        except FormatError as exc:
+            count = len(getattr(exc, "diagnostics", ()) or ())
+            raise FacadeError(
+                f"cannot format: fix the {count or ''} syntax error{'s' * (count != 1)} first".replace(
+                    "  ", " "
+                )
+            ) from None
+
+    def save_rules(self, connection_id: str, source: str) -> None:
+        path = self.connection(connection_id).rules
+        try:
+            write_atomically(path, source)
+        except ConfigError as exc:
+            raise FacadeError(f"{self.shown(path)}: {exc.detail}") from None
+
+    # -- the config ----------------------------------------------------------------
+    def connection_table(self, connection_id: str) -> dict[str, Any]:
+        """The connection's keys as written in jitprov.toml (paths as typed)."""
+        try:
+            data = tomllib.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise FacadeError(f"{self.config_path.name}: cannot read: {exc}") from None
+        table = data.get("connections", {}).get(connection_id, {})
+        return dict(table) if isinstance(table, dict) else {}
+
+    def save_connection(
+        self, connection_id: str, values: Mapping[str, Any], remove: tuple[str, ...] = ()
+    ) -> Config:
+        """Write the connection through `engine.config_edit` (validated before writing).
+        Raises ConfigError, whose `key` says which field is wrong."""
+        self._config = save_connection(self.config_path, connection_id, values, remove)
+        return self._config
+
+    # -- tokens, samples and cases -------------------------------------------------
+    def samples(self) -> list[Path]:
+        """Token files of the workspace's `samples/` folder, by name."""
+        folder = self.root / "samples"
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.suffix in TOKEN_SUFFIXES)
+
+    def cases(self) -> list[Path]:
+        """Rule test cases (`*.case.toml`) under the workspace's `tests/` folder."""
+        folder = self.root / "tests"
+        return sorted(folder.rglob("*.case.toml")) if folder.is_dir() else []
+
+    def read_token(self, path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise FacadeError(f"{self.shown(path)}: cannot read: {exc.strerror}") from None
+
+    def decode(self, connection_id: str, path: Path, *, allow_samples: bool = True) -> Decoded:
+        """Decode and validate a token (no store access): attributes or the rejection."""
+        from engine.intake import read_token
+        from engine.token import TokenRejected
+
+        connection = self.connection(connection_id)
+        raw = self.read_token(path)
+        try:
+            token = read_token(raw, connection, now=self.clock(), allow_samples=allow_samples)
+        except TokenRejected as exc:
+            return Decoded(None, None, (), exc.reason, exc.message)
+        attributes = tuple((name, tuple(values)) for name, values in token.attributes.items())
+        return Decoded(token.kind, token.name_id, attributes)
+
+    def preview(self, connection_id: str, check: Check, path: Path) -> Preview:
+        """A dry run of the token against the edited (compiled) rules: nothing is written.
+        The pipeline is the CLI's (`Provisioner.apply`), handed the edited rules."""
+        from engine.provision import Provisioner
+
+        if check.compiled is None:
+            return Preview.failed("the rules have errors: fix them to see the preview")
+        raw = self.read_token(path)
+        provisioner = Provisioner(self.config, rules_loader=lambda _c, _f: check.compiled)
+        try:
+            result = provisioner.apply(
+                connection_id, raw, now=self.clock(), dry_run=True, allow_samples=True
+            )
+        finally:
+            provisioner.close()
+        return _preview(result, self.shown(path))
+
+    def run_token(self, connection_id: str, path: Path, *, dry_run: bool) -> Any:
+        """`apply` (or `apply --dry-run`) of one token with unsigned samples allowed: the
+        same `Provisioner.apply` the CLI calls, with the saved rules. Returns the Result."""
+        from engine.provision import Provisioner, RulesError
+
+        raw = self.read_token(path)
+        provisioner = Provisioner(self.config)
+        try:
+            return provisioner.apply(
+                connection_id, raw, now=self.clock(), dry_run=dry_run, allow_samples=True
+            )
+        except RulesError as exc:
+            raise FacadeError(str(exc).splitlines()[0]) from None
+        finally:
+            provisioner.close()
+
+    def run_cases(self) -> list[CaseOutcome]:
+        """Every sample dry-run against the connection its name starts with (`okta-…`):
+        the bench's list until the rule test runner lands (see docs/tui.md)."""
+        config = self.config
+        outcomes = []
+        for path in self.samples():
+            connection = next(
+                (c for c in config.connections if path.name.startswith(f"{c}-")), None
+            )
+            if connection is None:
+                continue
+            try:
+                result = self.run_token(connection, path, dry_run=True)
+            except FacadeError as exc:
+                outcomes.append(CaseOutcome(path.name, "error", str(exc)))
+                continue
+            status = "failed" if result.outcome in ("rejected", "error") else "passed"
+            detail = json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str)
+            outcomes.append(CaseOutcome(f"{path.name} → {result.outcome}", status, detail))
+        return outcomes
+
+    # -- the store -----------------------------------------------------------------
+    def _store(self, *, write: bool = False) -> Any:
+        from engine.store import open_store
+
+        try:
+            return open_store(self.config, read_only_if_missing=not write)
+        except Exception as exc:  # the store's own errors carry the reason
+            raise FacadeError(f"store: {exc}") from None
+
+    def users(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> UsersPage:
+        """A page of accounts whose username, email or display name contains `query`."""
+        from engine.store import StoreError
+
+        store = self._store()
+        try:
+            users = store.users()
+        except StoreError as exc:
+            raise FacadeError(f"store: {exc}") from None
+        finally:
+            store.close()
+        needle = query.casefold().strip()
+        scalars = [f for f, kind in self.config.fields.items() if kind != "set"]
+        matched = [u for u in users if not needle or needle in _haystack(u.fields, scalars)]
+        rows = tuple(
+            UserRow(u.id, *(_show(u.fields.get(f)) for f in USER_COLUMNS))
+            for u in matched[offset : offset + limit]
+        )
+        return UsersPage(rows, len(matched), offset)
+
+    def user(self, user_id: int) -> UserDetail:
+        """One account: every field, its sets with their sources, links, audit rows."""
+        from engine.store import StoreError
+
+        store = self._store()
+        try:
+            stored = store.atomic(lambda txn: txn.load_user(user_id), write=False)
+            audit = store.audit(user_id=user_id, limit=PAGE)
+        except StoreError as exc:
+            raise FacadeError(f"store: {exc}") from None
+        finally:
+            store.close()
+        if stored is None:
+            raise FacadeError(f"no user with id {user_id}")
+        fields = tuple(
+            (name, _show(stored.fields.get(name)))
+            for name, kind in self.config.fields.items()
+            if kind != "set"
+        )
+        sets = tuple(
+            (name, tuple(sorted(stored.members.get(name, ()))))
+            for name, kind in self.config.fields.items()
+            if kind == "set"
+        )
+        return UserDetail(
+            stored.id,
+            fields,
+            sets,
+            tuple(stored.links),
+            stored.created_at,
+            stored.updated_at,
+            tuple(_audit_row(r) for r in audit),
+        )
+
+    def audit(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> AuditPage:
+        """A page of audit rows, newest first, whose text contains `query`."""
+        from engine.store import StoreError
+
+        store = self._store()
+        try:
+            rows = store.audit(limit=None if query else offset + limit)
+        except StoreError as exc:
+            raise FacadeError(f"store: {exc}") from None
+        finally:
+            store.close()
+        shown = [_audit_row(r) for r in rows]
+        needle = query.casefold().strip()
+        if needle:
+            shown = [r for r in shown if needle in " ".join(map(str, r)).casefold()]
+        return AuditPage(tuple(shown[offset : offset + limit]), len(shown), offset)
+
+
+def _problem(diagnostic: Diagnostic, source_map: SourceMap) -> Problem:
+    data = diagnostic.to_json(source_map, "")
+    return Problem(
+        diagnostic.severity,
+        diagnostic.code,
+        diagnostic.message,
+        diagnostic.hint,
+        int(str(data["line"])),
+        int(str(data["column"])),
+        int(str(data["end_line"])),
+        int(str(data["end_column"])),
+    )
+
+
+def _show(value: object) -> str:
+    """A stored value as a table cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _haystack(fields: Mapping[str, object], names: list[str]) -> str:
+    return " ".join(_show(fields.get(name)) for name in names).casefold()
+
+
+def _audit_row(row: Any) -> AuditLine:
+    detail = row.reason or row.message or ""
+    return (
+        int(row.id or 0),
+        str(row.at),
+        row.connection or "",
+        row.subject or "",
+        row.outcome,
+        detail,
+        "" if row.user_id is None else str(row.user_id),
+    )
+
+
+def _preview(result: Any, token: str) -> Preview:
+    """The Preview of a dry-run Result: the planned account's fields, each with its old
+    value (from `changes`) and the lines that set it (from the trace)."""
+    data = result.to_json()
+    lines: dict[str, list[int]] = {}
+    for entry in result.trace:
+        lines.setdefault(entry.field, []).append(entry.line)
+    changes = data.get("changes") or {}
+    rows = []
+    for name, value in (data.get("user") or {}).items():
+        if name in ("id", "links", "created_at", "updated_at"):
+            continue
+        change = changes.get(name)
+        old: str | None = None
+        if isinstance(change, dict):
+            added = " ".join(f"+{v}" for v in change.get("added", []))
+            removed = " ".join(f"-{v}" for v in change.get("removed", []))
+            old = " ".join(p for p in (added, removed) if p) or None
+        elif isinstance(change, list | tuple) and change:
+            old = _show(change[0])
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else _show(value)
+        rows.append(
+            PreviewRow(
+                name, shown, old, change is not None, tuple(sorted(set(lines.get(name, ()))))
+            )
+        )
+    return Preview(data["outcome"], data.get("message"), token, tuple(rows))

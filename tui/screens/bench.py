@@ -1,0 +1,212 @@
+"""The Test bench: one token's decoded attributes, validation, plan and trace; apply it;
+run every case with a pass/fail list and the diff of a failing one.
+
+Unsigned samples are accepted here (and labelled so): the bench is for testing rules.
+Dry runs and case runs write nothing; `apply` writes through the same pipeline function
+as `jitprov apply` (with `--unsigned-samples`). All of it runs in workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Header, Label, Select, Static
+
+from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
+from tui.widgets.nav import NavBar
+from tui.widgets.preview import OUTCOME_STYLES
+
+
+class BenchScreen(Screen[None]):
+    """Try tokens and run cases."""
+
+    BINDINGS = [
+        Binding("d", "dry_run", "Dry run"),
+        Binding("a", "apply", "Apply"),
+        Binding("ctrl+t", "run_cases", "Run cases"),
+    ]
+
+    def __init__(self, facade: Facade) -> None:
+        super().__init__()
+        self.facade = facade
+        self.cases: tuple[CaseOutcome, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar("bench")
+        with Horizontal(id="bench-controls"):
+            yield Select[str]([], prompt="connection", id="bench-connection", compact=True)
+            yield Select[Path]([], prompt="token", id="bench-token", compact=True)
+            yield Button("Dry run (d)", id="bench-dry-run", variant="primary")
+            yield Button("Apply (a)", id="bench-apply", variant="warning")
+            yield Button("Run all cases (ctrl+t)", id="bench-cases")
+        with Horizontal(id="bench-body"):
+            with Vertical(id="bench-token-pane"):
+                yield Label("", id="bench-validation")
+                yield DataTable(id="bench-attributes", cursor_type="row")
+                yield Label("", id="bench-outcome")
+                yield DataTable(id="bench-plan", cursor_type="row")
+            with Vertical(id="bench-cases-pane"):
+                yield DataTable(id="bench-case-list", cursor_type="row")
+                yield Static("", id="bench-diff")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#bench-attributes", DataTable).add_columns("attribute", "values")
+        self.query_one("#bench-plan", DataTable).add_columns("field", "change", "set by")
+        self.query_one("#bench-case-list", DataTable).add_columns("case", "status")
+        self.query_one("#bench-attributes").border_title = "decoded attributes"
+        self.query_one("#bench-plan").border_title = "plan and trace"
+        self.query_one("#bench-case-list").border_title = "cases"
+        self.query_one("#bench-diff").border_title = "diff"
+        try:
+            connections = list(self.facade.config.connections)
+        except FacadeError as exc:
+            self.notify(str(exc), severity="error")
+            connections = []
+        select: Select[str] = self.query_one("#bench-connection", Select)
+        select.set_options([(c, c) for c in connections])
+        tokens: Select[Path] = self.query_one("#bench-token", Select)
+        tokens.set_options([(p.name, p) for p in self.facade.samples()])
+        if connections:
+            select.value = connections[0]
+
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        return [
+            (
+                "Dry run token",
+                "decode, validate and plan, writing nothing (d)",
+                self.action_dry_run,
+            ),
+            ("Apply token", "provision it into the store (a)", self.action_apply),
+            ("Run all cases", "every *.case.toml (ctrl+t)", self.action_run_cases),
+        ]
+
+    def _chosen(self) -> tuple[str, Path] | None:
+        connection = self.query_one("#bench-connection", Select).value
+        token = self.query_one("#bench-token", Select).value
+        if not isinstance(connection, str) or not isinstance(token, Path):
+            self.notify("choose a connection and a token first", severity="warning")
+            return None
+        return connection, token
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "bench-connection" and isinstance(event.value, str):
+            prefix = f"{event.value}-"
+            for path in self.facade.samples():
+                if path.name.startswith(prefix):
+                    self.query_one("#bench-token", Select).value = path
+                    break
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        actions = {
+            "bench-dry-run": self.action_dry_run,
+            "bench-apply": self.action_apply,
+            "bench-cases": self.action_run_cases,
+        }
+        if event.button.id in actions:
+            actions[event.button.id]()
+
+    # -- one token -------------------------------------------------------------------
+    def action_dry_run(self) -> None:
+        chosen = self._chosen()
+        if chosen:
+            self.run_token(*chosen, dry_run=True)
+
+    def action_apply(self) -> None:
+        chosen = self._chosen()
+        if chosen:
+            self.run_token(*chosen, dry_run=False)
+
+    @work(thread=True, exclusive=True, group="bench-token", exit_on_error=False)
+    def run_token(self, connection: str, token: Path, *, dry_run: bool) -> None:
+        try:
+            decoded = self.facade.decode(connection, token)
+            result = self.facade.run_token(connection, token, dry_run=dry_run)
+        except Exception as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.show_token, decoded, result, dry_run)
+
+    def show_token(self, decoded: Decoded, result: Any, dry_run: bool) -> None:
+        style = "red" if decoded.reason else "yellow" if decoded.kind == "sample" else "green"
+        subject = f"   subject: {decoded.subject}" if decoded.subject else ""
+        self.query_one("#bench-validation", Label).update(
+            Text(decoded.label + subject, style=style)
+        )
+        attributes = self.query_one("#bench-attributes", DataTable)
+        attributes.clear()
+        for name, values in decoded.attributes:
+            attributes.add_row(name, ", ".join(values))
+        data = result.to_json()
+        outcome = data["outcome"]
+        label = Text(f"{'dry run' if dry_run else 'applied'}: ", style="dim")
+        label.append(outcome, style=f"bold {OUTCOME_STYLES.get(outcome, '')}")
+        if data.get("message"):
+            label.append(f"  {data['message']}")
+        self.query_one("#bench-outcome", Label).update(label)
+        plan = self.query_one("#bench-plan", DataTable)
+        plan.clear()
+        where: dict[str, list[str]] = {}
+        for entry in data.get("trace") or []:
+            rule = f" ({entry['rule']})" if entry.get("rule") else ""
+            where.setdefault(entry["field"], []).append(f"line {entry['line']}{rule}")
+        for name, change in (data.get("changes") or {}).items():
+            plan.add_row(name, _change(change), ", ".join(where.pop(name, [])))
+        for name, lines in where.items():
+            plan.add_row(name, Text("(no change)", style="dim"), ", ".join(lines))
+        if not dry_run:
+            self.notify(f"applied: {outcome}")
+
+    # -- cases -----------------------------------------------------------------------
+    def action_run_cases(self) -> None:
+        self.query_one("#bench-case-list", DataTable).border_title = "cases: running…"
+        self.run_cases()
+
+    @work(thread=True, exclusive=True, group="bench-cases", exit_on_error=False)
+    def run_cases(self) -> None:
+        try:
+            cases = tuple(self.facade.run_cases())
+        except Exception as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.show_cases, cases)
+
+    def show_cases(self, cases: tuple[CaseOutcome, ...]) -> None:
+        self.cases = cases
+        table = self.query_one("#bench-case-list", DataTable)
+        table.clear()
+        for index, case in enumerate(cases):
+            style = {"passed": "green", "failed": "red"}.get(case.status, "yellow")
+            table.add_row(case.name, Text(case.status, style=style), key=str(index))
+        passed = sum(c.status == "passed" for c in cases)
+        table.border_title = f"cases: {passed} passed, {len(cases) - passed} failed"
+        failing = next((c for c in cases if c.status != "passed"), None)
+        self.query_one("#bench-diff", Static).update(failing.detail if failing else "")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id != "bench-case-list" or event.row_key.value is None:
+            return
+        index = int(event.row_key.value)
+        if 0 <= index < len(self.cases):
+            self.query_one("#bench-diff", Static).update(self.cases[index].detail)
+
+
+def _change(change: Any) -> Text:
+    """A `changes` entry: `old → new`, or `+added -removed` for a set."""
+    if isinstance(change, dict):
+        text = Text()
+        for value in change.get("added", []):
+            text.append(f"+{value} ", style="green")
+        for value in change.get("removed", []):
+            text.append(f"-{value} ", style="red")
+        return text
+    old, new = change
+    return Text(f"{'∅' if old is None else old} → {'∅' if new is None else new}")

@@ -1,0 +1,191 @@
+"""The Connections screen: every connection with its rules status, and its form.
+
+State lives here: the rows (loaded in a worker, since every rules file is compiled for
+its status) and the connection shown in the form. Saving goes through the facade's
+`save_connection` (engine.config_edit: validated with the config loader, comments and
+layout kept); its ConfigError is shown next to the field it names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header
+
+from engine.config import ConfigError
+from tui.facade import ConnectionRow, Facade, FacadeError
+from tui.screens.confirm import PromptScreen
+from tui.widgets.connection_form import ConnectionForm
+from tui.widgets.nav import NavBar
+
+
+class ConnectionsScreen(Screen[None]):
+    """List and edit the workspace's connections."""
+
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save form"),
+        Binding("n", "new", "New connection"),
+        Binding("i", "import_metadata", "Import metadata"),
+        Binding("e", "edit_rules", "Edit rules"),
+        Binding("ctrl+r", "refresh", "Reload"),
+    ]
+
+    rows: reactive[tuple[ConnectionRow, ...]] = reactive((), init=False)
+
+    def __init__(self, facade: Facade) -> None:
+        super().__init__()
+        self.facade = facade
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield NavBar("connections")
+        with Horizontal():
+            with Vertical(id="connections-pane"):
+                yield DataTable(id="connections", cursor_type="row", zebra_stripes=True)
+            yield ConnectionForm(self._link_fields(), id="connection-form")
+        yield Footer()
+
+    def _link_fields(self) -> list[str]:
+        try:
+            fields = self.facade.config.fields
+        except FacadeError:
+            return []
+        return [name for name, kind in fields.items() if kind != "set"]
+
+    def on_mount(self) -> None:
+        table = self.query_one("#connections", DataTable)
+        table.border_title = "connections"
+        table.add_columns("id", "protocol", "mode", "rules", "status")
+        self.action_refresh()
+
+    def palette_commands(self) -> list[tuple[str, str, object]]:
+        return [
+            ("Save connection", "save the form into jitprov.toml", self.action_save),
+            ("New connection", "an empty form", self.action_new),
+            (
+                "Import IdP metadata",
+                "add a connection from metadata XML",
+                self.action_import_metadata,
+            ),
+            ("Edit rules", "open the connection's rules", self.action_edit_rules),
+            ("Reload connections", "re-read jitprov.toml", self.action_refresh),
+        ]
+
+    # -- loading -------------------------------------------------------------------
+    def action_refresh(self) -> None:
+        self.load_rows()
+
+    @work(thread=True, exclusive=True, group="connections", exit_on_error=False)
+    def load_rows(self) -> None:
+        try:
+            rows = tuple(self.facade.connections())
+        except FacadeError as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error", timeout=8)
+            return
+        except Exception as exc:  # a bug must not take the app down
+            self.app.call_from_thread(
+                self.notify, f"cannot list connections: {exc}", severity="error"
+            )
+            return
+        self.app.call_from_thread(setattr, self, "rows", rows)
+
+    def watch_rows(self, rows: tuple[ConnectionRow, ...]) -> None:
+        table = self.query_one("#connections", DataTable)
+        selected = self.selected_id()
+        table.clear()
+        for row in rows:
+            table.add_row(row.id, row.protocol, row.mode, row.rules, row.status, key=row.id)
+        ids = [row.id for row in rows]
+        if ids:
+            table.move_cursor(row=ids.index(selected) if selected in ids else 0)
+            self.show(ids[ids.index(selected)] if selected in ids else ids[0])
+
+    def selected_id(self) -> str | None:
+        form = self.query_one(ConnectionForm)
+        return form.connection_id
+
+    def show(self, connection_id: str) -> None:
+        row = next((r for r in self.rows if r.id == connection_id), None)
+        try:
+            table = self.facade.connection_table(connection_id)
+        except FacadeError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        status = f"{row.rules}: {row.status}" if row else ""
+        self.query_one(ConnectionForm).load(connection_id, table, status)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value and event.row_key.value != self.selected_id():
+            self.show(event.row_key.value)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.query_one("#form-tabs").focus()
+
+    # -- actions -------------------------------------------------------------------
+    def action_save(self) -> None:
+        self.query_one(ConnectionForm).request_save()
+
+    def on_connection_form_save_requested(self, event: ConnectionForm.SaveRequested) -> None:
+        form = self.query_one(ConnectionForm)
+        if event.is_new and event.connection_id in {r.id for r in self.rows}:
+            form.show_error(None, f"a connection {event.connection_id!r} already exists")
+            return
+        try:
+            self.facade.save_connection(event.connection_id, event.values)
+        except ConfigError as exc:
+            key = exc.key or ""
+            prefix = f"connections.{event.connection_id}."
+            form.show_error(
+                key.removeprefix(prefix) if key.startswith(prefix) else None, exc.detail
+            )
+            return
+        except FacadeError as exc:
+            form.show_error(None, str(exc))
+            return
+        form.connection_id = event.connection_id
+        form.is_new = False
+        form.show_saved(f"saved to {self.facade.config_path.name}")
+        self.notify(f"connection {event.connection_id} saved")
+        self.load_rows()
+
+    def action_new(self) -> None:
+        form = self.query_one(ConnectionForm)
+        form.load(None, {"protocol": "saml2"}, "")
+        self.query_one("#form-id").focus()
+
+    def action_edit_rules(self) -> None:
+        connection_id = self.selected_id()
+        if connection_id:
+            self.post_message(ConnectionForm.EditRules(connection_id))
+
+    def on_connection_form_edit_rules(self, event: ConnectionForm.EditRules) -> None:
+        edit = getattr(self.app, "edit_rules", None)
+        if edit is not None:
+            self.run_worker(edit(event.connection_id), exit_on_error=False)
+
+    def action_import_metadata(self) -> None:
+        def chosen(answer: str | None) -> None:
+            if answer:
+                self.import_metadata(answer)
+
+        self.app.push_screen(
+            PromptScreen("IdP metadata file to import", "path/to/idp-metadata.xml"), chosen
+        )
+
+    def import_metadata(self, answer: str) -> None:
+        path = Path(answer)
+        if not path.is_absolute():
+            path = self.facade.root / path
+        try:
+            connection_id = self.facade.import_metadata(path)
+        except (FacadeError, ConfigError) as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return
+        self.notify(f"connection {connection_id} added from {path.name}")
+        self.load_rows()

@@ -1,0 +1,50 @@
+"""The screens bar under the header: `1 Connections  2 Rules  …`, the current one lit.
+
+Clicking a name posts `NavBar.Go`; the keys themselves are app bindings.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.message import Message
+from textual.widgets import Static
+
+SCREENS: dict[str, tuple[str, str]] = {
+    "connections": ("1", "Connections"),
+    "rules": ("2", "Rules"),
+    "bench": ("3", "Test bench"),
+    "users": ("4", "Users"),
+    "audit": ("5", "Audit"),
+}
+
+
+class NavBar(Static):
+    """Which screen this is, and how to reach the others."""
+
+    class Go(Message):
+        def __init__(self, mode: str) -> None:
+            super().__init__()
+            self.mode = mode
+
+    def __init__(self, current: str) -> None:
+        super().__init__(self._text(current), id="nav")
+        self.current = current
+
+    @staticmethod
+    def _text(current: str) -> Text:
+        text = Text()
+        for mode, (key, title) in SCREENS.items():
+            style = "bold reverse" if mode == current else ""
+            text.append(f" {key} ", style="dim " + style)
+            text.append(f"{title} ", style=style)
+            text.append(" ")
+        return text
+
+    def on_click(self, event: object) -> None:
+        offset = getattr(event, "x", 0)
+        position = 0
+        for mode, (key, title) in SCREENS.items():
+            position += len(f" {key} {title}  ")
+            if offset < position:
+                self.post_message(self.Go(mode))
+                return
