@@ -41,7 +41,7 @@ def looks_like_saml(raw: bytes) -> bool:
     if not _B64_ALPHABET.match(compact[: len(compact) - len(compact) % 4] or b"x"):
         return False
     try:
-        head = base64.b64decode(compact[:64] + b"=" * (-len(compact[:64]) % 4))
+        head = base64.b64decode(compact[:2048] + b"=" * (-len(compact[:2048]) % 4))
     except (binascii.Error, ValueError):
         return False
     if head.lstrip()[:1] == b"<":

@@ -161,9 +161,14 @@ def sign(
 
 
 def encrypt(
-    assertion: etree._Element, cert_pem: bytes, *, cipher: Cipher = "aes256-cbc"
+    assertion: etree._Element,
+    cert_pem: bytes,
+    *,
+    cipher: Cipher = "aes256-cbc",
+    wrapper: str = "EncryptedAssertion",
 ) -> etree._Element:
-    """Wrap `assertion` into an EncryptedAssertion for the holder of `cert_pem`."""
+    """Wrap `assertion` (or a NameID, with wrapper="EncryptedID") into an encrypted
+    element for the holder of `cert_pem`."""
     # Encrypt the Assertion as the root of its own document, so the plaintext carries
     # its namespace declarations (inside a wrapper lxml would strip them as redundant).
     standalone = etree.fromstring(etree.tostring(assertion))
@@ -180,10 +185,10 @@ def encrypt(
     ctx = xmlsec.EncryptionContext(manager)
     ctx.key = xmlsec.Key.generate(xmlsec.KeyData.AES, 256, xmlsec.KeyDataType.SESSION)
     encrypted = ctx.encrypt_xml(data, standalone)
-    wrapper = etree.Element(f"{SAML}EncryptedAssertion", nsmap={"saml": NS["saml"]})
-    wrapper.append(encrypted)
-    assert wrapper.find(f"{XENC}EncryptedData") is not None
-    return wrapper
+    holder = etree.Element(f"{SAML}{wrapper}", nsmap={"saml": NS["saml"]})
+    holder.append(encrypted)
+    assert holder.find(f"{XENC}EncryptedData") is not None
+    return holder
 
 
 def encode(xml: bytes, encoding: Encoding) -> bytes:
