@@ -142,7 +142,7 @@ def test_rules_with_errors_are_a_config_error_with_rendered_diagnostics(
 
 def test_at_accepts_z_and_offsets(cli: Cli) -> None:
     for at in ("2024-05-01T12:00:00Z", "2024-05-01T14:00:00+02:00"):
-        code, result = cli.apply(person("jdoe"), "--at", at)
+        code, _ = cli.apply(person("jdoe"), "--at", at)
         assert code == 0
     code, out, _ = cli.run("users", "show", "jdoe", "--json")
     assert json.loads(out)["created_at"] == "2024-05-01T12:00:00Z"
@@ -253,6 +253,7 @@ def test_explain_for_people_shows_plan_trace_skipped_and_diff(cli: Cli) -> None:
 def test_redacted_fields_and_attributes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cli = Cli(tmp_path, capsys, connections={"okta": {"redact": ["department"]}})
     code, result = cli.apply(person("jdoe", department="Secret"))
+    assert code == 0
     assert result["changes"]["department"] == [None, "***"]
     assert result["user"]["department"] == "Secret"  # the account itself is not redacted
     _, rows = cli.json("audit")
