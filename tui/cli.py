@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -156,6 +157,14 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a bug: one line for users, the traceback on request
+        if os.environ.get("JITPROV_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"jitprov: internal error: {type(exc).__name__}: {exc} "
+            "(set JITPROV_DEBUG=1 to see the traceback)\n"
+        )
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover
