@@ -29,8 +29,14 @@ def parse_time(value: str, what: str) -> datetime:
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
         stamp = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second),
-            int((fraction or "0")[:6].ljust(6, "0")), tzinfo=UTC,
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=UTC,
         )
     except ValueError as exc:
         raise TokenRejected("malformed", f"{what}: invalid date-time {value!r}: {exc}") from None
@@ -56,8 +62,9 @@ def bearer_data(assertion: etree._Element) -> list[etree._Element]:
     return found
 
 
-def check_issuers(response: etree._Element | None, assertion: etree._Element,
-                  connection: Connection) -> None:
+def check_issuers(
+    response: etree._Element | None, assertion: etree._Element, connection: Connection
+) -> None:
     """Response Issuer (when present) and Assertion Issuer equal `issuer` exactly."""
     expected = connection.issuer
     pairs = []
@@ -73,8 +80,12 @@ def check_issuers(response: etree._Element | None, assertion: etree._Element,
             )
 
 
-def check_in_response_to(response: etree._Element | None, assertion: etree._Element,
-                         connection: Connection, request_id: str | None) -> None:
+def check_in_response_to(
+    response: etree._Element | None,
+    assertion: etree._Element,
+    connection: Connection,
+    request_id: str | None,
+) -> None:
     """Every InResponseTo equals `request_id` when given; one must exist when required."""
     values = []
     if response is not None and response.get("InResponseTo") is not None:
@@ -119,8 +130,9 @@ def check_audience(assertion: etree._Element, connection: Connection) -> None:
             )
 
 
-def check_recipient(response: etree._Element | None, assertion: etree._Element,
-                    connection: Connection) -> None:
+def check_recipient(
+    response: etree._Element | None, assertion: etree._Element, connection: Connection
+) -> None:
     """With `recipient` set: every bearer Recipient, and Destination when present, equal it."""
     expected = connection.recipient
     if expected is None:
@@ -163,8 +175,7 @@ def check_times(assertion: etree._Element, skew: int, now: datetime) -> datetime
             if now < start - margin:
                 raise TokenRejected(
                     "not-yet-valid",
-                    f"{where} NotBefore is {show(start)}; now is {show(now)} "
-                    f"(clock_skew {skew} s)",
+                    f"{where} NotBefore is {show(start)}; now is {show(now)} (clock_skew {skew} s)",
                 )
         if node.get("NotOnOrAfter") is not None:
             end = parse_time(node.get("NotOnOrAfter", ""), f"{where} NotOnOrAfter")

@@ -14,6 +14,7 @@ import copy
 
 import xmlsec
 from lxml import etree
+from xmlsec import constants as xc
 
 from engine.saml.xml import DS, XENC, parse_xml
 from engine.token import TokenRejected
@@ -57,7 +58,7 @@ def decrypt_element(
             )
     try:
         manager = xmlsec.KeysManager()
-        manager.add_key(xmlsec.Key.from_memory(key_pem, xmlsec.KeyFormat.PEM, None))
+        manager.add_key(xmlsec.Key.from_memory(key_pem, xc.KeyDataFormatPem, None))
         ctx = xmlsec.EncryptionContext(manager)
         result = ctx.decrypt(etree.ElementTree(data).getroot())
     except xmlsec.Error as exc:

@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from xmlsec import constants as xc
 
 from engine.config import Connection
 
@@ -57,10 +58,8 @@ def cert_from_der(der: bytes, source: str) -> TrustedCert:
     except ValueError as exc:
         raise KeyFileError(f"{source}: not an X.509 certificate: {exc}") from None
     pem = cert.public_bytes(serialization.Encoding.PEM)
-    key = xmlsec.Key.from_memory(pem, xmlsec.KeyFormat.CERT_PEM, None)
-    return TrustedCert(
-        source, der, cert.not_valid_before_utc, cert.not_valid_after_utc, key
-    )
+    key = xmlsec.Key.from_memory(pem, xc.KeyDataFormatCertPem, None)
+    return TrustedCert(source, der, cert.not_valid_before_utc, cert.not_valid_after_utc, key)
 
 
 def ders_from_pem(data: bytes, source: str) -> list[bytes]:

@@ -78,7 +78,9 @@ def parse_metadata(data: bytes, entity: str | None = None) -> IdpMetadata:
         raise MetadataError("the metadata describes no IdP (no IDPSSODescriptor)")
     if len(entities) > 1:
         names = ", ".join(e.get("entityID", "?") for e in entities)
-        raise MetadataError(f"the metadata describes several IdPs ({names}); pick one with --entity")
+        raise MetadataError(
+            f"the metadata describes several IdPs ({names}); pick one with --entity"
+        )
     node = entities[0]
     entity_id = node.get("entityID", "").strip()
     if not entity_id:
@@ -89,8 +91,7 @@ def parse_metadata(data: bytes, entity: str | None = None) -> IdpMetadata:
     if not certs:
         raise MetadataError(f"IdP {entity_id!r} has no signing certificate in its metadata")
     sso = {
-        s.get("Binding"): s.get("Location")
-        for s in descriptor.iterfind(f"{MD}SingleSignOnService")
+        s.get("Binding"): s.get("Location") for s in descriptor.iterfind(f"{MD}SingleSignOnService")
     }
     formats = tuple((f.text or "").strip() for f in descriptor.iterfind(f"{MD}NameIDFormat"))
     return IdpMetadata(entity_id, certs, sso.get(_POST) or sso.get(_REDIRECT), formats)

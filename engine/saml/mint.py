@@ -13,15 +13,19 @@ import base64
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import xmlsec
 from lxml import etree
+from xmlsec import constants as xc
 
 from engine.config import Connection
-from engine.sample import Sample
 from engine.saml.conditions import BEARER, show
 from engine.saml.xml import NS, SAML, SAMLP, XENC
+from engine.sample import Sample
+
+if TYPE_CHECKING:
+    from xmlsec.constants import __Transform as Transform
 
 Signing = Literal["assertion", "response", "both", "none"]
 Encoding = Literal["xml", "base64", "deflate"]
@@ -75,9 +79,7 @@ def build_assertion(
         data.set("Recipient", connection.recipient)
     if in_response_to:
         data.set("InResponseTo", in_response_to)
-    conditions = etree.SubElement(
-        assertion, f"{SAML}Conditions", NotBefore=start, NotOnOrAfter=end
-    )
+    conditions = etree.SubElement(assertion, f"{SAML}Conditions", NotBefore=start, NotOnOrAfter=end)
     restriction = etree.SubElement(conditions, f"{SAML}AudienceRestriction")
     etree.SubElement(restriction, f"{SAML}Audience").text = connection.audience
     authn = etree.SubElement(
@@ -88,9 +90,9 @@ def build_assertion(
         etree.SubElement(context, f"{SAML}AuthnContextClassRef").text = sample.authn_context
     else:
         context = etree.SubElement(authn, f"{SAML}AuthnContext")
-        etree.SubElement(context, f"{SAML}AuthnContextClassRef").text = (
-            "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
-        )
+        etree.SubElement(
+            context, f"{SAML}AuthnContextClassRef"
+        ).text = "urn:oasis:names:tc:SAML:2.0:ac:classes:unspecified"
     if sample.attributes:
         statement = etree.SubElement(assertion, f"{SAML}AttributeStatement")
         for name, values in sample.attributes.items():
@@ -135,26 +137,26 @@ def sign(
     key_pem: bytes,
     cert_pem: bytes,
     *,
-    method: xmlsec.Transform = xmlsec.Transform.RSA_SHA256,
-    digest: xmlsec.Transform = xmlsec.Transform.SHA256,
+    method: Transform = xc.TransformRsaSha256,
+    digest: Transform = xc.TransformSha256,
 ) -> etree._Element:
     """Sign `element` (enveloped, `#ID` reference, exclusive c14n), the Signature placed
     right after its Issuer as the schema wants; returns the Signature element."""
-    signature = xmlsec.template.create(element, xmlsec.Transform.EXCL_C14N, method, ns="ds")
+    signature = xmlsec.template.create(element, xc.TransformExclC14N, method, ns="ds")
     issuer = element.find(f"{SAML}Issuer")
     if issuer is not None:
         issuer.addnext(signature)
     else:
         element.insert(0, signature)
     reference = xmlsec.template.add_reference(signature, digest, uri="#" + element.get("ID", ""))
-    xmlsec.template.add_transform(reference, xmlsec.Transform.ENVELOPED)
-    xmlsec.template.add_transform(reference, xmlsec.Transform.EXCL_C14N)
+    xmlsec.template.add_transform(reference, xc.TransformEnveloped)
+    xmlsec.template.add_transform(reference, xc.TransformExclC14N)
     key_info = xmlsec.template.ensure_key_info(signature)
     xmlsec.template.x509_data_add_certificate(xmlsec.template.add_x509_data(key_info))
     ctx = xmlsec.SignatureContext()
     ctx.register_id(element, "ID")
-    key = xmlsec.Key.from_memory(key_pem, xmlsec.KeyFormat.PEM, None)
-    key.load_cert_from_memory(cert_pem, xmlsec.KeyFormat.CERT_PEM)
+    key = xmlsec.Key.from_memory(key_pem, xc.KeyDataFormatPem, None)
+    key.load_cert_from_memory(cert_pem, xc.KeyDataFormatCertPem)
     ctx.key = key
     ctx.sign(signature)
     return signature
@@ -172,18 +174,18 @@ def encrypt(
     # Encrypt the Assertion as the root of its own document, so the plaintext carries
     # its namespace declarations (inside a wrapper lxml would strip them as redundant).
     standalone = etree.fromstring(etree.tostring(assertion))
-    method = xmlsec.Transform.AES256_GCM if cipher == "aes256-gcm" else xmlsec.Transform.AES256
+    method = xc.TransformAes256Gcm if cipher == "aes256-gcm" else xc.TransformAes256Cbc
     data = xmlsec.template.encrypted_data_create(
-        standalone, method, type=xmlsec.EncryptionType.ELEMENT, ns="xenc"
+        standalone, method, type=xc.TypeEncElement, ns="xenc"
     )
     xmlsec.template.encrypted_data_ensure_cipher_value(data)
     key_info = xmlsec.template.encrypted_data_ensure_key_info(data, ns="ds")
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xmlsec.Transform.RSA_OAEP)
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xc.TransformRsaOaep)
     xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
     manager = xmlsec.KeysManager()
-    manager.add_key(xmlsec.Key.from_memory(cert_pem, xmlsec.KeyFormat.CERT_PEM, None))
+    manager.add_key(xmlsec.Key.from_memory(cert_pem, xc.KeyDataFormatCertPem, None))
     ctx = xmlsec.EncryptionContext(manager)
-    ctx.key = xmlsec.Key.generate(xmlsec.KeyData.AES, 256, xmlsec.KeyDataType.SESSION)
+    ctx.key = xmlsec.Key.generate(xc.KeyDataAes, 256, xc.KeyDataTypeSession)
     encrypted = ctx.encrypt_xml(data, standalone)
     holder = etree.Element(f"{SAML}{wrapper}", nsmap={"saml": NS["saml"]})
     holder.append(encrypted)
@@ -219,8 +221,18 @@ def mint(
     Raises MintError when the key, certificate or `encrypt_for` cannot be used.
     """
     try:
-        return _mint(sample, connection, key_pem, cert_pem, signing, encrypt_for, cipher,
-                     encoding, at, in_response_to)
+        return _mint(
+            sample,
+            connection,
+            key_pem,
+            cert_pem,
+            signing,
+            encrypt_for,
+            cipher,
+            encoding,
+            at,
+            in_response_to,
+        )
     except (xmlsec.Error, ValueError) as exc:
         raise MintError(str(exc) or type(exc).__name__) from None
 

@@ -22,28 +22,75 @@ from datetime import datetime
 import xmlsec
 from cryptography import x509
 from lxml import etree
+from xmlsec import constants as xc
 
 from engine.saml.keys import TrustedCert
 from engine.saml.xml import DS
 from engine.token import TokenRejected
 
-T = xmlsec.Transform
-C14N = {t.href for t in (T.C14N, T.C14N_COMMENTS, T.EXCL_C14N, T.EXCL_C14N_COMMENTS,
-                         T.C14N11, T.C14N11_COMMENTS)}
-ENVELOPED = T.ENVELOPED.href
-SIGNATURE_METHODS = {t.href for t in (T.RSA_SHA224, T.RSA_SHA256, T.RSA_SHA384, T.RSA_SHA512,
-                                      T.ECDSA_SHA224, T.ECDSA_SHA256, T.ECDSA_SHA384,
-                                      T.ECDSA_SHA512)}
-SHA1_SIGNATURE_METHODS = {t.href for t in (T.RSA_SHA1, T.DSA_SHA1, T.ECDSA_SHA1)}
-DIGESTS = {t.href for t in (T.SHA224, T.SHA256, T.SHA384, T.SHA512)}
-SHA1_DIGESTS = {T.SHA1.href}
+C14N = {
+    t.href
+    for t in (
+        xc.TransformInclC14N,
+        xc.TransformInclC14NWithComments,
+        xc.TransformExclC14N,
+        xc.TransformExclC14NWithComments,
+        xc.TransformInclC14N11,
+        xc.TransformInclC14N11WithComments,
+    )
+}
+ENVELOPED = xc.TransformEnveloped.href
+SIGNATURE_METHODS = {
+    t.href
+    for t in (
+        xc.TransformRsaSha224,
+        xc.TransformRsaSha256,
+        xc.TransformRsaSha384,
+        xc.TransformRsaSha512,
+        xc.TransformEcdsaSha224,
+        xc.TransformEcdsaSha256,
+        xc.TransformEcdsaSha384,
+        xc.TransformEcdsaSha512,
+    )
+}
+SHA1_SIGNATURE_METHODS = {
+    t.href for t in (xc.TransformRsaSha1, xc.TransformDsaSha1, xc.TransformEcdsaSha1)
+}
+DIGESTS = {
+    t.href for t in (xc.TransformSha224, xc.TransformSha256, xc.TransformSha384, xc.TransformSha512)
+}
+SHA1_DIGESTS = {xc.TransformSha1.href}
 
-_SIG_TRANSFORMS = (T.C14N, T.C14N_COMMENTS, T.EXCL_C14N, T.EXCL_C14N_COMMENTS, T.C14N11,
-                   T.C14N11_COMMENTS, T.RSA_SHA224, T.RSA_SHA256, T.RSA_SHA384, T.RSA_SHA512,
-                   T.ECDSA_SHA224, T.ECDSA_SHA256, T.ECDSA_SHA384, T.ECDSA_SHA512)
-_SHA1_SIG_TRANSFORMS = (T.RSA_SHA1, T.DSA_SHA1, T.ECDSA_SHA1)
-_REF_TRANSFORMS = (T.ENVELOPED, T.C14N, T.C14N_COMMENTS, T.EXCL_C14N, T.EXCL_C14N_COMMENTS,
-                   T.C14N11, T.C14N11_COMMENTS, T.SHA224, T.SHA256, T.SHA384, T.SHA512)
+_SIG_TRANSFORMS = (
+    xc.TransformInclC14N,
+    xc.TransformInclC14NWithComments,
+    xc.TransformExclC14N,
+    xc.TransformExclC14NWithComments,
+    xc.TransformInclC14N11,
+    xc.TransformInclC14N11WithComments,
+    xc.TransformRsaSha224,
+    xc.TransformRsaSha256,
+    xc.TransformRsaSha384,
+    xc.TransformRsaSha512,
+    xc.TransformEcdsaSha224,
+    xc.TransformEcdsaSha256,
+    xc.TransformEcdsaSha384,
+    xc.TransformEcdsaSha512,
+)
+_SHA1_SIG_TRANSFORMS = (xc.TransformRsaSha1, xc.TransformDsaSha1, xc.TransformEcdsaSha1)
+_REF_TRANSFORMS = (
+    xc.TransformEnveloped,
+    xc.TransformInclC14N,
+    xc.TransformInclC14NWithComments,
+    xc.TransformExclC14N,
+    xc.TransformExclC14NWithComments,
+    xc.TransformInclC14N11,
+    xc.TransformInclC14N11WithComments,
+    xc.TransformSha224,
+    xc.TransformSha256,
+    xc.TransformSha384,
+    xc.TransformSha512,
+)
 
 
 def _algorithm(element: etree._Element | None) -> str:
@@ -142,12 +189,13 @@ def _keyinfo_certs(sig: etree._Element) -> list[bytes]:
     return ders
 
 
-def _context(key: xmlsec.Key, parent: etree._Element, ref_id: str | None,
-             allow_sha1: bool) -> xmlsec.SignatureContext:
+def _context(
+    key: xmlsec.Key, parent: etree._Element, ref_id: str | None, allow_sha1: bool
+) -> xmlsec.SignatureContext:
     ctx = xmlsec.SignatureContext()
     if ref_id is not None:
         ctx.register_id(parent, "ID")
-    for transform in _REF_TRANSFORMS + ((T.SHA1,) if allow_sha1 else ()):
+    for transform in _REF_TRANSFORMS + ((xc.TransformSha1,) if allow_sha1 else ()):
         ctx.enable_reference_transform(transform)
     for transform in _SIG_TRANSFORMS + (_SHA1_SIG_TRANSFORMS if allow_sha1 else ()):
         ctx.enable_signature_transform(transform)

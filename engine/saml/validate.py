@@ -55,11 +55,7 @@ def _check_status(response: etree._Element) -> None:
 
 
 def _the_assertion(root: etree._Element) -> etree._Element:
-    found = [
-        node
-        for node in root.iter(_ASSERTION, _ENCRYPTED)
-        if not _in_advice(node)
-    ]
+    found = [node for node in root.iter(_ASSERTION, _ENCRYPTED) if not _in_advice(node)]
     if len(found) != 1:
         raise TokenRejected(
             "malformed",
@@ -115,7 +111,8 @@ def _check_required(
             "malformed", "the Subject has no NameID (or an empty one) and subject_from is not set"
         )
     bearers = [
-        c for c in subject.iterfind(f"{SAML}SubjectConfirmation")
+        c
+        for c in subject.iterfind(f"{SAML}SubjectConfirmation")
         if c.get("Method") == conditions.BEARER
     ]
     if not bearers:
@@ -185,13 +182,21 @@ def _check_signatures(
     try:
         trusted = keys.trusted_certs(connection)
     except keys.KeyFileError as exc:
-        raise TokenRejected("untrusted-signer", f"no usable configured certificate: {exc}") from None
-    for label, group in (("Response signature", on_response),
-                         ("Assertion signature", on_assertion)):
+        raise TokenRejected(
+            "untrusted-signer", f"no usable configured certificate: {exc}"
+        ) from None
+    for label, group in (
+        ("Response signature", on_response),
+        ("Assertion signature", on_assertion),
+    ):
         for sig in group:
             verify_signature(
-                sig, label, trusted, allow_sha1=connection.allow_sha1,
-                check_cert_dates=connection.check_cert_dates, now=now,
+                sig,
+                label,
+                trusted,
+                allow_sha1=connection.allow_sha1,
+                check_cert_dates=connection.check_cert_dates,
+                now=now,
             )
 
 
@@ -209,7 +214,8 @@ def validate_saml(
         raise TokenRejected(
             "malformed",
             f"expected a SAML 2.0 Response or Assertion, found <{etree.QName(root).localname}>"
-            if isinstance(root.tag, str) else "expected a SAML 2.0 Response or Assertion",
+            if isinstance(root.tag, str)
+            else "expected a SAML 2.0 Response or Assertion",
         )
     response = root if root.tag == _RESPONSE else None
     if response is not None:

@@ -85,9 +85,11 @@ def import_metadata(
         existing = [c.get("audience") for c in connections.values() if isinstance(c, dict)]
         audience = next((a for a in existing if isinstance(a, str) and a), DEFAULT_AUDIENCE)
     root = config_path.parent
-    names = [f"certs/{conn_id}.pem"] if len(idp.signing_certs) == 1 else [
-        f"certs/{conn_id}-{n}.pem" for n in range(1, len(idp.signing_certs) + 1)
-    ]
+    names = (
+        [f"certs/{conn_id}.pem"]
+        if len(idp.signing_certs) == 1
+        else [f"certs/{conn_id}-{n}.pem" for n in range(1, len(idp.signing_certs) + 1)]
+    )
     created: list[Path] = []
     try:
         for name, der in zip(names, idp.signing_certs, strict=True):
@@ -126,6 +128,11 @@ def import_metadata(
             path.unlink(missing_ok=True)
         raise
     return Imported(
-        conn_id, idp.entity_id, tuple(root / n for n in names), rules, rules_created,
-        audience, idp.sso_url,
+        conn_id,
+        idp.entity_id,
+        tuple(root / n for n in names),
+        rules,
+        rules_created,
+        audience,
+        idp.sso_url,
     )

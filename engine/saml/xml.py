@@ -21,11 +21,11 @@ NS = {
     "xenc": "http://www.w3.org/2001/04/xmlenc#",
     "md": "urn:oasis:names:tc:SAML:2.0:metadata",
 }
-SAMLP = "{%s}" % NS["samlp"]
-SAML = "{%s}" % NS["saml"]
-DS = "{%s}" % NS["ds"]
-XENC = "{%s}" % NS["xenc"]
-MD = "{%s}" % NS["md"]
+SAMLP = "{" + NS["samlp"] + "}"
+SAML = "{" + NS["saml"] + "}"
+DS = "{" + NS["ds"] + "}"
+XENC = "{" + NS["xenc"] + "}"
+MD = "{" + NS["md"] + "}"
 
 # `<!DOCTYPE` or `<!ENTITY` in any common encoding of the markup (UTF-8/ASCII, UTF-16).
 _DTD_MARKERS = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)

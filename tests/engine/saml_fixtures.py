@@ -15,9 +15,9 @@ from typing import Any
 from lxml import etree
 
 from engine.config import Connection
-from engine.sample import Sample
 from engine.saml import mint as m
 from engine.saml.xml import NS
+from engine.sample import Sample
 
 DATA = Path(__file__).parent / "data" / "saml"
 IDP_KEY, IDP_CERT = DATA / "idp.key", DATA / "idp.crt"

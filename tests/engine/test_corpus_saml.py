@@ -29,11 +29,7 @@ def _cases() -> list[Any]:
     if not MANIFEST.is_file():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))]
     manifest = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
-    return [
-        pytest.param(case, id=case["id"])
-        for case in manifest["case"]
-        if case["kind"] in KINDS
-    ]
+    return [pytest.param(case, id=case["id"]) for case in manifest["case"] if case["kind"] in KINDS]
 
 
 def _when(text: str) -> datetime:
@@ -53,8 +49,17 @@ def connection_for(case: dict[str, Any], rules: Path) -> Connection:
         "rules": rules,
         "certificates": tuple(CORPUS / c for c in certs),
     }
-    for key in ("recipient", "require_signed", "clock_skew", "allow_sha1", "check_cert_dates",
-                "require_in_response_to", "max_token_bytes", "subject_from", "link_by"):
+    for key in (
+        "recipient",
+        "require_signed",
+        "clock_skew",
+        "allow_sha1",
+        "check_cert_dates",
+        "require_in_response_to",
+        "max_token_bytes",
+        "subject_from",
+        "link_by",
+    ):
         if key in options:
             values[key] = options[key]
     for key in ("decryption_key", "metadata"):
@@ -87,8 +92,9 @@ def _run_saml(case: dict[str, Any], tmp_path: Path) -> None:
     if "nameid_format" in extract:
         assert token.name_id_format == extract["nameid_format"]
     if connection.subject_from is not None and connection.subject_from in expected_attrs:
-        assert token.attributes[connection.subject_from][0] == (
-            expected_attrs[connection.subject_from][0]
+        assert (
+            token.attributes[connection.subject_from][0]
+            == (expected_attrs[connection.subject_from][0])
         )
     for name, values in expected_attrs.items():
         # The manifest header: "empty values are dropped" (cj-onelogin-valid lists [""]).

@@ -14,7 +14,7 @@ from engine.saml.workspace import import_metadata, pem, slug
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from saml_fixtures import (  # noqa: E402
+from saml_fixtures import (
     IDP_CERT,
     ISSUER,
     LATER,
@@ -32,7 +32,9 @@ def _b64(cert: Path) -> str:
     return "".join(cert.read_text().splitlines()[1:-1])
 
 
-def entity(entity_id: str = ISSUER, certs: tuple[Path, ...] = (IDP_CERT,), use: str = "signing") -> str:
+def entity(
+    entity_id: str = ISSUER, certs: tuple[Path, ...] = (IDP_CERT,), use: str = "signing"
+) -> str:
     keys = "".join(
         f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
         f"{_b64(c)}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
@@ -114,8 +116,8 @@ def test_import_keeps_comments_and_writes_files(tmp_path: Path) -> None:
         "audience": "urn:jitprov:sp",
         "rules": "rules/idp-example-org-saml.rules",
     }
-    assert (tmp_path / "rules/idp-example-org-saml.rules").read_text().endswith(
-        "username = subject\n"
+    assert (
+        (tmp_path / "rules/idp-example-org-saml.rules").read_text().endswith("username = subject\n")
     )
     assert "BEGIN CERTIFICATE" in (tmp_path / "certs/idp-example-org-saml.pem").read_text()
 
@@ -123,8 +125,11 @@ def test_import_keeps_comments_and_writes_files(tmp_path: Path) -> None:
 def test_import_takes_the_audience_of_an_existing_connection(tmp_path: Path) -> None:
     (tmp_path / "idp.pem").write_text(IDP_CERT.read_text())
     (tmp_path / "a.rules").write_text("username = subject\n")
-    config = _workspace(tmp_path, '\n[connections.a]\nprotocol = "saml2"\nissuer = "urn:a"\n'
-                        'certificate = "idp.pem"\naudience = "https://sp/saml"\nrules = "a.rules"\n')
+    config = _workspace(
+        tmp_path,
+        '\n[connections.a]\nprotocol = "saml2"\nissuer = "urn:a"\n'
+        'certificate = "idp.pem"\naudience = "https://sp/saml"\nrules = "a.rules"\n',
+    )
     md = tmp_path / "idp.xml"
     md.write_text(entity(certs=(IDP_CERT, IDP_CERT.parent / "idp-rollover.crt")))
     done = import_metadata(config, md, connection_id="b")

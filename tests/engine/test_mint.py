@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from engine.config import load_config
-from engine.sample import parse_sample_text
 from engine.saml import validate_saml
 from engine.saml.keys import generate_test_idp
 from engine.saml.mint import MintError, mint
+from engine.sample import parse_sample_text
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from saml_fixtures import (  # noqa: E402
+from saml_fixtures import (
     AT,
     ATTRIBUTES,
     IDP_CERT,
@@ -33,8 +33,13 @@ from saml_fixtures import (  # noqa: E402
 @pytest.mark.parametrize("encrypted", [None, "aes256-cbc", "aes256-gcm"])
 def test_round_trip(encoding: str, signing: str, encrypted: str | None) -> None:
     raw = mint(
-        SAMPLE, connection(), key_pem=IDP_KEY.read_bytes(), cert_pem=IDP_CERT.read_bytes(),
-        signing=signing, encoding=encoding, at=AT,  # type: ignore[arg-type]
+        SAMPLE,
+        connection(),
+        key_pem=IDP_KEY.read_bytes(),
+        cert_pem=IDP_CERT.read_bytes(),
+        signing=signing,
+        encoding=encoding,
+        at=AT,  # type: ignore[arg-type]
         encrypt_for=SP_CERT.read_bytes() if encrypted else None,
         cipher=encrypted or "aes256-cbc",  # type: ignore[arg-type]
     )
@@ -47,8 +52,9 @@ def test_round_trip(encoding: str, signing: str, encrypted: str | None) -> None:
 
 
 def test_valid_for_five_minutes_from_at() -> None:
-    raw = mint(SAMPLE, connection(), key_pem=IDP_KEY.read_bytes(),
-               cert_pem=IDP_CERT.read_bytes(), at=AT)
+    raw = mint(
+        SAMPLE, connection(), key_pem=IDP_KEY.read_bytes(), cert_pem=IDP_CERT.read_bytes(), at=AT
+    )
     conn = connection(clock_skew=0)
     validate_saml(raw, conn, now=AT + timedelta(minutes=5) - timedelta(seconds=1))
     with pytest.raises(Exception, match="NotOnOrAfter"):
@@ -60,8 +66,9 @@ def test_generate_test_idp_signs_tokens(tmp_path: Path) -> None:
     assert (key.name, cert.name) == ("idp-test.key", "idp-test.crt")
     assert key.stat().st_mode & 0o077 == 0
     raw = mint(SAMPLE, connection(), key_pem=key.read_bytes(), cert_pem=cert.read_bytes())
-    token = validate_saml(raw, connection(certificates=(cert,), check_cert_dates=True),
-                          now=datetime.now(UTC))
+    token = validate_saml(
+        raw, connection(certificates=(cert,), check_cert_dates=True), now=datetime.now(UTC)
+    )
     assert token.name_id == SAMPLE.subject
 
 
@@ -94,14 +101,27 @@ def _workspace(tmp_path: Path, connections: int = 1) -> Path:
 
 
 @pytest.mark.parametrize("encoding", ["xml", "base64", "deflate"])
-def test_cli_mint_round_trip(tmp_path: Path, encoding: str,
-                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_mint_round_trip(
+    tmp_path: Path, encoding: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tui.cli import run
 
     ws = _workspace(tmp_path)
     config = str(ws / "jitprov.toml")
-    code = run(["mint", str(ws / "s.toml"), "--config", config, "--encoding", encoding,
-                "--at", "2024-05-01T12:00:00Z", "--sign", "both"])
+    code = run(
+        [
+            "mint",
+            str(ws / "s.toml"),
+            "--config",
+            config,
+            "--encoding",
+            encoding,
+            "--at",
+            "2024-05-01T12:00:00Z",
+            "--sign",
+            "both",
+        ]
+    )
     assert code == 0
     raw = capsys.readouterr().out.strip().encode()
     conn = load_config(config).connection("c0")
@@ -119,17 +139,20 @@ def test_cli_mint_needs_c_with_several_connections(
     ws = _workspace(tmp_path, connections=2)
     assert run(["mint", str(ws / "s.toml"), "--config", str(ws / "jitprov.toml")]) == 1
     assert "-c CONN" in capsys.readouterr().err
-    assert run(["mint", str(ws / "s.toml"), "-c", "c1", "--config",
-                str(ws / "jitprov.toml")]) == 0
+    assert run(["mint", str(ws / "s.toml"), "-c", "c1", "--config", str(ws / "jitprov.toml")]) == 0
 
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--at", "yesterday"], "ISO 8601"), (["--key", "x.key"], "go together"),
-     (["--encrypt-for", "missing.crt"], "cannot read")],
+    [
+        (["--at", "yesterday"], "ISO 8601"),
+        (["--key", "x.key"], "go together"),
+        (["--encrypt-for", "missing.crt"], "cannot read"),
+    ],
 )
-def test_cli_mint_usage_errors(tmp_path: Path, argv: list[str], message: str,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_mint_usage_errors(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tui.cli import run
 
     ws = _workspace(tmp_path)

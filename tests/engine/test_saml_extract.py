@@ -18,7 +18,7 @@ from engine.token import TokenRejected
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from saml_fixtures import (  # noqa: E402
+from saml_fixtures import (
     AT,
     IDP_CERT,
     IDP_KEY,
@@ -59,11 +59,13 @@ def _read(mutator) -> dict[str, list[str]]:
 
 
 def test_name_wins_and_friendly_name_is_reachable() -> None:
-    attrs = _read(_attributes(
-        ("urn:oid:0.9.2342.19200300.100.1.3", "mail", ["from-oid@example.com"]),
-        ("mail", None, ["by-name@example.com"]),
-        ("urn:oid:2.5.4.42", "givenName", ["Jane"]),
-    ))
+    attrs = _read(
+        _attributes(
+            ("urn:oid:0.9.2342.19200300.100.1.3", "mail", ["from-oid@example.com"]),
+            ("mail", None, ["by-name@example.com"]),
+            ("urn:oid:2.5.4.42", "givenName", ["Jane"]),
+        )
+    )
     assert attrs["mail"] == ["by-name@example.com"]
     assert attrs["urn:oid:0.9.2342.19200300.100.1.3"] == ["from-oid@example.com"]
     assert attrs["givenName"] == ["Jane"]
@@ -71,10 +73,14 @@ def test_name_wins_and_friendly_name_is_reachable() -> None:
 
 
 def test_same_name_and_same_friendly_name_are_merged() -> None:
-    attrs = _read(_attributes(
-        ("groups", None, ["a"]), ("groups", None, ["b", "c"]),
-        ("urn:x:1", "role", ["r1"]), ("urn:x:2", "role", ["r2"]),
-    ))
+    attrs = _read(
+        _attributes(
+            ("groups", None, ["a"]),
+            ("groups", None, ["b", "c"]),
+            ("urn:x:1", "role", ["r1"]),
+            ("urn:x:2", "role", ["r2"]),
+        )
+    )
     assert attrs["groups"] == ["a", "b", "c"]
     assert attrs["role"] == ["r1", "r2"]
 
@@ -107,8 +113,9 @@ def test_comments_never_truncate_and_nested_markup_gives_text() -> None:
 
 def test_cdata_is_text() -> None:
     raw = make_token()
-    raw = raw.replace(b">jdoe@example.com</saml:NameID>",
-                      b"><![CDATA[jdoe@]]>example.com</saml:NameID>")
+    raw = raw.replace(
+        b">jdoe@example.com</saml:NameID>", b"><![CDATA[jdoe@]]>example.com</saml:NameID>"
+    )
     # The CDATA section changes no canonical byte: the signature still verifies.
     assert validate_saml(raw, connection(), now=LATER).name_id == "jdoe@example.com"
 
@@ -148,8 +155,13 @@ def test_decode_forms() -> None:
     xml = make_token()
     deflated = zlib.compressobj(9, zlib.DEFLATED, -15)
     redirect = base64.b64encode(deflated.compress(xml) + deflated.flush())
-    for raw in (xml, base64.b64encode(xml), redirect, base64.encodebytes(xml),
-                b"\xef\xbb\xbf" + xml):
+    for raw in (
+        xml,
+        base64.b64encode(xml),
+        redirect,
+        base64.encodebytes(xml),
+        b"\xef\xbb\xbf" + xml,
+    ):
         assert looks_like_saml(raw)
         assert decode_saml(raw, 1 << 20) == xml.strip()
     assert not looks_like_saml(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")

@@ -13,7 +13,7 @@ from engine.token import REASON_CODES, TokenRejected
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from saml_fixtures import LATER, connection, make_token  # noqa: E402
+from saml_fixtures import LATER, connection, make_token
 
 GOOD = make_token(signing="assertion")
 START = GOOD.index(b"<saml:Assertion")

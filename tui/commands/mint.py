@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, Connection
-from engine.sample import parse_sample_text
 from engine.saml.mint import MintError, mint
+from engine.sample import parse_sample_text
 from engine.token import TokenRejected
 from tui.cli import EXIT_OK, CommandError, Workspace
 
@@ -28,18 +28,31 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "minutes from --at; issuer, audience and recipient from the connection.",
     )
     parser.add_argument("sample", metavar="SAMPLE.toml", help="the sample (product.md §2)")
-    parser.add_argument("-c", "--connection", metavar="CONN",
-                        help="the connection (default: the only one)")
+    parser.add_argument(
+        "-c", "--connection", metavar="CONN", help="the connection (default: the only one)"
+    )
     parser.add_argument("--key", metavar="K", help="signing key PEM (default certs/idp-test.key)")
     parser.add_argument("--cert", metavar="C", help="signing cert PEM (default certs/idp-test.crt)")
-    parser.add_argument("--sign", choices=("assertion", "response", "both"), default="assertion",
-                        help="what to sign (default: assertion)")
-    parser.add_argument("--encrypt-for", metavar="CERT",
-                        help="encrypt the Assertion for this SP certificate (PEM)")
-    parser.add_argument("--encoding", choices=("xml", "base64", "deflate"), default="xml",
-                        help="xml, base64 (POST binding) or deflate (redirect binding)")
-    parser.add_argument("--at", metavar="TIME",
-                        help="ISO 8601 start of validity, e.g. 2024-05-01T12:00:00Z (default: now)")
+    parser.add_argument(
+        "--sign",
+        choices=("assertion", "response", "both"),
+        default="assertion",
+        help="what to sign (default: assertion)",
+    )
+    parser.add_argument(
+        "--encrypt-for", metavar="CERT", help="encrypt the Assertion for this SP certificate (PEM)"
+    )
+    parser.add_argument(
+        "--encoding",
+        choices=("xml", "base64", "deflate"),
+        default="xml",
+        help="xml, base64 (POST binding) or deflate (redirect binding)",
+    )
+    parser.add_argument(
+        "--at",
+        metavar="TIME",
+        help="ISO 8601 start of validity, e.g. 2024-05-01T12:00:00Z (default: now)",
+    )
     parser.set_defaults(run=run, needs_config=True)
 
 
@@ -48,7 +61,9 @@ def parse_at(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
-        raise CommandError(f"--at: expected ISO 8601 like 2024-05-01T12:00:00Z, got {text!r}") from None
+        raise CommandError(
+            f"--at: expected ISO 8601 like 2024-05-01T12:00:00Z, got {text!r}"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -60,7 +75,9 @@ def pick_connection(config: Config, name: str | None) -> Connection:
         conn = next(iter(config.connections.values()))
     else:
         known = ", ".join(sorted(config.connections)) or "none"
-        raise CommandError(f"mint needs -c CONN when there is not exactly one connection (known: {known})")
+        raise CommandError(
+            f"mint needs -c CONN when there is not exactly one connection (known: {known})"
+        )
     if conn.protocol != "saml2":
         raise CommandError(f"connection {conn.id!r} is {conn.protocol}; mint makes SAML responses")
     return conn
@@ -93,9 +110,13 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     encrypt_for = _read(Path(args.encrypt_for), "--encrypt-for") if args.encrypt_for else None
     try:
         token = mint(
-            sample, conn,
-            key_pem=_read(key_path, "key"), cert_pem=_read(cert_path, "certificate"),
-            signing=args.sign, encrypt_for=encrypt_for, encoding=args.encoding,
+            sample,
+            conn,
+            key_pem=_read(key_path, "key"),
+            cert_pem=_read(cert_path, "certificate"),
+            signing=args.sign,
+            encrypt_for=encrypt_for,
+            encoding=args.encoding,
             at=parse_at(args.at) if args.at else None,
         )
     except MintError as exc:
