@@ -177,3 +177,28 @@ def open_sqlite(config_path: Path) -> SqliteStore:
     config = load_config(config_path)
     assert config.store.path is not None
     return SqliteStore(config.store.path, layout_for(config))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# The CLI in a child process, with only the provisioning commands registered (so another
+# command's module being mid-change cannot break these tests).
+_CHILD = (
+    "import sys, tui.cli as c; "
+    "c.COMMANDS = ('apply', 'explain', 'users', 'audit'); "
+    "sys.exit(c.run(sys.argv[1:]))"
+)
+
+
+def jitprov_process(config: Path, *argv: str, **popen: Any) -> Any:
+    """`jitprov ARGV --config CONFIG` as a child process (subprocess.Popen)."""
+    import subprocess
+
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    command = [sys.executable, "-c", _CHILD, *argv, "--config", str(config)]
+    return subprocess.Popen(command, cwd=ROOT, **popen)
+
+
+def jsonl(tokens: list[bytes]) -> str:
+    """A `--batch FILE.jsonl` body."""
+    return "".join(json.dumps({"token": t.decode()}) + "\n" for t in tokens)
