@@ -21,9 +21,27 @@ from engine.config import Config, ConfigError, Connection, load_config
 from engine.config_edit import save_connection, write_atomically
 from rules import SourceMap, compile_rules
 from rules.diagnostics import Diagnostic
+from tui.widgets.views import (
+    PAGE,
+    USER_COLUMNS,
+    AuditLine,
+    AuditPage,
+    CaseOutcome,
+    Check,
+    ConnectionRow,
+    Decoded,
+    Preview,
+    PreviewRow,
+    Problem,
+    UserDetail,
+    UserRow,
+    UsersPage,
+)
 
 __all__ = [
+    "PAGE",
     "AuditPage",
+    "CaseOutcome",
     "Check",
     "ConnectionRow",
     "Decoded",
@@ -40,161 +58,6 @@ TOKEN_SUFFIXES = (".toml", ".xml", ".b64", ".base64", ".jwt", ".txt")
 
 class FacadeError(Exception):
     """A problem to show the user (a bad file, an invalid config, a failing store)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One diagnostic, placed for the editor (lines and columns from 1)."""
-
-    severity: str
-    code: str
-    message: str
-    hint: str | None
-    line: int
-    column: int
-    end_line: int
-    end_column: int
-
-    @property
-    def label(self) -> str:
-        icon = "✘" if self.severity == "error" else "⚠"
-        return f"{icon} {self.line}:{self.column} {self.code} {self.message}"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """The result of checking one rules text: its problems and, when it compiled, the
-    compiled rules (reused by the preview so a keystroke compiles once)."""
-
-    source: str
-    problems: tuple[Problem, ...]
-    compiled: Any = None
-
-    @property
-    def errors(self) -> int:
-        return sum(p.severity == "error" for p in self.problems)
-
-    @property
-    def warnings(self) -> int:
-        return sum(p.severity != "error" for p in self.problems)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionRow:
-    """A connection as the lists show it, with its rules file's status."""
-
-    id: str
-    protocol: str
-    mode: str
-    rules: str
-    errors: int = 0
-    warnings: int = 0
-    unreadable: str | None = None  # why the rules file could not be read
-
-    @property
-    def status(self) -> str:
-        if self.unreadable:
-            return "✘ unreadable"
-        if self.errors:
-            return f"✘ {self.errors} error{'s' * (self.errors != 1)}"
-        if self.warnings:
-            return f"⚠ {self.warnings} warning{'s' * (self.warnings != 1)}"
-        return "✔"
-
-
-PAGE = 200  # rows per page in the Users and Audit tables
-USER_COLUMNS = ("username", "email", "display_name", "active")
-
-
-@dataclass(frozen=True, slots=True)
-class PreviewRow:
-    """One field of the planned account: its value, the stored one, and the lines."""
-
-    field: str
-    value: str
-    old: str | None
-    changed: bool
-    lines: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Preview:
-    """A dry run of one token against the edited rules."""
-
-    outcome: str
-    message: str | None = None
-    token: str = ""
-    rows: tuple[PreviewRow, ...] = ()
-
-    @classmethod
-    def failed(cls, message: str, token: str = "") -> Preview:
-        return cls("—", message, token)
-
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A decoded token: its attributes, or why validation refused it."""
-
-    kind: str | None
-    subject: str | None
-    attributes: tuple[tuple[str, tuple[str, ...]], ...]
-    reason: str | None = None
-    message: str | None = None
-
-    @property
-    def label(self) -> str:
-        if self.reason:
-            return f"✘ rejected ({self.reason}): {self.message}"
-        if self.kind == "sample":
-            return "⚠ unsigned sample: accepted for testing only, never by apply"
-        return "✔ valid"
-
-
-@dataclass(frozen=True, slots=True)
-class CaseOutcome:
-    """One case's line in the bench: its name, passed/failed/error, and the detail
-    (problems or the diff) shown when it is selected."""
-
-    name: str
-    status: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class UserRow:
-    id: int
-    username: str
-    email: str
-    display_name: str
-    active: str
-
-
-@dataclass(frozen=True, slots=True)
-class UsersPage:
-    rows: tuple[UserRow, ...]
-    total: int
-    offset: int
-
-
-AuditLine = tuple[int, str, str, str, str, str, str]  # id, at, conn, subject, outcome, ...
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    rows: tuple[AuditLine, ...]
-    total: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class UserDetail:
-    id: int
-    fields: tuple[tuple[str, str], ...]
-    sets: tuple[tuple[str, tuple[tuple[str, str], ...]], ...]  # field, (value, source)
-    links: tuple[tuple[str, str], ...]
-    created_at: str | None
-    updated_at: str | None
-    audit: tuple[AuditLine, ...]
 
 
 @dataclass(slots=True)
@@ -547,17 +410,19 @@ def _preview(result: Any, token: str) -> Preview:
         if name in ("id", "links", "created_at", "updated_at"):
             continue
         change = changes.get(name)
-        old: str | None = None
+        diff: str | None = None
         if isinstance(change, dict):
             added = " ".join(f"+{v}" for v in change.get("added", []))
             removed = " ".join(f"-{v}" for v in change.get("removed", []))
-            old = " ".join(p for p in (added, removed) if p) or None
+            diff = " ".join(p for p in (added, removed) if p) or None
         elif isinstance(change, list | tuple) and change:
-            old = _show(change[0])
+            diff = "new" if change[0] is None else f"was {_show(change[0])}"
         shown = ", ".join(map(str, value)) if isinstance(value, list) else _show(value)
+        if not shown and change is None and name not in lines:
+            continue  # an empty field the rules do not touch
         rows.append(
             PreviewRow(
-                name, shown, old, change is not None, tuple(sorted(set(lines.get(name, ()))))
+                name, shown, diff, change is not None, tuple(sorted(set(lines.get(name, ()))))
             )
         )
     return Preview(data["outcome"], data.get("message"), token, tuple(rows))

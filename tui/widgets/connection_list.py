@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
-from tui.facade import ConnectionRow
+from tui.widgets.views import ConnectionRow
 
 
 class ConnectionList(OptionList):

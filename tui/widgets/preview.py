@@ -16,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Select
 
-from tui.facade import Preview
+from tui.widgets.views import Preview
 
 OUTCOME_STYLES = {
     "created": "green",
@@ -46,7 +46,7 @@ class PreviewPanel(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one("#preview-table", DataTable)
-        table.add_columns("field", "value", "stored", "set by")
+        table.add_columns("field", "value", "vs stored", "set by")
 
     def set_tokens(self, tokens: Sequence[tuple[str, Path]], current: Path | None) -> None:
         select: Select[Path] = self.query_one("#preview-token", Select)
@@ -74,7 +74,7 @@ class PreviewPanel(Vertical):
         message.update(preview.message or "")
         for row in preview.rows:
             value = Text(row.value, style="bold" if row.changed else "")
-            old = Text(row.old or "", style="dim")
+            diff = Text(row.diff or "", style="yellow" if row.changed else "dim")
             lines = ", ".join(map(str, row.lines))
             where = f"← line{'s' * (len(row.lines) > 1)} {lines}" if row.lines else ""
-            table.add_row(row.field, value, old, where)
+            table.add_row(row.field, value, diff, where)

@@ -1,0 +1,140 @@
+"""The app as a whole: screens by key and palette, help, quit guard, never a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.command import CommandPalette
+from textual.widgets import DataTable
+
+from tests.tui.conftest import SIZE, settle
+from tui.app import JitprovApp, JitprovCommands, make_app
+from tui.facade import Facade
+from tui.screens.audit import AuditScreen
+from tui.screens.bench import BenchScreen
+from tui.screens.confirm import UnsavedChangesScreen
+from tui.screens.connections import ConnectionsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.rules import RulesScreen
+from tui.screens.users import UsersScreen
+
+
+async def test_opens_on_connections_with_rule_status(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ConnectionsScreen)
+        table = app.screen.query_one("#connections", DataTable)
+        assert table.row_count == 3
+        rows = [table.get_row_at(i) for i in range(3)]
+        assert [r[0] for r in rows] == ["okta", "entra", "shib"]
+        assert all(r[4] == "✔" for r in rows)
+
+
+async def test_number_keys_reach_every_screen(app: JitprovApp) -> None:
+    expected = {
+        "2": RulesScreen,
+        "3": BenchScreen,
+        "4": UsersScreen,
+        "5": AuditScreen,
+        "1": ConnectionsScreen,
+    }
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        for key, screen in expected.items():
+            app.screen.set_focus(None)  # keys go to the app, not into a text box
+            await pilot.press(key)
+            await settle(pilot)
+            assert isinstance(app.screen, screen), key
+
+
+async def test_help_opens_with_f1_and_closes(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert isinstance(app.screen, ConnectionsScreen)
+
+
+async def test_palette_lists_screens_and_screen_actions(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        names = [name for name, _, _ in JitprovCommands(app.screen)._commands()]
+        for title in ("Go to Connections", "Go to Rules", "Go to Test bench", "Go to Users"):
+            assert title in names
+        assert {"Save rules", "Format rules", "Run all cases", "Help"} <= set(names)
+        await pilot.press("ctrl+p")
+        await settle(pilot)
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"go to audit")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, AuditScreen)
+
+
+async def test_quit_with_unsaved_rules_asks_first(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        rules = app.screen
+        assert isinstance(rules, RulesScreen)
+        rules.editor.insert("# a note\n", (0, 0))
+        await settle(pilot)
+        assert rules.modified
+        await pilot.press("ctrl+q")
+        await settle(pilot)
+        assert isinstance(app.screen, UnsavedChangesScreen)
+        await pilot.click("#cancel")
+        await settle(pilot)
+        assert app.screen is rules and app.is_running
+        await pilot.press("ctrl+q")
+        await settle(pilot)
+        await pilot.click("#discard")
+        await settle(pilot)
+        assert not app.is_running
+
+
+async def test_rules_file_not_utf8_is_a_notification(facade: Facade) -> None:
+    rules = facade.config.connections["okta"].rules
+    rules.write_bytes(b"username = \xff\xfe\n")
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        table = app.screen.query_one("#connections", DataTable)
+        assert table.get_row_at(0)[4] == "✘ unreadable"
+        await pilot.press("2")
+        await settle(pilot)
+        assert app.is_running
+        messages = [n.message for n in app._notifications]
+        assert any("not UTF-8" in m for m in messages)
+
+
+async def test_config_that_becomes_invalid_is_a_notification(
+    app: JitprovApp, demo_config: Path
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        demo_config.write_text(demo_config.read_text() + "\n[bogus]\n")
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert app.is_running
+        assert any("bogus" in n.message for n in app._notifications)
+        await pilot.press("4")
+        await settle(pilot)
+        assert app.is_running
+
+
+async def test_unreadable_store_is_a_notification(app: JitprovApp, demo_config: Path) -> None:
+    (demo_config.parent / "jitprov.db").write_bytes(b"this is not a database" * 100)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        assert app.is_running
+        assert any("store" in n.message for n in app._notifications)

@@ -1,0 +1,131 @@
+"""The Rules screen: problems as you type, the live preview, save, format, the guard."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable
+
+from tests.tui.conftest import SIZE, settle
+from tui.app import JitprovApp
+from tui.screens.confirm import UnsavedChangesScreen
+from tui.screens.rules import RulesScreen
+from tui.widgets.problems import ProblemList
+
+
+async def open_rules(app: JitprovApp, pilot: object) -> RulesScreen:
+    await settle(pilot)  # type: ignore[arg-type]
+    await pilot.press("2")  # type: ignore[attr-defined]
+    await settle(pilot)  # type: ignore[arg-type]
+    screen = app.screen
+    assert isinstance(screen, RulesScreen)
+    return screen
+
+
+def preview_values(screen: RulesScreen) -> dict[str, str]:
+    table = screen.query_one("#preview-table", DataTable)
+    return {
+        str(row[0]): str(row[1]) for row in (table.get_row_at(i) for i in range(table.row_count))
+    }
+
+
+async def test_typing_an_error_shows_it_then_fixing_updates_the_preview(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        assert screen.connection_id == "okta"
+        screen.query_one("#preview-token").value = screen.facade.root / "samples/okta-engineer.toml"
+        await settle(pilot)
+        assert screen.preview is not None and screen.preview.outcome == "created"
+        assert preview_values(screen)["department"] == "engineering"
+
+        end = screen.editor.document.end
+        screen.editor.move_cursor(end)
+        screen.editor.focus()
+        await pilot.press(*"department = shout(dept)")
+        await settle(pilot)
+        assert screen.check is not None
+        codes = [p.code for p in screen.check.problems]
+        assert "E011" in codes  # unknown function
+        panel = screen.query_one(ProblemList)
+        assert "unknown function" in str(panel.get_option_at_index(0).prompt)
+        assert screen.preview is not None and "errors" in (screen.preview.message or "")
+
+        for _ in range(len("shout(dept)")):
+            await pilot.press("backspace")
+        await pilot.press(*"upper(dept)")
+        await settle(pilot)
+        assert screen.check is not None and not screen.check.problems
+        assert screen.preview is not None and screen.preview.outcome == "created"
+        assert preview_values(screen)["department"] == "ENGINEERING"
+        row = next(r for r in screen.preview.rows if r.field == "department")
+        assert row.lines[-1] == screen.editor.document.line_count  # the line just typed
+
+
+async def test_choosing_a_problem_moves_the_cursor_there(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        screen.editor.insert("email = nosuchname\n", (2, 0))
+        await settle(pilot)
+        assert screen.check is not None and screen.check.problems
+        panel = screen.query_one(ProblemList)
+        panel.focus()
+        panel.highlighted = 0
+        await pilot.press("enter")
+        await settle(pilot)
+        problem = screen.check.problems[0]
+        assert screen.editor.cursor_location == (problem.line - 1, problem.column - 1)
+        assert screen.editor.has_focus
+
+
+async def test_save_writes_the_file_and_clears_modified(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        path = screen.facade.config.connections["okta"].rules
+        screen.editor.insert("# reviewed\n", (0, 0))
+        await settle(pilot)
+        assert screen.modified and screen.editor.border_subtitle == "modified"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert path.read_text(encoding="utf-8").startswith("# reviewed\n")
+        assert not screen.modified
+
+
+async def test_format_rewrites_the_text_without_saving(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        path = screen.facade.config.connections["okta"].rules
+        before = path.read_text(encoding="utf-8")
+        screen.editor.insert('groups   +=    "extra"\n', (0, 0))
+        await settle(pilot)
+        await pilot.press("ctrl+f")
+        await settle(pilot)
+        assert 'groups += "extra"' in screen.editor.text
+        assert path.read_text(encoding="utf-8") == before
+
+
+async def test_switching_file_with_unsaved_changes_asks(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        screen.editor.insert("# draft\n", (0, 0))
+        await settle(pilot)
+        screen.request_open("entra")
+        await settle(pilot)
+        assert isinstance(app.screen, UnsavedChangesScreen)
+        await pilot.click("#cancel")
+        await settle(pilot)
+        assert screen.connection_id == "okta" and screen.modified
+        screen.request_open("entra")
+        await settle(pilot)
+        await pilot.click("#discard")
+        await settle(pilot)
+        assert screen.connection_id == "entra" and not screen.modified
+        assert "Entra" in screen.editor.text
+
+
+async def test_highlighting_marks_keywords_strings_attributes_and_comments(
+    app: JitprovApp,
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        screen.editor.load_text('# note\nlet m = first(@email) ?? "x"\n')
+        await settle(pilot)
+        kinds = {kind for line in screen.editor._highlights.values() for *_, kind in line}
+        assert {"comment", "keyword", "attribute", "string", "function"} <= kinds
