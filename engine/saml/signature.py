@@ -61,36 +61,36 @@ DIGESTS = {
 }
 SHA1_DIGESTS = {xc.TransformSha1.href}
 
-_SIG_TRANSFORMS = (
-    xc.TransformInclC14N,
-    xc.TransformInclC14NWithComments,
-    xc.TransformExclC14N,
-    xc.TransformExclC14NWithComments,
-    xc.TransformInclC14N11,
-    xc.TransformInclC14N11WithComments,
-    xc.TransformRsaSha224,
-    xc.TransformRsaSha256,
-    xc.TransformRsaSha384,
-    xc.TransformRsaSha512,
-    xc.TransformEcdsaSha224,
-    xc.TransformEcdsaSha256,
-    xc.TransformEcdsaSha384,
-    xc.TransformEcdsaSha512,
-)
-_SHA1_SIG_TRANSFORMS = (xc.TransformRsaSha1, xc.TransformDsaSha1, xc.TransformEcdsaSha1)
-_REF_TRANSFORMS = (
-    xc.TransformEnveloped,
-    xc.TransformInclC14N,
-    xc.TransformInclC14NWithComments,
-    xc.TransformExclC14N,
-    xc.TransformExclC14NWithComments,
-    xc.TransformInclC14N11,
-    xc.TransformInclC14N11WithComments,
-    xc.TransformSha224,
-    xc.TransformSha256,
-    xc.TransformSha384,
-    xc.TransformSha512,
-)
+# The xmlsec transform for each accepted algorithm URI: only the ones a signature
+# names are enabled in its context (anything else makes xmlsec refuse, too).
+_BY_HREF = {
+    t.href: t
+    for t in (
+        xc.TransformInclC14N,
+        xc.TransformInclC14NWithComments,
+        xc.TransformExclC14N,
+        xc.TransformExclC14NWithComments,
+        xc.TransformInclC14N11,
+        xc.TransformInclC14N11WithComments,
+        xc.TransformEnveloped,
+        xc.TransformRsaSha1,
+        xc.TransformDsaSha1,
+        xc.TransformEcdsaSha1,
+        xc.TransformRsaSha224,
+        xc.TransformRsaSha256,
+        xc.TransformRsaSha384,
+        xc.TransformRsaSha512,
+        xc.TransformEcdsaSha224,
+        xc.TransformEcdsaSha256,
+        xc.TransformEcdsaSha384,
+        xc.TransformEcdsaSha512,
+        xc.TransformSha1,
+        xc.TransformSha224,
+        xc.TransformSha256,
+        xc.TransformSha384,
+        xc.TransformSha512,
+    )
+}
 
 
 def _algorithm(element: etree._Element | None) -> str:
@@ -190,15 +190,23 @@ def _keyinfo_certs(sig: etree._Element) -> list[bytes]:
 
 
 def _context(
-    key: xmlsec.Key, parent: etree._Element, ref_id: str | None, allow_sha1: bool
+    key: xmlsec.Key, sig: etree._Element, parent: etree._Element, ref_id: str | None
 ) -> xmlsec.SignatureContext:
+    """A verification context with the pinned key and only this signature's (already
+    checked) algorithms enabled."""
     ctx = xmlsec.SignatureContext()
     if ref_id is not None:
         ctx.register_id(parent, "ID")
-    for transform in _REF_TRANSFORMS + ((xc.TransformSha1,) if allow_sha1 else ()):
-        ctx.enable_reference_transform(transform)
-    for transform in _SIG_TRANSFORMS + (_SHA1_SIG_TRANSFORMS if allow_sha1 else ()):
-        ctx.enable_signature_transform(transform)
+    signed_info = sig.find(f"{DS}SignedInfo")
+    assert signed_info is not None
+    for node in signed_info.iterfind(f"{DS}CanonicalizationMethod"):
+        ctx.enable_signature_transform(_BY_HREF[_algorithm(node)])
+    for node in signed_info.iterfind(f"{DS}SignatureMethod"):
+        ctx.enable_signature_transform(_BY_HREF[_algorithm(node)])
+    for node in signed_info.iterfind(f"{DS}Reference/{DS}DigestMethod"):
+        ctx.enable_reference_transform(_BY_HREF[_algorithm(node)])
+    for node in signed_info.iterfind(f"{DS}Reference/{DS}Transforms/{DS}Transform"):
+        ctx.enable_reference_transform(_BY_HREF[_algorithm(node)])
     ctx.key = key
     return ctx
 
@@ -220,7 +228,7 @@ def verify_signature(
     assert parent is not None
     for cert in trusted:
         try:
-            _context(cert.key, parent, ref_id, allow_sha1).verify(sig)
+            _context(cert.key, sig, parent, ref_id).verify(sig)
         except xmlsec.Error:
             continue
         if check_cert_dates and not cert.not_before <= now <= cert.not_after:

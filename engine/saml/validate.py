@@ -28,7 +28,6 @@ _RESPONSE = f"{SAMLP}Response"
 _ASSERTION = f"{SAML}Assertion"
 _ENCRYPTED = f"{SAML}EncryptedAssertion"
 _ADVICE = f"{SAML}Advice"
-_ID_ATTRIBUTES = ("ID", "Id", "AssertionID", "ResponseID")
 
 
 def _in_advice(element: etree._Element) -> bool:
@@ -129,16 +128,13 @@ def _check_required(
 def _check_unique_ids(*roots: etree._Element) -> None:
     seen: set[str] = set()
     for root in roots:
-        for element in root.iter(etree.Element):
-            for name in _ID_ATTRIBUTES:
-                value = element.get(name)
-                if value is None:
-                    continue
-                if value in seen:
-                    raise TokenRejected(
-                        "signature-wrapping", f'the ID "{value}" is used more than once'
-                    )
-                seen.add(value)
+        values = root.xpath("//@ID | //@Id | //@AssertionID | //@ResponseID")
+        assert isinstance(values, list)
+        for value in values:
+            text = str(value)
+            if text in seen:
+                raise TokenRejected("signature-wrapping", f'the ID "{text}" is used more than once')
+            seen.add(text)
 
 
 def _signatures(root: etree._Element) -> list[etree._Element]:

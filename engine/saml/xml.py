@@ -87,4 +87,6 @@ def text_of(element: etree._Element | None) -> str:
     """
     if element is None:
         return ""
+    if not len(element):  # no children, no comments: the common case, without itertext
+        return (element.text or "").strip()
     return "".join(element.itertext()).strip()
