@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.store.sqlite import SqliteTransaction
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from provision_fixtures import jitprov_process, jsonl, open_sqlite, person, workspace
+from provision_fixtures import Bench, jitprov_process, jsonl, open_sqlite, person, workspace
 
 N = 400
 
@@ -73,3 +79,29 @@ def test_sigkill_mid_batch_is_all_or_nothing_per_token_and_rerun_completes(tmp_p
     )
     assert all(r["reason"] == "replay" for r in results[: len(applied)])
     assert all(all(_state(config, i)) for i in range(N))
+
+
+def test_a_failure_after_the_account_writes_rolls_the_whole_token_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = Bench(workspace(tmp_path))
+    assert bench.apply(person("ann", groups=["a"])).outcome == "created"
+    before = bench.snapshot()
+    real = SqliteTransaction.write_audit
+    calls = []
+
+    def failing_once(self: SqliteTransaction, row: Any) -> int:
+        calls.append(row.outcome)
+        if len(calls) == 1:  # the audit row is the last write of the token's transaction
+            raise sqlite3.OperationalError("disk I/O error")
+        return real(self, row)
+
+    monkeypatch.setattr(SqliteTransaction, "write_audit", failing_once)
+    result = bench.apply(person("jdoe", groups=["x"], token_id="t-err"))
+    assert (result.outcome, result.audit_written) == ("error", True)
+    assert "disk I/O error" in (result.message or "")
+    assert bench.snapshot() == before  # no account, member, link or replay entry
+    [row] = [r for r in bench.store.audit() if r.outcome == "error"]
+    assert row.token_id == "t-err" and row.user_id is None
+    monkeypatch.setattr(SqliteTransaction, "write_audit", real)
+    assert bench.apply(person("jdoe", groups=["x"], token_id="t-err")).outcome == "created"
