@@ -98,6 +98,7 @@ def _floor(xml: bytes, conn: Connection, key: xmlsec.Key, now: datetime) -> None
     assertion = root.find(f"{SAML}Assertion")
     assert assertion is not None
     sig = assertion.find(f"{DS}Signature")
+    assert sig is not None
     ctx = xmlsec.SignatureContext()
     ctx.register_id(assertion, "ID")
     ctx.key = key
