@@ -8,8 +8,30 @@ FieldType: TypeAlias = Literal["text", "number", "bool", "set"]
 FIELD_TYPES: tuple[str, ...] = ("text", "number", "bool", "set")
 
 KEYWORDS: frozenset[str] = frozenset(
-    "let rule when on create update deny clear if then else match matches for in not "
-    "and or true false null user".split()
+    [
+        "let",
+        "rule",
+        "when",
+        "on",
+        "create",
+        "update",
+        "deny",
+        "clear",
+        "if",
+        "then",
+        "else",
+        "match",
+        "matches",
+        "for",
+        "in",
+        "not",
+        "and",
+        "or",
+        "true",
+        "false",
+        "null",
+        "user",
+    ]
 )
 
 BUILTIN_FIELDS: dict[str, FieldType] = {

@@ -57,7 +57,9 @@ def targets(args: argparse.Namespace, ws: Workspace) -> list[Target]:
             found.append(Target(path, name, expected.get(path)))
         return found
     if config is None:
-        raise CommandError("no rules files named and no jitprov.toml found (pass RULES or --config)")
+        raise CommandError(
+            "no rules files named and no jitprov.toml found (pass RULES or --config)"
+        )
     return [Target(path, display_path(path), attrs) for path, attrs in expected.items()]
 
 
