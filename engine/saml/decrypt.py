@@ -4,7 +4,7 @@ The key comes only from the connection's `decryption_key`. The EncryptedKey may 
 inside EncryptedData's KeyInfo or beside it (a RetrievalMethod reference, as Okta and
 ADFS send it); it is moved into the KeyInfo of a private copy before xmlsec decrypts.
 RSA-OAEP key transport is always accepted (its MGF uses SHA-1; `allow_sha1` is about
-signatures only). The decrypted Assertion is re-parsed by the safe parser as a
+signatures only); RSA-1.5 (PKCS#1 v1.5, open to padding-oracle attacks) is refused. The decrypted Assertion is re-parsed by the safe parser as a
 standalone document so its own signature is checked exactly as the IdP made it.
 """
 
@@ -22,7 +22,6 @@ from engine.token import TokenRejected
 _KEY_TRANSPORT = {
     "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
     "http://www.w3.org/2009/xmlenc11#rsa-oaep",
-    "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
 }
 
 

@@ -168,6 +168,7 @@ def encrypt(
     *,
     cipher: Cipher = "aes256-cbc",
     wrapper: str = "EncryptedAssertion",
+    key_transport: Transform = xc.TransformRsaOaep,
 ) -> etree._Element:
     """Wrap `assertion` (or a NameID, with wrapper="EncryptedID") into an encrypted
     element for the holder of `cert_pem`."""
@@ -180,7 +181,7 @@ def encrypt(
     )
     xmlsec.template.encrypted_data_ensure_cipher_value(data)
     key_info = xmlsec.template.encrypted_data_ensure_key_info(data, ns="ds")
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xc.TransformRsaOaep)
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, key_transport)
     xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
     manager = xmlsec.KeysManager()
     manager.add_key(xmlsec.Key.from_memory(cert_pem, xc.KeyDataFormatCertPem, None))

@@ -34,6 +34,7 @@ from saml_fixtures import (
     SP_CERT,
     connection,
     find,
+    make_response_tree,
     make_token,
 )
 
@@ -208,6 +209,16 @@ def test_decryption_failed_wrong_sp_key() -> None:
 
     raw = make_token(encrypt_for=DATA / "other-sp.crt")
     reject(raw, "decryption-failed")
+
+
+def test_rsa_1_5_key_transport_is_refused() -> None:
+    def pkcs1(assertion: etree._Element) -> etree._Element:
+        return m.encrypt(assertion, SP_CERT.read_bytes(), key_transport=xc.TransformRsaPkcs1)
+
+    root = make_response_tree(signing="assertion")
+    plain = find(root, "saml:Assertion")
+    root.replace(plain, pkcs1(plain))
+    assert "rsa-1_5" in reject(etree.tostring(root), "decryption-failed")
 
 
 def test_decryption_failed_without_a_decryption_key() -> None:
