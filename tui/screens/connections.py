@@ -102,23 +102,29 @@ class ConnectionsScreen(Screen[None]):
         for row in rows:
             table.add_row(row.id, row.protocol, row.mode, row.rules, row.status, key=row.id)
         ids = [row.id for row in rows]
-        if ids:
-            table.move_cursor(row=ids.index(selected) if selected in ids else 0)
-            self.show(ids[ids.index(selected)] if selected in ids else ids[0])
+        form = self.query_one(ConnectionForm)
+        if selected in ids:
+            table.move_cursor(row=ids.index(selected))
+            form.set_status(self._status(selected))  # keep what is being edited
+        elif ids and not form.is_new:
+            table.move_cursor(row=0)
+            self.show(ids[0])
 
     def selected_id(self) -> str | None:
         form = self.query_one(ConnectionForm)
         return form.connection_id
 
     def show(self, connection_id: str) -> None:
-        row = next((r for r in self.rows if r.id == connection_id), None)
         try:
             table = self.facade.connection_table(connection_id)
         except FacadeError as exc:
             self.notify(str(exc), severity="error")
             return
-        status = f"{row.rules}: {row.status}" if row else ""
-        self.query_one(ConnectionForm).load(connection_id, table, status)
+        self.query_one(ConnectionForm).load(connection_id, table, self._status(connection_id))
+
+    def _status(self, connection_id: str) -> str:
+        row = next((r for r in self.rows if r.id == connection_id), None)
+        return f"{row.rules}: {row.status}" if row else ""
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value and event.row_key.value != self.selected_id():

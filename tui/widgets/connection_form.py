@@ -147,6 +147,10 @@ class ConnectionForm(Vertical):
         self.query_one("#rules-status", Static).update(status)
         self.clear_errors()
 
+    def set_status(self, status: str) -> None:
+        """The rules file's status line on the Rules tab."""
+        self.query_one("#rules-status", Static).update(status)
+
     def values(self) -> dict[str, Any]:
         """The form's values for `engine.config_edit` (None: remove the key)."""
         values: dict[str, Any] = {}

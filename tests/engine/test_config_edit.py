@@ -1,0 +1,94 @@
+"""Writing a connection back into jitprov.toml: comments and layout kept, validated
+with the config loader before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError
+from engine.config_edit import edit_connection_text, save_connection
+
+CONFIG = """\
+# top comment
+[store]
+path = "jitprov.db"   # the store
+
+# Okta, aligned keys
+[connections.okta]
+protocol       = "saml2"          # saml2 | oidc
+issuer         = "http://www.okta.com/exk1"
+certificate    = "idp.pem"
+audience       = "https://sp.example.com/saml"
+rules          = "okta.rules"
+mode           = "create-and-update"
+redact         = ["employee_id"]
+
+# the next connection
+[connections.other]
+protocol = "saml2"
+issuer = "http://other/"
+certificate = "idp.pem"
+audience = "https://sp.example.com/saml"
+rules = "okta.rules"
+"""
+
+
+@pytest.fixture
+def config_path(tmp_path: Path) -> Path:
+    (tmp_path / "idp.pem").write_text("cert")
+    (tmp_path / "okta.rules").write_text("username = subject\n")
+    path = tmp_path / "jitprov.toml"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_changing_a_value_keeps_its_padding_and_comment() -> None:
+    text = edit_connection_text(CONFIG, "okta", {"protocol": "saml2", "mode": "create-only"})
+    assert 'mode           = "create-only"' in text
+    assert 'protocol       = "saml2"          # saml2 | oidc' in text
+    assert text.replace('"create-only"', '"create-and-update"') == CONFIG
+
+
+def test_a_new_key_goes_after_the_last_key_aligned() -> None:
+    text = edit_connection_text(CONFIG, "okta", {"on_error": "continue"})
+    lines = text.splitlines()
+    at = lines.index('on_error       = "continue"')
+    assert lines[at - 1].startswith("redact")
+    assert lines[at + 1] == "" and lines[at + 2] == "# the next connection"
+
+
+def test_none_removes_a_key_and_unknown_connections_are_appended() -> None:
+    text = edit_connection_text(CONFIG, "okta", {"redact": None})
+    assert "redact" not in text
+    text = edit_connection_text(
+        CONFIG, "google", {"protocol": "oidc", "issuer": "https://accounts.google.com"}
+    )
+    assert text.startswith(CONFIG)
+    assert text.endswith(
+        '[connections.google]\nprotocol = "oidc"\nissuer = "https://accounts.google.com"\n'
+    )
+
+
+def test_save_validates_before_writing(config_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        save_connection(config_path, "okta", {"mode": "create"})
+    assert caught.value.key == "connections.okta.mode"
+    assert config_path.read_text() == CONFIG
+
+
+def test_save_writes_and_returns_the_new_config(config_path: Path) -> None:
+    config = save_connection(config_path, "okta", {"mode": "update-only", "clock_skew": 30})
+    assert config.connections["okta"].mode == "update-only"
+    assert config.connections["okta"].clock_skew == 30
+    text = config_path.read_text()
+    assert "# top comment" in text and "# Okta, aligned keys" in text
+    assert 'mode           = "update-only"' in text
+
+
+def test_save_refuses_a_missing_file_reference(config_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        save_connection(config_path, "okta", {"rules": "missing.rules"})
+    assert caught.value.key == "connections.okta.rules"
+    assert "file not found" in caught.value.detail

@@ -1,0 +1,67 @@
+"""The Test bench: decode and dry-run a token, apply it, run all cases."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Label, Select, Static
+
+from tests.tui.conftest import SIZE, settle
+from tui.app import JitprovApp
+from tui.screens.bench import BenchScreen
+
+
+async def open_bench(app: JitprovApp, pilot: object) -> BenchScreen:
+    await settle(pilot)  # type: ignore[arg-type]
+    await pilot.press("3")  # type: ignore[attr-defined]
+    await settle(pilot)  # type: ignore[arg-type]
+    assert isinstance(app.screen, BenchScreen)
+    return app.screen
+
+
+async def test_dry_run_shows_attributes_validation_and_plan(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        bench = await open_bench(app, pilot)
+        bench.query_one("#bench-token", Select).value = (
+            bench.facade.root / "samples/okta-engineer.toml"
+        )
+        await pilot.press("d")
+        await settle(pilot)
+        validation = str(bench.query_one("#bench-validation", Label).render())
+        assert "unsigned sample" in validation
+        attributes = bench.query_one("#bench-attributes", DataTable)
+        names = {str(attributes.get_row_at(i)[0]) for i in range(attributes.row_count)}
+        assert {"email", "department", "groups"} <= names
+        assert "dry run: created" in str(bench.query_one("#bench-outcome", Label).render())
+        plan = bench.query_one("#bench-plan", DataTable)
+        fields = {str(plan.get_row_at(i)[0]) for i in range(plan.row_count)}
+        assert {"username", "department", "groups"} <= fields
+        assert not (bench.facade.root / "jitprov.db").exists()  # a dry run writes nothing
+
+
+async def test_apply_writes_through_the_pipeline(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        bench = await open_bench(app, pilot)
+        bench.query_one("#bench-token", Select).value = (
+            bench.facade.root / "samples/okta-engineer.toml"
+        )
+        await pilot.press("a")
+        await settle(pilot)
+        assert "applied: created" in str(bench.query_one("#bench-outcome", Label).render())
+        page = bench.facade.users()
+        assert [row.username for row in page.rows] == ["ada.lovelace"]
+
+
+async def test_run_all_cases_lists_pass_and_fail_with_details(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        bench = await open_bench(app, pilot)
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        table = bench.query_one("#bench-case-list", DataTable)
+        assert table.row_count == len(bench.cases) > 0
+        statuses = {case.status for case in bench.cases}
+        assert statuses <= {"passed", "failed", "error"}
+        assert "passed" in str(table.border_title)
+        table.focus()
+        table.move_cursor(row=table.row_count - 1)
+        await settle(pilot)
+        detail = str(bench.query_one("#bench-diff", Static).render())
+        assert detail == bench.cases[-1].detail or bench.cases[-1].detail[:20] in detail

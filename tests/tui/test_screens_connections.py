@@ -1,0 +1,95 @@
+"""The Connections screen: the form per connection, validated save, new connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Input, Label, Select, TabbedContent
+
+from tests.tui.conftest import SIZE, settle
+from tui.app import JitprovApp
+from tui.screens.connections import ConnectionsScreen
+from tui.screens.rules import RulesScreen
+from tui.widgets.connection_form import ConnectionForm
+
+
+async def test_form_shows_the_highlighted_connection(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.screen.query_one(ConnectionForm)
+        assert form.connection_id == "okta"
+        assert form.query_one("#f-issuer", Input).value == "http://www.okta.com/exk1demo"
+        app.screen.query_one("#connections").focus()
+        await pilot.press("down")
+        await settle(pilot)
+        assert form.connection_id == "entra"
+        assert form.query_one("#f-require_signed", Select).value == "response"
+
+
+async def test_saving_changes_the_file_and_keeps_comments(
+    app: JitprovApp, demo_config: Path
+) -> None:
+    before = demo_config.read_text()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.screen.query_one(ConnectionForm)
+        form.query_one("#f-mode", Select).value = "create-only"
+        form.query_one("#f-on_error", Select).value = "continue"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        after = demo_config.read_text()
+        assert 'mode           = "create-only"' in after
+        assert 'on_error       = "continue"' in after
+        for line in before.splitlines():
+            if line.startswith("#"):
+                assert line in after  # every comment kept
+        assert "saved" in str(form.query_one("#form-message", Label).render())
+        assert app.screen.query_one(ConnectionForm).connection_id == "okta"
+
+
+async def test_an_invalid_value_is_shown_next_to_its_field(
+    app: JitprovApp, demo_config: Path
+) -> None:
+    before = demo_config.read_text()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        form = app.screen.query_one(ConnectionForm)
+        form.query_one("#f-certificate", Input).value = "certs/missing.crt"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        error = form.query_one("#e-certificate", Label)
+        assert "file not found" in str(error.render())
+        assert error.has_class("shown")
+        assert form.query_one("#form-tabs", TabbedContent).active == "tab-signature"
+        assert demo_config.read_text() == before
+
+
+async def test_new_connection_is_appended(app: JitprovApp, demo_config: Path) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("n")
+        form = app.screen.query_one(ConnectionForm)
+        form.query_one("#form-id", Input).value = "okta2"
+        form.query_one("#f-issuer", Input).value = "http://www.okta.com/second"
+        form.query_one("#f-audience", Input).value = "https://sp.example.com/saml"
+        form.query_one("#f-certificate", Input).value = "certs/idp-test.crt"
+        form.query_one("#f-rules", Input).value = "rules/okta.rules"
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        text = demo_config.read_text()
+        assert "[connections.okta2]" in text
+        assert 'issuer = "http://www.okta.com/second"' in text
+        assert isinstance(app.screen, ConnectionsScreen)
+        assert "okta2" in {row.id for row in app.screen.rows}
+
+
+async def test_edit_rules_opens_the_rules_screen_on_that_connection(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.screen.query_one("#connections").focus()
+        await pilot.press("down", "down")
+        await settle(pilot)
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, RulesScreen)
+        assert app.screen.connection_id == "shib"

@@ -1,0 +1,88 @@
+"""The Users and Audit screens: searchable tables over the store, and the detail view."""
+
+from __future__ import annotations
+
+from textual.widgets import DataTable, Input
+
+from tests.tui.conftest import SIZE, settle
+from tui.app import JitprovApp, make_app
+from tui.facade import Facade
+from tui.screens.audit import AuditScreen
+from tui.screens.user_detail import UserDetailScreen
+from tui.screens.users import UsersScreen
+from tui.widgets.search_table import SearchTable
+
+
+def provision(facade: Facade) -> None:
+    """A few accounts and audit rows, written by the pipeline itself."""
+    for name in ("okta-engineer", "okta-sales", "okta-contractor", "entra-jose"):
+        connection = name.split("-")[0]
+        facade.run_token(connection, facade.root / "samples" / f"{name}.toml", dry_run=False)
+
+
+def rows(table: DataTable) -> list[list[str]]:
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def test_users_table_search_and_detail(facade: Facade) -> None:
+    provision(facade)
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, UsersScreen)
+        table = screen.query_one(SearchTable).query_one(DataTable)
+        usernames = [row[1] for row in rows(table)]
+        assert "ada.lovelace" in usernames and len(usernames) == 3
+
+        screen.query_one(Input).focus()
+        await pilot.press(*"lovelace")
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert [row[1] for row in rows(table)] == ["ada.lovelace"]
+
+        table.focus()
+        await pilot.press("enter")
+        await settle(pilot)
+        detail = app.screen
+        assert isinstance(detail, UserDetailScreen)
+        fields = rows(detail.query_one("#user-fields", DataTable))
+        assert ["username", "ada.lovelace", ""] in fields
+        assert any(r[0] == "groups" and r[2] == "okta" for r in fields)
+        links = rows(detail.query_one("#user-links", DataTable))
+        assert links and links[0][0] == "okta"
+        history = rows(detail.query_one("#user-audit", DataTable))
+        assert [r[3] for r in history] == ["created"]
+        await pilot.press("escape")
+        assert app.screen is screen
+
+
+async def test_audit_table_lists_every_outcome_and_searches(facade: Facade) -> None:
+    provision(facade)
+    app: JitprovApp = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, AuditScreen)
+        table = screen.query_one(SearchTable).query_one(DataTable)
+        outcomes = [row[4] for row in rows(table)]
+        assert len(outcomes) == 4 and "denied" in outcomes
+        screen.query_one(Input).focus()
+        await pilot.press(*"denied")
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert [row[4] for row in rows(table)] == ["denied"]
+
+
+async def test_empty_store_shows_no_rows(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        table = app.screen.query_one(SearchTable).query_one(DataTable)
+        assert table.row_count == 0
+        assert not (app.facade.root / "jitprov.db").exists()  # browsing creates nothing
