@@ -1,0 +1,224 @@
+"""Run rule test cases: each against a fresh store, in parallel when there are many.
+
+A case is decoded with the same intake (`read_token`) and provisioned with the same
+`Provisioner` as `jitprov apply`; only the store differs (a fresh temporary one, seeded
+from `[given]`). Rules are compiled once per connection per process. Past
+`PARALLEL_FROM` cases, chunks go to a process pool; results come back in the order of
+the input (sorted paths), whatever order the workers finish in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.cases.model import CASE_SUFFIX, Case, CaseError, case_name, load_case
+from engine.cases.seed import StoreFactory, scratch_base, seed, subject_of
+from engine.cases.verdict import Actual, CaseResult, Problem, Status, account_values, judge
+from engine.config import Config, ConfigError, Connection
+from engine.intake import read_token
+from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
+from engine.result import Result
+from engine.store import SqliteStore, StoreError
+from engine.token import TokenRejected
+
+PARALLEL_FROM = 50  # fewer cases run in this process: a pool costs more than it saves
+CHUNKS_PER_WORKER = 4  # small enough chunks to balance, large enough to amortise
+
+Item = tuple[Path, str]  # (case file, the path as shown)
+
+
+def discover(paths: Iterable[Path], *, shown: Callable[[Path], str] = str) -> list[Item]:
+    """Every `*.case.toml` under `paths` (files are taken as given), sorted by path.
+
+    Raises FileNotFoundError naming a path that does not exist.
+    """
+    found: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            found.update(p.resolve() for p in path.rglob(f"*{CASE_SUFFIX}") if p.is_file())
+        elif path.is_file():
+            found.add(path.resolve())
+        else:
+            raise FileNotFoundError(str(path))
+    return [(p, shown(p)) for p in sorted(found)]
+
+
+def select(items: Sequence[Item], pattern: str | None) -> list[Item]:
+    """`-k`: the cases whose name or shown path contains `pattern`, case-insensitively."""
+    if not pattern:
+        return list(items)
+    needle = pattern.casefold()
+    return [(p, s) for p, s in items if needle in case_name(p).casefold() or needle in s.casefold()]
+
+
+class CaseRunner:
+    """Runs cases of one config in this process; reuse it for many cases."""
+
+    def __init__(self, config: Config, scratch: Path | None = None) -> None:
+        self.config = config
+        self.scratch = scratch  # where temporary stores go (default: a new folder)
+        self._rules: dict[str, CompiledRulesLike | RulesError] = {}
+        self._stores: StoreFactory | None = None
+
+    def close(self) -> None:
+        if self._stores is not None:
+            self._stores.close()
+            self._stores = None
+
+    def _load_rules(self, conn: Connection, config: Config) -> CompiledRulesLike:
+        cached = self._rules.get(conn.id)
+        if cached is None:
+            try:
+                cached = load_rules(conn, config)
+            except RulesError as exc:
+                cached = exc
+            self._rules[conn.id] = cached
+        if isinstance(cached, RulesError):
+            raise cached
+        return cached
+
+    def run_path(self, path: Path, shown: str) -> CaseResult:
+        """Load and run one case file; a broken file or rules give status `error`."""
+        started = time.perf_counter()
+        name = case_name(path)
+        try:
+            result = self.run(load_case(path, self.config, shown))
+        except CaseError as exc:
+            result = CaseResult(name, shown, "error", [Problem(exc.key, str(exc))])
+        except (RulesError, ConfigError, StoreError) as exc:
+            result = CaseResult(name, shown, "error", [Problem(None, f"{shown}: {exc}")])
+        except Exception as exc:  # a bug must not stop the other cases
+            message = f"{shown}: internal error: {type(exc).__name__}: {exc}"
+            result = CaseResult(name, shown, "error", [Problem(None, message)])
+        result.seconds = time.perf_counter() - started
+        result.file = str(path)
+        return result
+
+    def run(self, case: Case) -> CaseResult:
+        """Run one checked case against a fresh store and judge the result."""
+        conn = self.config.connection(case.connection)
+        if self._stores is None:
+            self._stores = StoreFactory(self.config, self.scratch)
+        store = self._stores.fresh()
+        try:
+            provisioner = Provisioner(self.config, store=store, rules_loader=self._load_rules)
+            result, given_id = self._provision(provisioner, conn, case, store)
+            user_id = result.user_id or given_id
+            user = store.load_user(user_id) if user_id is not None else None
+        finally:
+            self._stores.discard(store)
+        assigned = list(dict.fromkeys(t.field for t in result.trace))
+        actual = Actual(
+            result.outcome,
+            result.reason,
+            result.message,
+            account_values(user, dict(self.config.fields)),
+            assigned,
+        )
+        problems = judge(case, result, actual, case.user is not None)
+        status: Status = "failed" if problems else "passed"
+        return CaseResult(case.name, case.label, status, problems, actual=actual)
+
+    def _provision(
+        self, provisioner: Provisioner, conn: Connection, case: Case, store: SqliteStore
+    ) -> tuple[Result, int | None]:
+        """`Provisioner.apply`, split so the store can be seeded once the subject is
+        known: the token is decoded once, as apply would (rules compiled first)."""
+        rules = provisioner.rules(conn.id)
+        now = case.at or datetime.now(UTC)
+        try:
+            token = read_token(
+                case.token,
+                conn,
+                now=now,
+                request_id=case.request_id,
+                nonce=case.nonce,
+                allow_samples=case.unsigned,
+            )
+        except TokenRejected as exc:
+            given = seed(store, conn, case.user, case.accounts, None, now)
+            return provisioner.reject(conn, exc.reason, exc.message, now=now, dry_run=False), given
+        subject = subject_of(conn, token)
+        given = seed(store, conn, case.user, case.accounts, subject, now)
+        return provisioner.apply_token(conn, token, now=now, rules=rules), given
+
+
+# -- parallel execution --------------------------------------------------------------
+
+_worker: CaseRunner | None = None
+
+
+def _init_worker(config: Config, scratch: Path) -> None:
+    global _worker
+    _worker = CaseRunner(config, scratch)
+
+
+def _run_chunk(items: list[Item]) -> list[CaseResult]:
+    assert _worker is not None
+    return [_worker.run_path(path, shown) for path, shown in items]
+
+
+def run_cases(
+    config: Config,
+    items: Sequence[Item],
+    *,
+    jobs: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[CaseResult]:
+    """Run `items` (from `discover`) and return their results in the same order.
+
+    `jobs`: worker processes (default: the CPUs; 1 runs everything here); the pool is
+    used only from PARALLEL_FROM cases on. `on_progress(n)` is told each time n more
+    cases are done.
+    """
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    if workers <= 1 or len(items) < PARALLEL_FROM:
+        runner = CaseRunner(config)
+        results = []
+        try:
+            for path, shown in items:
+                results.append(runner.run_path(path, shown))
+                if on_progress:
+                    on_progress(1)
+        finally:
+            runner.close()
+        return results
+    size = max(1, -(-len(items) // (workers * CHUNKS_PER_WORKER)))
+    chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
+    done: dict[int, list[CaseResult]] = {}
+    # Workers cannot clean up after themselves when the pool ends: their temporary
+    # stores go under one folder that this process removes.
+    scratch = Path(tempfile.mkdtemp(prefix="jitprov-cases-", dir=scratch_base()))
+    try:
+        _run_pool(config, chunks, workers, scratch, done, on_progress)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return [result for index in range(len(chunks)) for result in done[index]]
+
+
+def _run_pool(
+    config: Config,
+    chunks: list[list[Item]],
+    workers: int,
+    scratch: Path,
+    done: dict[int, list[CaseResult]],
+    on_progress: Callable[[int], None] | None,
+) -> None:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config, scratch)) as pool:
+        futures: dict[Future[list[CaseResult]], int] = {
+            pool.submit(_run_chunk, chunk): index for index, chunk in enumerate(chunks)
+        }
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[futures[future]] = future.result()
+                if on_progress:
+                    on_progress(len(done[futures[future]]))
