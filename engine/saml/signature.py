@@ -199,14 +199,20 @@ def _context(
         ctx.register_id(parent, "ID")
     signed_info = sig.find(f"{DS}SignedInfo")
     assert signed_info is not None
-    for node in signed_info.iterfind(f"{DS}CanonicalizationMethod"):
-        ctx.enable_signature_transform(_BY_HREF[_algorithm(node)])
-    for node in signed_info.iterfind(f"{DS}SignatureMethod"):
-        ctx.enable_signature_transform(_BY_HREF[_algorithm(node)])
-    for node in signed_info.iterfind(f"{DS}Reference/{DS}DigestMethod"):
-        ctx.enable_reference_transform(_BY_HREF[_algorithm(node)])
-    for node in signed_info.iterfind(f"{DS}Reference/{DS}Transforms/{DS}Transform"):
-        ctx.enable_reference_transform(_BY_HREF[_algorithm(node)])
+    for path, reference in (
+        (f"{DS}CanonicalizationMethod", False),
+        (f"{DS}SignatureMethod", False),
+        (f"{DS}Reference/{DS}DigestMethod", True),
+        (f"{DS}Reference/{DS}Transforms/{DS}Transform", True),
+    ):
+        for node in signed_info.iterfind(path):
+            transform = _BY_HREF.get(_algorithm(node))
+            if transform is None:  # e.g. a second SignatureMethod the first checks missed
+                raise TokenRejected("unsupported", f"algorithm {_algorithm(node)!r} is refused")
+            if reference:
+                ctx.enable_reference_transform(transform)
+            else:
+                ctx.enable_signature_transform(transform)
     ctx.key = key
     return ctx
 

@@ -18,7 +18,9 @@ from saml_fixtures import LATER, connection, make_token
 GOOD = make_token(signing="assertion")
 START = GOOD.index(b"<saml:Assertion")
 END = GOOD.index(b"</saml:Assertion>") + len(b"</saml:Assertion>")
-KEYINFO = (GOOD.index(b"<ds:KeyInfo>"), GOOD.index(b"</ds:KeyInfo>"))
+SIGNATURE = (GOOD.index(b"<ds:Signature"), GOOD.index(b"</ds:Signature>"))
+SIGNED_INFO = (GOOD.index(b"<ds:SignedInfo>"), GOOD.index(b"</ds:SignedInfo>") + 15)
+VALUE = (GOOD.index(b"<ds:SignatureValue>") + 19, GOOD.index(b"</ds:SignatureValue>"))
 CONN = connection()
 
 
@@ -43,8 +45,14 @@ def test_flipping_any_byte_of_the_signed_assertion_is_rejected(offset: int, mask
     if bytes(mutated) == GOOD:
         return
     outcome = _outcome(bytes(mutated))
-    if outcome == "accepted" and KEYINFO[0] < offset < KEYINFO[1]:
-        return  # KeyInfo is outside what is signed, and never used: the key is configured
+    in_signature = SIGNATURE[0] < offset < SIGNATURE[1]
+    unsigned_part = not SIGNED_INFO[0] <= offset < SIGNED_INFO[1] and not (
+        VALUE[0] <= offset < VALUE[1]
+    )
+    if outcome == "accepted" and in_signature and unsigned_part:
+        # The Signature element itself is excluded by the enveloped transform: its
+        # KeyInfo (never used: the key is configured) and layout are not signed.
+        return
     if outcome == "accepted":
         # Only a change the c14n does not see may pass: whitespace inside a tag, or the
         # quote style of an attribute. Anything else must be refused.
@@ -63,3 +71,54 @@ def test_random_bytes_are_rejected_never_a_crash(raw: bytes) -> None:
 def test_random_xmlish_text_is_rejected_never_a_crash(text: str) -> None:
     raw = ("<samlp:Response xmlns:samlp='urn:oasis:names:tc:SAML:2.0:protocol'>" + text).encode()
     assert _outcome(raw) != "accepted"
+
+
+BOTH = make_token(signing="both")
+ORIGINAL = validate_saml(BOTH, connection(require_signed="either"), now=LATER)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["drop", "copy", "move", "text", "id"]),
+            st.integers(0, 10_000),
+            st.integers(0, 10_000),
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_structural_mutations_never_change_what_is_read(ops: list[tuple[str, int, int]]) -> None:
+    """Drop, duplicate, move or rewrite elements of a doubly signed Response: the result
+    is a rejection, or a token carrying exactly the original data (never a crash)."""
+    import copy
+
+    from lxml import etree
+
+    root = etree.fromstring(BOTH)
+    for op, i, j in ops:
+        nodes = [n for n in root.iter() if isinstance(n.tag, str) and n is not root]
+        node, other = nodes[i % len(nodes)], nodes[j % len(nodes)]
+        parent = node.getparent()
+        if op == "drop" and parent is not None:
+            parent.remove(node)
+        elif op == "copy" and parent is not None:
+            node.addnext(copy.deepcopy(node))
+        elif op == "move" and node not in other.iterancestors() and node is not other:
+            other.append(node)
+        elif op == "text":
+            node.text = "admin@example.com"
+        elif op == "id":
+            node.set("ID", root.get("ID", ""))
+    try:
+        token = validate_saml(etree.tostring(root), connection(require_signed="either"), now=LATER)
+    except TokenRejected as exc:
+        assert exc.reason in REASON_CODES
+        return
+    assert (token.name_id, token.attributes, token.issuer, token.token_id) == (
+        ORIGINAL.name_id,
+        ORIGINAL.attributes,
+        ORIGINAL.issuer,
+        ORIGINAL.token_id,
+    )
