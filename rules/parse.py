@@ -41,6 +41,7 @@ _STATEMENT_WORDS = frozenset({"let", "deny", "rule", "clear"})
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _RAW_HINT = 'use a raw string r"..." to keep backslashes as they are'
 _CACHE_LIMIT = 20_000
+_CLOSER = re.compile(r'"([)\]}])"$')
 
 N = TypeVar("N")
 
@@ -138,13 +139,16 @@ def _parse_statement(text: str, start: int, end: int) -> tuple[ast.Stmt | None, 
 
 def _diagnostic(source: str, chunk: _Chunk, problem: _Problem) -> Diagnostic:
     start, end = problem.start, problem.end
-    message = problem.message
+    message, hint = problem.message, problem.hint
     if problem.code == "E001" and "found" not in message:
         start, end, found = _found(source, start)
+        closer = _CLOSER.search(message)
+        if closer is not None and start >= chunk.end:
+            hint = f'a bracket is not closed: add the missing "{closer.group(1)}"'
         if start == len(source):  # point just after the statement's last token
             start = end = chunk.end
         message = f"{message}, found {found}"
-    return Diagnostic("error", problem.code, message, Span(start, end), problem.hint)
+    return Diagnostic("error", problem.code, message, Span(start, end), hint)
 
 
 def _found(source: str, offset: int) -> tuple[int, int, str]:
