@@ -84,6 +84,12 @@ class CaseRunner:
             raise cached
         return cached
 
+    def _rules_label(self, conn: Connection) -> str:
+        try:
+            return f"{conn.rules.relative_to(self.config.root).as_posix()}:"
+        except ValueError:
+            return f"{conn.rules.as_posix()}:"
+
     def run_path(self, path: Path, shown: str) -> CaseResult:
         """Load and run one case file; a broken file or rules give status `error`."""
         started = time.perf_counter()
@@ -122,7 +128,7 @@ class CaseRunner:
             account_values(user, dict(self.config.fields)),
             assigned,
         )
-        problems = judge(case, result, actual, case.user is not None)
+        problems = judge(case, result, actual, case.user is not None, self._rules_label(conn))
         status: Status = "failed" if problems else "passed"
         return CaseResult(case.name, case.label, status, problems, actual=actual)
 

@@ -104,8 +104,11 @@ def account_values(user: StoredUser | None, fields: dict[str, str]) -> dict[str,
     return values
 
 
-def judge(case: Case, result: Result, actual: Actual, given_user: bool) -> list[Problem]:
-    """Every way the run differs from the case's `[expect]`."""
+def judge(
+    case: Case, result: Result, actual: Actual, given_user: bool, rules: str = "line "
+) -> list[Problem]:
+    """Every way the run differs from the case's `[expect]`; `rules` prefixes line
+    numbers in trace notes (`rules/okta.rules:`)."""
     expect = case.expect
     if expect is None:
         return [
@@ -115,7 +118,7 @@ def judge(case: Case, result: Result, actual: Actual, given_user: bool) -> list[
                 "(run with --update to record it)",
             )
         ]
-    problems = _outcome(expect, result)
+    problems = _outcome(expect, result, rules)
     if expect.user and actual.user is None:
         problems.append(
             Problem("user", "[expect.user] is given but there is no account after the run")
@@ -124,11 +127,11 @@ def judge(case: Case, result: Result, actual: Actual, given_user: bool) -> list[
         for name, wanted in expect.user.items():
             got = actual.user.get(name)
             if not _same(wanted, got):
-                problems.append(_field_problem(name, wanted, got, result.trace, given_user))
+                problems.append(_field_problem(name, wanted, got, result.trace, given_user, rules))
     return problems
 
 
-def _outcome(expect: Expect, result: Result) -> list[Problem]:
+def _outcome(expect: Expect, result: Result, rules: str) -> list[Problem]:
     problems: list[Problem] = []
     if result.outcome != expect.outcome:
         problems.append(
@@ -137,7 +140,7 @@ def _outcome(expect: Expect, result: Result) -> list[Problem]:
                 f"outcome: expected {expect.outcome}, got {result.outcome}",
                 expect.outcome,
                 result.outcome,
-                trace=_why(result),
+                trace=_why(result, rules),
             )
         )
     if expect.reason is not None and result.reason != expect.reason:
@@ -163,10 +166,10 @@ def _outcome(expect: Expect, result: Result) -> list[Problem]:
     return problems
 
 
-def _why(result: Result) -> str | None:
+def _why(result: Result, rules: str) -> str | None:
     if result.outcome == "denied":
         line = result.plan.deny_line if result.plan is not None else None
-        where = f" (deny at line {line})" if line else ""
+        where = f" (deny at {rules}{line})" if line else ""
         return f"denied: {result.message}{where}"
     if result.outcome in ("rejected", "error"):
         return f"{result.outcome} ({result.reason or 'store'}): {result.message}"
@@ -184,11 +187,11 @@ def _same(wanted: Value, got: Value) -> bool:
 
 
 def _field_problem(
-    name: str, wanted: Value, got: Value, trace: list[TraceEntry], given_user: bool
+    name: str, wanted: Value, got: Value, trace: list[TraceEntry], given_user: bool, rules: str
 ) -> Problem:
     entries = [t for t in trace if t.field == name]
     if isinstance(wanted, tuple):
-        entries_text = ", ".join(_entry(t) for t in entries)
+        entries_text = ", ".join(_entry(t, rules) for t in entries)
         have = set(got) if isinstance(got, tuple) else set()
         missing = [v for v in wanted if v not in have]
         unexpected = sorted(have - set(wanted))
@@ -199,7 +202,7 @@ def _field_problem(
             parts.append("unexpected " + ", ".join(show(v) for v in unexpected))
         detail = "; ".join(parts) or None
     else:
-        entries_text = _entry(entries[-1]) if entries else ""
+        entries_text = _entry(entries[-1], rules) if entries else ""
         detail = None
     if not entries_text:
         entries_text = "not set by the rules" + (
@@ -217,9 +220,9 @@ def _field_problem(
     )
 
 
-def _entry(entry: TraceEntry) -> str:
+def _entry(entry: TraceEntry, rules: str) -> str:
     rule = f' in rule "{entry.rule}"' if entry.rule else ""
-    return f"line {entry.line} ({entry.field} {entry.op}){rule}"
+    return f"{rules}{entry.line} ({entry.field} {entry.op}){rule}"
 
 
 def jsonable(value: Any) -> Any:
