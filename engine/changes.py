@@ -50,7 +50,7 @@ def plan_write(stored: StoredUser | None, plan: Plan, connection: str, layout: L
         if name not in layout.scalars:
             continue
         new, old = clean(raw), before.get(name)
-        if to_column(new) == to_column(old):
+        if (new == old and type(new) is type(old)) or to_column(new) == to_column(old):
             continue
         planned.write.fields[name] = new
         planned.fields[name] = new
@@ -59,14 +59,19 @@ def plan_write(stored: StoredUser | None, plan: Plan, connection: str, layout: L
     for op in plan.set_ops:
         ops.setdefault(op.field, []).append(op)
     for name in layout.sets:
-        rows = set(stored.members.get(name, ())) if stored else set()
-        after = apply_set_ops(rows, ops.get(name, []), connection)
+        rows = stored.members.get(name, set()) if stored else set()
+        if name not in ops:  # untouched: share the stored rows, nothing to compare
+            planned.members[name] = rows
+            continue
+        after = apply_set_ops(rows, ops[name], connection)
         planned.members[name] = after
-        insert, delete = sorted(after - rows), sorted(rows - after)
+        if after == rows:
+            continue
+        insert, delete = after - rows, rows - after
         if insert:
-            planned.write.insert[name] = insert
+            planned.write.insert[name] = sorted(insert)
         if delete:
-            planned.write.delete[name] = delete
+            planned.write.delete[name] = sorted(delete)
         old_values = {v for v, _ in rows}
         new_values = {v for v, _ in after}
         if old_values != new_values:

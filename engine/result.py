@@ -53,6 +53,8 @@ class Result:
 
     def redacted_changes(self) -> dict[str, Any]:
         """`changes` with redacted fields' values as "***" (the shape is kept)."""
+        if not self.redact:
+            return self.changes
         out: dict[str, Any] = {}
         for name, change in self.changes.items():
             if name not in self.redact:

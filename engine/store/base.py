@@ -51,7 +51,8 @@ class StoredUser:
 
 @dataclass(slots=True)
 class AuditRow:
-    """One row of the `audit` table; `changes` and `trace` are JSON-ready values."""
+    """One row of the `audit` table; `changes` and `trace` are JSON-ready values (or their
+    JSON text, already encoded; read back they are always values)."""
 
     at: str
     connection: str | None

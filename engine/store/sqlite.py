@@ -10,6 +10,7 @@ provision into one file and nobody sees "database is locked".
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import sqlite3
@@ -31,8 +32,10 @@ from engine.store.schema import Layout, ensure_schema, key_column, schema_is_cur
 from rules.plan import Scalar
 
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # built once: the hot path
 
 
+@functools.lru_cache(maxsize=64)  # one token stamps several rows with the same moment
 def iso(moment: datetime) -> str:
     """ISO 8601 UTC to the second, with Z: sorts as text, reads as time."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -190,8 +193,8 @@ class SqliteTransaction:
                 row.reason,
                 row.message,
                 row.user_id,
-                json.dumps(row.changes, ensure_ascii=False, default=str),
-                json.dumps(row.trace, ensure_ascii=False, default=str),
+                _encoded(row.changes),
+                _encoded(row.trace),
                 row.rules_sha256,
             ),
         )
@@ -234,10 +237,15 @@ class SqliteStore:
         self.insert_sql = self._insert_sql()
         columns = ", ".join(f"[{name}]" for name in layout.scalars)
         self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
-        self._select_members = " UNION ALL ".join(
+        # One statement for every set's member rows and the links (index -1): the account's
+        # whole state in two round trips, however many set fields there are.
+        parts = [
             f"SELECT {i}, value, source FROM [{set_table(name)}] WHERE user_id = ?"
             for i, name in enumerate(layout.sets)
-        )
+        ]
+        parts.append("SELECT -1, connection, subject FROM identity_links WHERE user_id = ?")
+        self._select_members = " UNION ALL ".join(parts)
+        self._member_params = len(parts)
 
     def _setup(self, synchronous: str, pragmas: Mapping[str, object]) -> None:
         conn = self.conn
@@ -306,22 +314,21 @@ class SqliteStore:
         if row is None:
             return None
         user = self._user(row)
-        if self._select_members:
-            params = (user_id,) * len(self.layout.sets)
-            for index, value, source in self.conn.execute(self._select_members, params):
-                user.members[self.layout.sets[index]].add((value, source))
-        user.links = sorted(
-            self.conn.execute(
-                "SELECT connection, subject FROM identity_links WHERE user_id = ?", (user_id,)
-            ).fetchall()
-        )
+        sets = self.layout.sets
+        rows = self.conn.execute(self._select_members, (user_id,) * self._member_params)
+        for index, first, second in rows:
+            if index < 0:
+                user.links.append((first, second))
+            else:
+                user.members[sets[index]].add((first, second))
+        user.links.sort()
         return user
 
     def _user(self, row: tuple[object, ...]) -> StoredUser:
-        fields = {
-            name: from_column(kind, row[3 + i])
-            for i, (name, kind) in enumerate(self.layout.scalars.items())
-        }
+        fields: dict[str, Scalar] = {}
+        for i, (name, kind) in enumerate(self.layout.scalars.items(), 3):
+            value = row[i]
+            fields[name] = value if kind == "text" else from_column(kind, value)  # type: ignore[assignment]
         members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
         return StoredUser(int(str(row[0])), fields, members, [], _text(row[1]), _text(row[2]))
 
@@ -396,6 +403,11 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _encoded(value: object) -> str:
+    """JSON text for a column: a value is encoded, text given already encoded is kept."""
+    return value if isinstance(value, str) else _JSON.encode(value)
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
