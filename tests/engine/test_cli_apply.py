@@ -305,3 +305,20 @@ def test_audit_newest_first_with_limit_and_user(cli: Cli) -> None:
 
 def test_sample_helper_is_a_valid_sample() -> None:
     assert b'subject = "s"' in sample("s", uid="u")
+
+
+def test_users_and_audit_on_a_corrupt_store_exit_4(cli: Cli) -> None:
+    (cli.root / "jitprov.db").write_bytes(b"garbage, not a database" * 50)
+    for argv in (("users",), ("users", "show", "x"), ("audit",)):
+        code, out, err = cli.run(*argv)
+        assert code == 4 and out == "" and "store error" in err and "not a database" in err
+
+
+def test_a_field_colliding_with_a_store_column_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli = Cli(tmp_path, capsys, fields={"created_at": "text"})
+    code, _, err = cli.run("apply", "-c", "okta", "--unsigned-samples", cli.token(person("x")))
+    assert code == 1 and "jitprov.toml" in err and "created_at" in err
+    code, _, err = cli.run("users")
+    assert code == 1 and "created_at" in err

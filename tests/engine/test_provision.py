@@ -408,3 +408,56 @@ def test_rules_see_distinct_set_values(tmp_path: Path) -> None:
     assert user is not None
     bench.store.add_members(user.id, "groups", [("a", LOCAL_SOURCE), ("a", "okta")])
     assert bench.apply(person("jdoe")).changes == {"department": [None, "one"]}
+
+
+def test_oidc_link_by_email_needs_email_verified_true(tmp_path: Path) -> None:
+    from engine.token import Token
+
+    rules = {
+        "okta": "username = first(@uid)\nemail = first(@email)\n",
+        "google": "username = first(@uid)\nemail = first(@email)\n",
+    }
+    bench = Bench(
+        workspace(
+            tmp_path,
+            rules,
+            connections={"okta": {}, "google": {"protocol": "oidc", "link_by": "email"}},
+        )
+    )
+    bench.apply(person("ann", email="Ann@Example.com"))
+    conn = bench.config.connection("google")
+
+    def oidc(verified: bool) -> Token:
+        attributes = {"uid": ["ann2"], "email": ["ann@example.com"]}
+        return Token("oidc", "g-123", None, conn.issuer, None, attributes, None, None, verified)
+
+    refused = bench.provisioner.apply_token(conn, oidc(False), now=NOW)
+    assert refused.outcome == "denied" and "email_verified" in (refused.message or "")
+    linked = bench.provisioner.apply_token(conn, oidc(True), now=NOW)
+    assert linked.outcome == "linked"
+    assert linked.user is not None and linked.user["links"] == [
+        {"connection": "google", "subject": "g-123"},
+        {"connection": "okta", "subject": "ann-subject"},
+    ]
+
+
+def test_an_oidc_token_id_expires_for_replay(tmp_path: Path) -> None:
+    from engine.token import Token
+
+    bench = make(tmp_path)
+    conn = bench.config.connection("okta")
+    token = Token(
+        "oidc",
+        "sub-1",
+        None,
+        conn.issuer,
+        None,
+        {"uid": ["x"]},
+        "jti-1",
+        NOW + timedelta(minutes=5),
+    )
+    assert bench.provisioner.apply_token(conn, token, now=NOW).outcome == "created"
+    again = bench.provisioner.apply_token(conn, token, now=NOW + timedelta(minutes=1))
+    assert again.reason == "replay"
+    later = bench.provisioner.apply_token(conn, token, now=NOW + timedelta(minutes=6))
+    assert later.outcome == "unchanged"

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.provision import Provisioner, RulesError
 from engine.result import Result
+from engine.store import SchemaError
 from tui.cli import (
     EXIT_DENIED,
     EXIT_OK,
@@ -100,7 +101,10 @@ def read_token_file(name: str) -> bytes:
 
 def provisioner_for(args: argparse.Namespace, ws: Workspace) -> Provisioner:
     """A provisioner with the connection's rules compiled (errors exit 1, rendered)."""
-    provisioner = Provisioner(ws.config)
+    try:
+        provisioner = Provisioner(ws.config)
+    except SchemaError as exc:
+        raise CommandError(f"{ws.config.path.name}: {exc}") from None
     try:
         provisioner.rules(args.connection)
     except RulesError as exc:

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from engine.result import user_json
-from engine.store import Store, StoreError, layout_for, open_store
+from engine.store import SchemaError, Store, StoreError, layout_for, open_store
 from tui.cli import EXIT_OK, EXIT_STORE, CommandError, Workspace, print_json
 from tui.render import user_lines, users_table
 
@@ -27,6 +27,8 @@ def open_for_reading(ws: Workspace) -> Store:
     """The store, without creating a missing file; a store error exits 4."""
     try:
         return open_store(ws.config, read_only_if_missing=True)
+    except SchemaError as exc:
+        raise CommandError(f"{ws.config.path.name}: {exc}") from None
     except StoreError as exc:
         raise CommandError(f"store error: {exc}", EXIT_STORE) from None
 
@@ -36,8 +38,8 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         raise CommandError(f"users list takes no USER (did you mean: users show {args.user})")
     if args.action == "show" and not args.user:
         raise CommandError("users show needs a USER (a username)")
-    layout = layout_for(ws.config)
     store = open_for_reading(ws)
+    layout = layout_for(ws.config)
     try:
         if args.action == "list":
             users = [user_json(u, layout) for u in store.users()]
