@@ -10,8 +10,6 @@ the input (sorted paths), whatever order the workers finish in.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -19,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.cases.model import CASE_SUFFIX, Case, CaseError, case_name, load_case
-from engine.cases.seed import StoreFactory, scratch_base, seed, subject_of
+from engine.cases.seed import StoreFactory, seed, subject_of
 from engine.cases.verdict import Actual, CaseResult, Problem, Status, account_values, judge
 from engine.config import Config, ConfigError, Connection
 from engine.intake import read_token
@@ -61,9 +59,8 @@ def select(items: Sequence[Item], pattern: str | None) -> list[Item]:
 class CaseRunner:
     """Runs cases of one config in this process; reuse it for many cases."""
 
-    def __init__(self, config: Config, scratch: Path | None = None) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self.scratch = scratch  # where temporary stores go (default: a new folder)
         self._rules: dict[str, CompiledRulesLike | RulesError] = {}
         self._stores: StoreFactory | None = None
 
@@ -111,15 +108,12 @@ class CaseRunner:
         """Run one checked case against a fresh store and judge the result."""
         conn = self.config.connection(case.connection)
         if self._stores is None:
-            self._stores = StoreFactory(self.config, self.scratch)
+            self._stores = StoreFactory(self.config)
         store = self._stores.fresh()
-        try:
-            provisioner = Provisioner(self.config, store=store, rules_loader=self._load_rules)
-            result, given_id = self._provision(provisioner, conn, case, store)
-            user_id = result.user_id or given_id
-            user = store.load_user(user_id) if user_id is not None else None
-        finally:
-            self._stores.discard(store)
+        provisioner = Provisioner(self.config, store=store, rules_loader=self._load_rules)
+        result, given_id = self._provision(provisioner, conn, case, store)
+        user_id = result.user_id or given_id
+        user = store.load_user(user_id) if user_id is not None else None
         assigned = list(dict.fromkeys(t.field for t in result.trace))
         actual = Actual(
             result.outcome,
@@ -161,9 +155,9 @@ class CaseRunner:
 _worker: CaseRunner | None = None
 
 
-def _init_worker(config: Config, scratch: Path) -> None:
+def _init_worker(config: Config) -> None:
     global _worker
-    _worker = CaseRunner(config, scratch)
+    _worker = CaseRunner(config)
 
 
 def _run_chunk(items: list[Item]) -> list[CaseResult]:
@@ -180,12 +174,12 @@ def run_cases(
 ) -> list[CaseResult]:
     """Run `items` (from `discover`) and return their results in the same order.
 
-    `jobs`: worker processes (default: the CPUs; 1 runs everything here); the pool is
-    used only from PARALLEL_FROM cases on. `on_progress(n)` is told each time n more
-    cases are done.
+    `jobs`: worker processes at most (default: the CPUs; 1 runs everything here); each
+    worker gets at least PARALLEL_FROM cases, so a small run stays in this process.
+    `on_progress(n)` is told each time n more cases are done.
     """
-    workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    if workers <= 1 or len(items) < PARALLEL_FROM:
+    workers = min(jobs if jobs is not None else available_cpus(), len(items) // PARALLEL_FROM)
+    if workers <= 1:
         runner = CaseRunner(config)
         results = []
         try:
@@ -199,25 +193,7 @@ def run_cases(
     size = max(1, -(-len(items) // (workers * CHUNKS_PER_WORKER)))
     chunks = [list(items[i : i + size]) for i in range(0, len(items), size)]
     done: dict[int, list[CaseResult]] = {}
-    # Workers cannot clean up after themselves when the pool ends: their temporary
-    # stores go under one folder that this process removes.
-    scratch = Path(tempfile.mkdtemp(prefix="jitprov-cases-", dir=scratch_base()))
-    try:
-        _run_pool(config, chunks, workers, scratch, done, on_progress)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return [result for index in range(len(chunks)) for result in done[index]]
-
-
-def _run_pool(
-    config: Config,
-    chunks: list[list[Item]],
-    workers: int,
-    scratch: Path,
-    done: dict[int, list[CaseResult]],
-    on_progress: Callable[[int], None] | None,
-) -> None:
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config, scratch)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(config,)) as pool:
         futures: dict[Future[list[CaseResult]], int] = {
             pool.submit(_run_chunk, chunk): index for index, chunk in enumerate(chunks)
         }
@@ -228,3 +204,12 @@ def _run_pool(
                 done[futures[future]] = future.result()
                 if on_progress:
                     on_progress(len(done[futures[future]]))
+    return [result for index in range(len(chunks)) for result in done[index]]
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
