@@ -69,7 +69,9 @@ class CodedError(pp.ParseSyntaxException):
     It subclasses ParseSyntaxException so that pyparsing re-raises it unchanged.
     """
 
-    def __init__(self, text: str, code: str, message: str, span: Span, hint: str | None) -> None:
+    def __init__(
+        self, text: str, code: str, message: str, span: Span, hint: str | None = None
+    ) -> None:
         super().__init__(text, span.start, message)
         self.code = code
         self.message = message
@@ -88,6 +90,8 @@ class _Tok:
 
 @dataclass(frozen=True, slots=True)
 class _Else:
+    """A match's `else => value` arm, until the Match node is built."""
+
     value: ast.Expr
     span: Span
 
@@ -127,14 +131,6 @@ def _atom(text: str, loc: int, toks: pp.ParseResults) -> ast.Expr:
     return ast.NullLit(span) if spelled == "null" else ast.BoolLit(spelled == "true", span)
 
 
-def _string(text: str, loc: int, toks: pp.ParseResults) -> ast.StrLit:
-    spelled: str = toks[0]
-    span = Span(loc, loc + len(spelled))
-    if spelled[0] == "r":
-        return ast.StrLit(spelled[2:-1], raw=True, span=span)
-    return ast.StrLit(decode_string(spelled[1:-1]), span=span)
-
-
 def _tok(text: str, loc: int, toks: pp.ParseResults) -> _Tok:
     spelled: str = toks[0]
     canonical = "not in" if spelled[:3] == "not" and len(spelled) > 3 else spelled
@@ -144,13 +140,8 @@ def _tok(text: str, loc: int, toks: pp.ParseResults) -> _Tok:
 def _ident(text: str, loc: int, toks: pp.ParseResults) -> _Tok:
     word: str = toks[0]
     if word in KEYWORDS:
-        raise CodedError(
-            text,
-            "E005",
-            f'"{word}" is a keyword and cannot be used as a name',
-            Span(loc, loc + len(word)),
-            None,
-        )
+        message = f'"{word}" is a keyword and cannot be used as a name'
+        raise CodedError(text, "E005", message, Span(loc, loc + len(word)))
     return _Tok(word, loc, loc + len(word))
 
 
@@ -186,13 +177,9 @@ class _Climber:
             if precedence < least:
                 break
             if compared and precedence == _COMPARISON:
-                raise CodedError(
-                    self.text,
-                    "E004",
-                    "comparisons cannot be chained",
-                    Span(op.start, op.end),
-                    "combine them with `and`: `a < b and b < c`",
-                )
+                hint = "combine them with `and`: `a < b and b < c`"
+                message = "comparisons cannot be chained"
+                raise CodedError(self.text, "E004", message, Span(op.start, op.end), hint)
             self.index += 1
             right = self.expression(precedence + 1)
             compared = precedence == _COMPARISON
@@ -210,24 +197,19 @@ class _Climber:
         self.index += 1
         if isinstance(item, _Tok):  # "not"
             if least > _COMPARISON - 1:
-                raise CodedError(
-                    self.text,
-                    "E001",
+                message, hint = (
                     'expected an expression, found "not"',
-                    Span(item.start, item.end),
-                    "wrap the `not` expression in parentheses",
+                    "wrap `not ...` in parentheses",
                 )
+                raise CodedError(self.text, "E001", message, Span(item.start, item.end), hint)
             operand = self.expression(_COMPARISON - 1)
             return ast.Not(operand, Span(item.start, operand.span.end))
         if isinstance(item, _BareIf):
             if self.index > 1:
-                raise CodedError(
-                    self.text,
-                    "E006",
-                    'an "if" expression inside an operator needs parentheses',
-                    Span(item.node.span.start, item.node.span.start + 2),
-                    "wrap it in parentheses: `x ?? (if c then a else b)`",
-                )
+                start = item.node.span.start
+                message = 'an "if" expression inside an operator needs parentheses'
+                hint = "wrap it in parentheses: `x ?? (if c then a else b)`"
+                raise CodedError(self.text, "E006", message, Span(start, start + 2), hint)
             return item.node
         node: ast.Expr = item
         return node
@@ -248,13 +230,9 @@ def _climb(text: str, loc: int, toks: pp.ParseResults) -> ast.Expr:
 
 
 def _nested_rule(text: str, loc: int, toks: pp.ParseResults) -> None:
-    raise CodedError(
-        text,
-        "E001",
-        'expected a statement or "}", found "rule"',
-        Span(loc, loc + 4),
-        "rules do not nest: move this rule after the closing `}` of the enclosing one",
-    )
+    message = 'expected a statement or "}", found "rule"'
+    hint = "rules do not nest: move this rule after the closing `}` of the enclosing one"
+    raise CodedError(text, "E001", message, Span(loc, loc + 4), hint)
 
 
 def _if(text: str, loc: int, toks: pp.ParseResults) -> _BareIf:
@@ -365,7 +343,8 @@ def _build() -> dict[str, pp.ParserElement]:
         return pp.Regex(pattern).set_name(name).set_parse_action(action)
 
     expr = pp.Forward().set_name("an expression")
-    string = regex(rf'r"[^"\n]*"|{_STRING_BODY}', "a string", _string)
+    string = pp.Regex(rf'(?P<string>{_STRING_BODY})|(?P<raw>r"[^"\n]*")', as_match=True)
+    string.set_name("a string").set_parse_action(_atom)
     ident = regex(IDENT_RE, "a name", _ident)
     # One Regex for every single-token primary, most frequent first; a name followed
     # by "(" is left to `call`.
@@ -378,25 +357,28 @@ def _build() -> dict[str, pp.ParserElement]:
     )
     atom.set_name("an expression").set_parse_action(_atom)
     call_args = pp.Opt(expr + (lit(",") - expr)[...]) - closer(")", '"," or ")"')
+    call_args.set_name("arguments")
     call = (pp.Regex(rf"{NAME_RE}\s*\(") - call_args).set_name("a call").set_parse_action(_call)
 
     comp_tail = kw("for").suppress() - ident - kw("in").suppress() - expr
-    comp_tail = comp_tail - pp.Opt(kw("if").suppress() - expr)
-    items_tail = (lit(",") - expr)[...]
+    comp_tail = (comp_tail - pp.Opt(kw("if").suppress() - expr)).set_name("a comprehension")
+    items_tail = (lit(",") - expr)[...].set_name("list items")
     list_ = lit("[") - pp.Opt(expr + (comp_tail | items_tail)) - closer("]", '"," or "]"')
     list_.set_name("a list").set_parse_action(_list)
-    paren = (lit("(") - expr - closer(")", '")"')).set_name("(").set_parse_action(_paren)
+    paren = lit("(") - expr - closer(")", '")"')
+    paren.set_name("an expression").set_parse_action(_paren)
     arm = string + (lit(",") - string)[...] - lit("=>") - expr
     arm.set_name("a match arm").set_parse_action(_arm)
-    else_arm = (kw("else").suppress() - lit("=>") - expr).set_parse_action(_else)
+    else_arm = (kw("else").suppress() - lit("=>") - expr).set_name('"else"')
+    else_arm.set_parse_action(_else)
     match_end = (else_arm - closer("}", '"}"')) | closer("}", '"}"')
     match_end.set_name('a string pattern, "else" or "}"')
     match = kw("match").suppress() - expr - lit("{") - arm[...] - match_end
     match.set_name("match").set_parse_action(_match)
     if_expr = kw("if").suppress() - expr - kw("then").suppress() - expr
-    if_expr = (if_expr - kw("else").suppress() - expr).set_parse_action(_if)
+    if_expr = (if_expr - kw("else").suppress() - expr).set_name('"if"').set_parse_action(_if)
     negated = pp.Forward().set_name("an expression")  # only `not` recurses through it
-    not_ = regex(f"not{_NOT_IDENT}", '"not"', _tok) - negated
+    not_ = (regex(f"not{_NOT_IDENT}", '"not"', _tok) - negated).set_name('"not"')
     operand = (atom | call | list_ | paren | match | not_ | if_expr).set_name("an expression")
     negated <<= operand
     binary = regex(

@@ -41,6 +41,7 @@ _STATEMENT_WORDS = frozenset({"let", "deny", "rule", "clear"})
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
 _RAW_HINT = 'use a raw string r"..." to keep backslashes as they are'
 _CACHE_LIMIT = 20_000
+_BOM = "\ufeff"
 _CLOSER = re.compile(r'"([)\]}])"$')
 
 N = TypeVar("N")
@@ -163,6 +164,8 @@ def _found(source: str, offset: int) -> tuple[int, int, str]:
         text = token.group()
         if kind == "string":
             what = "a string"
+        elif kind == "other" and not text.isprintable():
+            what = f"the character U+{ord(text):04X}"
         elif len(text) > 20:
             what = f'"{text[:20]}…"'
         else:
@@ -181,7 +184,7 @@ def _scan(source: str) -> tuple[list[ast.Comment], list[_Chunk]]:
     previous: re.Match[str] | None = None  # previous significant token
     end_before_previous = 0
     before_previous = ""  # text of the token before `previous`: `let` makes NAME = no start
-    offset = 0
+    offset = 1 if source.startswith(_BOM) else 0  # editors on Windows may add one
     length = len(source)
     while offset < length:
         token = _TOKEN.match(source, offset)
@@ -273,11 +276,10 @@ def _check_string(text: str, start: int, unterminated: bool) -> _Problem | None:
 
 
 def _blank(source: str, comments: list[ast.Comment]) -> str:
-    """The source with every comment replaced by spaces (offsets unchanged)."""
-    if not comments:
-        return source
-    parts: list[str] = []
-    last = 0
+    """The source with every comment (and a leading byte-order mark) replaced by
+    spaces, offsets unchanged."""
+    last = 1 if source.startswith(_BOM) else 0
+    parts: list[str] = [" "] if last else []
     for comment in comments:
         parts.append(source[last : comment.span.start])
         parts.append(" " * (comment.span.end - comment.span.start))

@@ -98,3 +98,14 @@ def test_parse_never_raises_on_damaged_programs(source: str, edits: list[tuple[i
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     program, diagnostics = parse("x = " + "(" * 5000 + "a" + ")" * 5000)
     assert program is None and diagnostics[0].code == "E001"
+
+
+def test_invisible_characters_are_named() -> None:
+    _, diagnostics = parse("x = \u200b")
+    assert diagnostics[0].message == "expected an expression, found the character U+200B"
+
+
+def test_a_leading_byte_order_mark_is_ignored() -> None:
+    program, diagnostics = parse("\ufeffusername = subject")
+    assert diagnostics == [] and program is not None
+    assert program.statements[0].span.start == 1
