@@ -14,6 +14,7 @@ value".
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -121,7 +122,8 @@ class _Reader:
         for key in table:
             if key not in allowed:
                 where = f"{prefix}.{key}" if prefix else key
-                raise self.fail(where, f"unknown key; expected one of {', '.join(allowed)}")
+                hint = _did_you_mean(key, allowed)
+                raise self.fail(where, f"unknown key{hint}; expected one of {', '.join(allowed)}")
 
     def text(self, table: dict[str, Any], key: str, where: str) -> str | None:
         value = table.get(key)
@@ -238,7 +240,8 @@ class _Reader:
         kind = self.config.fields.get(name)
         if kind is None:
             known = ", ".join(self.config.fields)
-            raise self.fail(where, f"unknown field; the store's fields are {known}")
+            hint = _did_you_mean(name, tuple(self.config.fields))
+            raise self.fail(where, f"unknown field{hint}; the store's fields are {known}")
         return kind
 
     def set_names(self) -> str:
@@ -332,6 +335,11 @@ def _toml_value(value: object) -> str:
         items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
         return "{" + items + "}"
     raise TypeError(f"not a TOML value: {value!r}")
+
+
+def _did_you_mean(name: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _show(value: object) -> str:
