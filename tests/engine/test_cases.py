@@ -340,3 +340,20 @@ def test_parallel_runs_report_in_sorted_order_like_a_serial_run(ws: Path) -> Non
     assert [r.name for r in parallel] == [f"case-{i:03d}" for i in range(120)]
     assert [(r.name, r.status) for r in parallel] == [(r.name, r.status) for r in serial]
     assert sum(r.status == "failed" for r in parallel) == len(range(0, 120, 7))
+
+
+def test_junit_text_is_valid_xml_whatever_the_messages_hold() -> None:
+    import xml.etree.ElementTree as ET
+
+    from engine.cases import junit_xml
+    from engine.cases.verdict import Problem
+
+    results = [
+        CaseResult("ok", "t/ok.case.toml", "passed"),
+        CaseResult("bad\x01", "t/bad.case.toml", "error", [Problem(None, "nul \x00 & <x>")]),
+    ]
+    root = ET.fromstring(junit_xml(results).encode("utf-8"))
+    [suite] = root
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "0", "1")
+    error = suite[1].find("error")
+    assert error is not None and error.get("message") == "nul \ufffd & <x>"
