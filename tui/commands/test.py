@@ -145,9 +145,9 @@ def _print(results: list[CaseResult], updated: set[str]) -> None:
         label, style = STYLES[result.status]
         line = Text(label, style=style)
         line.append(f" {result.name}")
-        if result.status != "passed":
-            line.append(f"  ({result.path})", style="dim")
         console.print(line)
+        if result.status == "failed":  # an error's message names the file already
+            console.print(Text(f"  in {result.path}", style="dim"))
         for diff in result.diff_lines():
             console.print(Text(diff))
         if result.path in updated:
