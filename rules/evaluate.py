@@ -85,12 +85,16 @@ class ReferenceEvaluator:
         self.fields = fields
         self.source = source
         self.order: dict[int, int] = {}
+        self.rank: dict[str, int] = {}
         self._number(program.statements)
         self.patterns: dict[str, Any] = {}
 
     def _number(self, statements: Sequence[Stmt]) -> None:
+        """Number statements in file order; rank fields by their first write (plan order)."""
         for statement in statements:
             self.order[id(statement)] = len(self.order) + 1
+            if isinstance(statement, AssignStmt | Clear):
+                self.rank.setdefault(statement.field, len(self.rank))
             if isinstance(statement, Rule):
                 self._number(statement.body)
 
@@ -121,7 +125,7 @@ class ReferenceEvaluator:
             return Plan(denied=denied.message, deny_line=denied.line, skipped=state.skipped)
         trace = sorted([*state.deciders.values(), *state.set_trace], key=lambda p: p[0])
         return Plan(
-            fields=dict(state.scalars),
+            fields=dict(sorted(state.scalars.items(), key=lambda item: self.rank[item[0]])),
             set_ops=state.set_ops,
             trace=[entry for _, entry in trace],
             skipped=state.skipped,
