@@ -72,6 +72,9 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         items = discover(roots, shown=lambda p: shown_path(p, cwd))
     except FileNotFoundError as exc:
         raise CommandError(f"no such case file or folder: {exc}") from None
+    if not items:
+        where = ", ".join(map(str, roots)) or f"{config.root / 'tests'} (no such folder)"
+        sys.stderr.write(f"jitprov: no *.case.toml under {where}\n")
     items = select(items, args.pattern)
     if args.jobs is not None and args.jobs < 1:
         raise CommandError("--jobs: expected at least 1")
