@@ -14,11 +14,14 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import resource
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.harness import Comparison, Stats, measure
+from engine.cases.runner import available_cpus
 
 RULES = """\
 deny "contractors are not provisioned" when "contractor" in @type
@@ -125,21 +128,41 @@ def run(quick: bool) -> list[Comparison]:
         config = make_workspace(Path(tmp), count)
         ours = measure(lambda: _jitprov_test(config), rounds=rounds, warmup=1)
         theirs = measure(lambda: _jitprov_test(config, "--jobs", "1"), rounds=rounds, warmup=1)
+        ours_cpu = _cpu_seconds(lambda: _jitprov_test(config))
+        theirs_cpu = _cpu_seconds(lambda: _jitprov_test(config, "--jobs", "1"))
     return [
         Comparison(
             stage="cases",
-            subject=f"jitprov test, {count} cases (parallel, {os.cpu_count()} CPUs)",
+            subject=f"jitprov test, {count} cases (parallel, {available_cpus()} CPUs)",
             baseline=f"jitprov test --jobs 1 ({count} cases one by one, one process)",
             ours=ours,
             theirs=theirs,
-            notes="wall time of the whole command; each case gets a fresh store",
+            notes="wall time of the whole command; each case gets a fresh store. Parallelism "
+            "helps only with idle CPUs: compare the CPU seconds with the load average",
             extra={
                 "cases": count,
                 "cases_per_second": _rate(count, ours),
                 "baseline_cases_per_second": _rate(count, theirs),
+                "cpu_seconds": ours_cpu,  # this process and its workers
+                "baseline_cpu_seconds": theirs_cpu,
+                "cpus": available_cpus(),
+                "load_average_1min": round(os.getloadavg()[0], 2),
             },
         )
     ]
+
+
+def _cpu_seconds(fn: Callable[[], object]) -> float:
+    """CPU time (user + system) of one call, this process and the workers it waited for."""
+
+    def used() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+    before = used()
+    fn()
+    return round(used() - before, 3)
 
 
 def _rate(count: int, stats: Stats) -> float:
@@ -154,7 +177,9 @@ def main() -> None:
             f"{comparison.subject}: {comparison.ours.median_ms / 1000:.2f} s "
             f"({extra['cases_per_second']} cases/s); {comparison.baseline}: "
             f"{comparison.theirs.median_ms / 1000:.2f} s "
-            f"({extra['baseline_cases_per_second']} cases/s); ratio {comparison.ratio:.2f}"
+            f"({extra['baseline_cases_per_second']} cases/s); ratio {comparison.ratio:.2f}; "
+            f"CPU {extra['cpu_seconds']} s vs {extra['baseline_cpu_seconds']} s on "
+            f"{extra['cpus']} CPUs, load average {extra['load_average_1min']}"
         )
 
 
