@@ -1,15 +1,15 @@
 """Add a saml2 connection to a workspace from IdP metadata (`connection import-metadata`).
 
-The config is edited with tomlkit so its comments and layout stay; certificates go to
-`certs/` as PEM files; a starter rules file is created when missing. Nothing is written
-unless the metadata is valid, and the new config is validated (engine.config) before it
-replaces the old one; on failure the files this import created are removed again.
+The config is edited through `engine.config_edit.save_connection` (tomlkit: comments
+and layout stay; the whole new config is validated before it atomically replaces the
+old one); certificates go to `certs/` as PEM files; a starter rules file is created
+when missing. Nothing is written unless the metadata is valid; on any failure the files
+this import created are removed again. Every failure is a MetadataError.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -18,7 +18,8 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.config import ConfigError, parse_config
+from engine.config import ConfigError
+from engine.config_edit import save_connection
 from engine.saml.metadata import MetadataError, parse_metadata
 
 DEFAULT_AUDIENCE = "urn:jitprov:sp"
@@ -61,24 +62,20 @@ def import_metadata(
     entity: str | None = None,
     audience: str | None = None,
 ) -> Imported:
-    """Add `[connections.ID]` from the metadata; raises MetadataError or ConfigError."""
+    """Add `[connections.ID]` from the metadata; raises MetadataError (config untouched)."""
     try:
         data = metadata_path.read_bytes()
     except OSError as exc:
         raise MetadataError(f"{metadata_path}: cannot read: {exc.strerror or exc}") from None
     idp = parse_metadata(data, entity)
-    text = config_path.read_text(encoding="utf-8")
     try:
-        doc = tomlkit.parse(text)
-    except TOMLKitError as exc:
-        raise ConfigError(config_path.name, None, f"invalid TOML: {exc}") from None
+        doc = tomlkit.parse(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
+        raise MetadataError(f"{config_path.name}: cannot read the config: {exc}") from None
     conn_id = connection_id or slug(idp.entity_id)
     if not _ID.match(conn_id):
         raise MetadataError(f"connection id {conn_id!r}: use letters, digits, '-' and '_'")
-    connections = doc.get("connections")
-    if connections is None:
-        connections = tomlkit.table(is_super_table=True)
-        doc["connections"] = connections
+    connections = doc.get("connections") or {}
     if conn_id in connections:
         raise MetadataError(f"connection {conn_id!r} already exists in {config_path.name}")
     if audience is None:
@@ -108,21 +105,17 @@ def import_metadata(
             rules.parent.mkdir(parents=True, exist_ok=True)
             rules.write_text(STARTER_RULES, encoding="utf-8")
             created.append(rules)
-        table = tomlkit.table()
-        table.add(tomlkit.comment(f"imported from {metadata_path.name}"))
-        if idp.sso_url:
-            table.add(tomlkit.comment(f"IdP sign-in URL: {idp.sso_url}"))
-        table.add("protocol", "saml2")
-        table.add("issuer", idp.entity_id)
-        table.add("certificate", names[0] if len(names) == 1 else names)
-        table.add("audience", audience)
-        table.add("rules", rules_name)
-        connections.add(conn_id, table)
-        new_text = tomlkit.dumps(doc)
-        parse_config(new_text, config_path)  # the whole config must still be valid
-        temp = config_path.with_name(config_path.name + ".tmp")
-        temp.write_text(new_text, encoding="utf-8")
-        os.replace(temp, config_path)
+        values = {
+            "protocol": "saml2",
+            "issuer": idp.entity_id,
+            "certificate": names[0] if len(names) == 1 else names,
+            "audience": audience,
+            "rules": rules_name,
+        }
+        try:  # the shared editor: layout kept, whole config validated, atomic write
+            save_connection(config_path, conn_id, values)
+        except ConfigError as exc:
+            raise MetadataError(f"the config would be invalid: {exc}") from None
     except BaseException:
         for path in created:
             path.unlink(missing_ok=True)
