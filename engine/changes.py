@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from engine.store.base import Member, StoredUser, UserWrite
 from engine.store.schema import Layout
-from engine.store.sqlite import to_column
+from engine.store.values import to_column
 from rules.plan import Plan, Scalar, SetOp
 
 JsonValue = str | int | float | bool | None

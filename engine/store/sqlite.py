@@ -10,14 +10,12 @@ provision into one file and nobody sees "database is locked".
 
 from __future__ import annotations
 
-import functools
 import json
 import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 
 from engine.store.base import (
@@ -29,49 +27,11 @@ from engine.store.base import (
     UserWrite,
 )
 from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current, set_table
+from engine.store.values import fold, from_column, iso, to_column
 from rules.plan import Scalar
 
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # built once: the hot path
-
-
-@functools.lru_cache(maxsize=64)  # one token stamps several rows with the same moment
-def iso(moment: datetime) -> str:
-    """ISO 8601 UTC to the second, with Z: sorts as text, reads as time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def fold(value: Scalar) -> str | None:
-    """The case-insensitive key of a value (Unicode casefold of its text form)."""
-    text = to_column(value)
-    return None if text is None else str(text).casefold()
-
-
-def to_column(value: Scalar) -> str | int | None:
-    """A field value as stored: text, numbers as canonical text, booleans as 0/1."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return str(value)
-    text = format(value.normalize(), "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def from_column(kind: str, value: object) -> Scalar:
-    """A stored column back as a field value of its type."""
-    if value is None:
-        return None
-    if kind == "bool":
-        return bool(value)
-    if kind == "number":
-        text = str(value)
-        try:
-            return int(text) if "." not in text else Decimal(text)
-        except ValueError:
-            return Decimal(text)
-    return str(value)
 
 
 class SqliteTransaction:
