@@ -100,6 +100,10 @@ HELPERS: dict[str, object] = {
     "_in": rt.contains,
     "_notin": rt.not_contains,
     "_matches": rt.matches,
+    "_in_list": rt.text_in_list,
+    "_in_text": rt.text_in_text,
+    "_any_match": rt.any_matches,
+    "_text_match": rt.text_matches,
     "_plus": rt.plus,
     "_coalesce": rt.coalesce,
     "_compact": rt.compact,
@@ -196,7 +200,11 @@ class _Emitter:
                 local = self.fresh("_c")
                 self.names[var] = local
                 test = "" if cond is None else f" if {self.expr(cond)}"
-                return f"_compact([{self.expr(element)} for {local} in ({source} or _E){test}])"
+                item = self.fresh("_i")  # one-item loop: drop null and "" without a call
+                return (
+                    f"[{item} for {local} in ({source} or _E){test} "
+                    f"for {item} in ({self.expr(element)},) if {item}]"
+                )
             case Match():
                 return self._match(node)
             case IfExpr(condition=condition, then=then, otherwise=otherwise):
@@ -215,6 +223,11 @@ class _Emitter:
                 args.append(self.const(compile_regex(arg.value)))
             else:
                 args.append(self.expr(arg))
+        first_type = self.types.get(id(call.args[0])) if call.args else None
+        if signature.scalar is not None and first_type == "text" and isinstance(call.args[0], Name):
+            # Statically text and a plain local: skip the lifting wrapper's type test.
+            body = self.const(signature.scalar)
+            return f"({body}({', '.join(args)}) if {args[0]} is not None else None)"
         return f"{self.const(signature.implementation)}({', '.join(args)})"
 
     def _match(self, node: Match) -> str:
@@ -273,11 +286,20 @@ class _Emitter:
             case "<" | "<=" | ">" | ">=":
                 return f"{_COMPARE[node.op]}({left}, {right})"
             case "in":
+                if left_type == "text" and right_type in ("list", "text"):
+                    return f"_in_{right_type}({left}, {right})"
                 return f"_in({left}, {right})"
             case "not in":
                 return f"_notin({left}, {right})"
             case "matches":
                 assert isinstance(node.right, StrLit)
+                search = self.const(compile_regex(node.right.value).search)
+                if left_type == "list":
+                    return f"_any_match({left}, {search})"
+                if left_type == "text" and isinstance(node.left, Name):  # a plain local
+                    return f"({left} is not None and {search}({left}))"
+                if left_type == "text":
+                    return f"_text_match({left}, {search})"
                 return f"_matches({left}, {self.const(compile_regex(node.right.value))})"
             case "+":
                 return f"_plus({left}, {right})"

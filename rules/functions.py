@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal, TypeAlias
+from typing import Literal, TypeAlias
 
 import re2
 
@@ -26,9 +26,11 @@ from rules.values import (
     to_text,
 )
 
-Pattern: TypeAlias = Any  # re2._Regexp; google-re2 ships no type stubs
 ParamKind: TypeAlias = Literal["text", "list", "number", "scalar", "any", "regex"]
 ResultType: TypeAlias = Literal["text", "list", "number", "bool", "same"]
+
+
+Template: TypeAlias = tuple[str | int, ...]
 
 
 class RegexError(ValueError):
@@ -37,17 +39,92 @@ class RegexError(ValueError):
 
 _OPTIONS = re2.Options()
 _OPTIONS.log_errors = False
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
 
 
-def compile_regex(pattern: str) -> Pattern:
-    """Compile with RE2 (linear time on hostile input); raise RegexError when invalid."""
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # lone surrogates stay data, not errors
+
+
+def _decode(data: bytes) -> str:
     try:
-        return re2.compile(pattern, _OPTIONS)
-    except re2.error as error:
-        detail = error.args[0] if error.args else "invalid pattern"
-        if isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
-        raise RegexError(str(detail)) from None
+        return data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:  # a span cut through an invalid sequence
+        return data.decode("utf-8", "replace")
+
+
+class Regex:
+    """An RE2 pattern with the three operations the language needs.
+
+    Works on UTF-8 bytes and RE2's byte spans directly: the google-re2 wrapper's
+    `search` converts every span to code-point offsets in Python, which costs about
+    six times more than the match itself.
+    """
+
+    __slots__ = ("_match", "groups", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        try:
+            compiled = re2.compile(pattern, _OPTIONS)
+        except re2.error as error:
+            detail = error.args[0] if error.args else "invalid pattern"
+            if isinstance(detail, bytes):
+                detail = detail.decode("utf-8", "replace")
+            raise RegexError(str(detail)) from None
+        self.pattern = pattern
+        self.groups: int = compiled.groups
+        self._match = compiled._regexp.Match
+
+    def __repr__(self) -> str:
+        return f"Regex({self.pattern!r})"
+
+    def search(self, text: str) -> bool:
+        """Whether the pattern matches anywhere in text."""
+        data = text.encode("utf-8", "surrogatepass")
+        start: int = self._match(_UNANCHORED, data, 0, len(data))[0][0]
+        return start >= 0
+
+    def group(self, text: str, index: int) -> str | None:
+        """Group `index` (0: the whole match) of the first match, or None."""
+        data = _encode(text)
+        spans = self._match(_UNANCHORED, data, 0, len(data))
+        start, end = spans[0] if index >= len(spans) else spans[index]
+        if spans[0][0] < 0 or index >= len(spans) or start < 0:
+            return None
+        return _decode(data[start:end])
+
+    def sub(self, text: str, template: Template) -> str:
+        """Every non-overlapping match replaced by the expanded template."""
+        data = _encode(text)
+        size = len(data)
+        out: list[bytes] = []
+        pieces = [p.encode("utf-8", "surrogatepass") if isinstance(p, str) else p for p in template]
+        position = last = 0
+        while position <= size:
+            spans = self._match(_UNANCHORED, data, position, size)
+            start, end = spans[0]
+            if start < 0:
+                break
+            out.append(data[last:start])
+            for piece in pieces:
+                if isinstance(piece, bytes):
+                    out.append(piece)
+                elif piece < len(spans) and spans[piece][0] >= 0:
+                    out.append(data[spans[piece][0] : spans[piece][1]])
+            last = end
+            if end > start:
+                position = end
+            else:  # an empty match: step over one whole character
+                position = end + 1
+                while position < size and (data[position] & 0xC0) == 0x80:
+                    position += 1
+        out.append(data[last:])
+        return _decode(b"".join(out))
+
+
+def compile_regex(pattern: str) -> Regex:
+    """Compile with RE2 (linear time on hostile input); raise RegexError when invalid."""
+    return Regex(pattern)
 
 
 # ------------------------------------------------------------------- text → text
@@ -97,19 +174,10 @@ def _group_index(n: Value, groups: int) -> int | None:
     return int(n)
 
 
-def regex_extract(t: str, pattern: Pattern, n: Value = 1) -> str | None:
+def regex_extract(t: str, pattern: Regex, n: Value = 1) -> str | None:
     """Group n (default 1; 0 is the whole match) of the first match, or null."""
     index = _group_index(n, pattern.groups)
-    if index is None:
-        return None
-    found = pattern.search(t)
-    if found is None:
-        return None
-    value: str | None = found.group(index)
-    return value
-
-
-Template: TypeAlias = tuple[str | int, ...]
+    return None if index is None else pattern.group(t, index)
 
 
 def parse_template(repl: str) -> Template:
@@ -144,24 +212,11 @@ def template_max_group(repl: str) -> int:
     return max((p for p in parse_template(repl) if isinstance(p, int)), default=0)
 
 
-def regex_replace(t: str, pattern: Pattern, repl: Value) -> str | None:
+def regex_replace(t: str, pattern: Regex, repl: Value) -> str | None:
     """Every match replaced; `\\1` in the replacement is group 1 (missing groups: "")."""
     if not isinstance(repl, str):
         return None
-    parts = parse_template(repl)
-    groups = pattern.groups
-
-    def expand(found: Any) -> str:
-        out: list[str] = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-            elif part <= groups:
-                out.append(found.group(part) or "")
-        return "".join(out)
-
-    result: str = pattern.sub(expand, t)
-    return result
+    return pattern.sub(t, parse_template(repl))
 
 
 def email_local(t: str) -> str | None:
@@ -179,6 +234,8 @@ _HEX = "0123456789abcdefABCDEF"
 
 def _dn_unescape(value: str) -> str:
     """RFC 4514 value escapes: `\\,` and friends, and `\\XX` UTF-8 hex pairs."""
+    if "\\" not in value:
+        return value
     out = bytearray()
     i = 0
     while i < len(value):
@@ -199,6 +256,8 @@ def _dn_unescape(value: str) -> str:
 
 def _split_dn(dn: str) -> list[str]:
     """Split at unescaped `,` (and `;`, the old separator) and at `+` (multi-valued RDNs)."""
+    if "\\" not in dn and '"' not in dn:
+        return dn.replace(";", ",").replace("+", ",").split(",")
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -332,7 +391,7 @@ def ends_with(t: Value, suffix: Value) -> bool | None:
     return t.endswith(suffix)
 
 
-_NUMBER = compile_regex(r"^-?[0-9]+(\.[0-9]+)?$")
+_NUMBER = Regex(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
 def number(t: Value) -> Number | None:
@@ -340,7 +399,7 @@ def number(t: Value) -> Number | None:
     if not isinstance(t, str):
         return None
     text = t.strip()
-    if _NUMBER.search(text) is None or not text.isascii():
+    if not text.isascii() or not _NUMBER.search(text):
         return None
     if "." in text or len(text) > _MAX_INT_DIGITS:
         return Decimal(text)

@@ -108,6 +108,30 @@ def contains(item: Value, container: Value) -> bool:
     return False
 
 
+def text_in_list(item: str | None, container: ListValue | None) -> bool:
+    """`x in L` when the checker knows x is text and L a list (the common case)."""
+    return item is not None and container is not None and item in container
+
+
+def text_in_text(item: str | None, container: str | None) -> bool:
+    """`x in T` when both are text: a substring test."""
+    return item is not None and container is not None and item in container
+
+
+def any_matches(values: ListValue | None, search: Any) -> bool:
+    """`L matches "re"` when L is a list: any value matches."""
+    if values:
+        for value in values:
+            if search(value):
+                return True
+    return False
+
+
+def text_matches(value: str | None, search: Any) -> bool:
+    """`T matches "re"` when T is text."""
+    return value is not None and bool(search(value))
+
+
 def not_contains(item: Value, container: Value) -> bool:
     """`x not in L`: false (not true) when either operand is null."""
     if item is None or container is None:
@@ -118,10 +142,10 @@ def not_contains(item: Value, container: Value) -> bool:
 def matches(subject: Value, pattern: Any) -> bool:
     """`T matches "re"`: RE2 search; a list matches when any value does; null is false."""
     if isinstance(subject, str):
-        return pattern.search(subject) is not None
+        return bool(pattern.search(subject))
     if isinstance(subject, list | tuple):
         search = pattern.search
-        return any(isinstance(v, str) and search(v) is not None for v in subject)
+        return any(isinstance(v, str) and search(v) for v in subject)
     return False
 
 

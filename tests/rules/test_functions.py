@@ -154,7 +154,7 @@ def test_regex_errors_and_linear_time() -> None:
         compile_regex(r"(a)\1")  # back-references are not regular: RE2 refuses
     hostile = compile_regex(r"(a+)+$")
     assert call("regex_extract", "a" * 50_000 + "!", r"(a+)+$") is None
-    assert hostile.search("a" * 100_000 + "b") is None
+    assert not hostile.search("a" * 100_000 + "b")
 
 
 def test_template() -> None:
