@@ -234,7 +234,11 @@ def verify_signature(
     assert parent is not None
     for cert in trusted:
         try:
-            _context(cert.key, sig, parent, ref_id).verify(sig)
+            ctx = _context(cert.key, sig, parent, ref_id)
+        except ValueError as exc:  # register_id: the ID is already taken by another node
+            raise TokenRejected("signature-wrapping", f"{where}: {exc}") from None
+        try:
+            ctx.verify(sig)
         except xmlsec.Error:
             continue
         if check_cert_dates and not cert.not_before <= now <= cert.not_after:

@@ -128,7 +128,7 @@ def _check_required(
 def _check_unique_ids(*roots: etree._Element) -> None:
     seen: set[str] = set()
     for root in roots:
-        values = root.xpath("//@ID | //@Id | //@AssertionID | //@ResponseID")
+        values = root.xpath("//@ID | //@Id | //@AssertionID | //@ResponseID | //@xml:id")
         assert isinstance(values, list)
         for value in values:
             text = str(value)
@@ -225,6 +225,8 @@ def validate_saml(
         if assertion.tag != _ASSERTION:
             raise TokenRejected("malformed", "the EncryptedAssertion does not hold an Assertion")
         schema.check_schema(assertion, schema.protocol_schema(), "the decrypted Assertion")
+        if _the_assertion(assertion) is not assertion:
+            raise TokenRejected("malformed", "the decrypted Assertion holds another Assertion")
     else:
         assertion = node
     name_id = _name_id(assertion, connection)

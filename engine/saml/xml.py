@@ -42,7 +42,7 @@ def _parser() -> etree.XMLParser:
         remove_blank_text=False,
         remove_comments=False,
         strip_cdata=True,
-        collect_ids=True,
+        collect_ids=False,  # xml:id never enters the ID table xmlsec resolves #id in
     )
 
 

@@ -411,6 +411,14 @@ def _stray_signature(response: etree._Element) -> None:
     find(response, "saml:Issuer").addnext(extensions)
 
 
+def _xml_id_twin(response: etree._Element) -> None:
+    """An xml:id twin of the Assertion ID hidden in the (unsigned) ds:Object."""
+    signature = find(response, "saml:Assertion/ds:Signature")
+    holder = etree.SubElement(signature, f"{DS}Object")
+    twin = etree.SubElement(holder, "{urn:x-evil}Twin")
+    twin.set("{http://www.w3.org/XML/1998/namespace}id", "_token-1")
+
+
 def _empty_uri_on_assertion(response: etree._Element) -> None:
     find(response, "saml:Assertion/ds:Signature//ds:Reference").set("URI", "")
 
@@ -424,6 +432,7 @@ def _empty_uri_on_assertion(response: etree._Element) -> None:
         _duplicate_id,
         _stray_signature,
         _empty_uri_on_assertion,
+        _xml_id_twin,
     ],
 )
 def test_signature_wrapping(wrap) -> None:
