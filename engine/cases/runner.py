@@ -3,7 +3,7 @@
 A case is decoded with the same intake (`read_token`) and provisioned with the same
 `Provisioner` as `jitprov apply`; only the store differs (a fresh temporary one, seeded
 from `[given]`). Rules are compiled once per connection per process. Past
-`PARALLEL_FROM` cases, chunks go to a process pool; results come back in the order of
+`MIN_PER_WORKER` cases per worker, chunks go to a process pool; results come back in the order of
 the input (sorted paths), whatever order the workers finish in.
 """
 
@@ -26,7 +26,9 @@ from engine.result import Result
 from engine.store import SqliteStore, StoreError
 from engine.token import TokenRejected
 
-PARALLEL_FROM = 50  # fewer cases run in this process: a pool costs more than it saves
+# A pool costs some 0.1-0.2 s (fork, a rules compile per worker) while a case costs about
+# 0.6 ms of CPU: below some 200 cases a worker, one process finishes first.
+MIN_PER_WORKER = 200
 CHUNKS_PER_WORKER = 4  # small enough chunks to balance, large enough to amortise
 
 Item = tuple[Path, str]  # (case file, the path as shown)
@@ -171,14 +173,16 @@ def run_cases(
     *,
     jobs: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    min_per_worker: int = MIN_PER_WORKER,
 ) -> list[CaseResult]:
     """Run `items` (from `discover`) and return their results in the same order.
 
-    `jobs`: worker processes at most (default: the CPUs; 1 runs everything here); each
-    worker gets at least PARALLEL_FROM cases, so a small run stays in this process.
+    `jobs`: worker processes at most (default: the idle CPUs; 1 runs everything here);
+    each worker gets at least `min_per_worker` cases, so a small run stays in this
+    process.
     `on_progress(n)` is told each time n more cases are done.
     """
-    workers = min(jobs if jobs is not None else available_cpus(), len(items) // PARALLEL_FROM)
+    workers = min(jobs if jobs is not None else idle_cpus(), len(items) // min_per_worker)
     if workers <= 1:
         runner = CaseRunner(config)
         results = []
@@ -205,6 +209,21 @@ def run_cases(
                 if on_progress:
                     on_progress(len(done[futures[future]]))
     return [result for index in range(len(chunks)) for result in done[index]]
+
+
+def idle_cpus() -> int:
+    """The CPUs not kept busy by other work (from the 1-minute load average), at least 1.
+
+    Extra workers only help when there are idle CPUs to run them: on a busy machine the
+    scheduler does not give this run more CPU for having more processes, and the pool
+    only adds its own cost. Results are the same either way; only the speed differs.
+    """
+    cpus = available_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows
+        return cpus
+    return max(1, min(cpus, round(cpus - load)))
 
 
 def available_cpus() -> int:

@@ -336,7 +336,7 @@ def test_parallel_runs_report_in_sorted_order_like_a_serial_run(ws: Path) -> Non
     items = discover([folder])
     config = config_of(ws)
     serial = run_cases(config, items, jobs=1)
-    parallel = run_cases(config, items, jobs=3)
+    parallel = run_cases(config, items, jobs=3, min_per_worker=10)
     assert [r.name for r in parallel] == [f"case-{i:03d}" for i in range(120)]
     assert [(r.name, r.status) for r in parallel] == [(r.name, r.status) for r in serial]
     assert sum(r.status == "failed" for r in parallel) == len(range(0, 120, 7))

@@ -49,7 +49,11 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "-k", metavar="PATTERN", dest="pattern", help="only cases whose name or path has this"
     )
     parser.add_argument(
-        "-j", "--jobs", type=int, metavar="N", help="worker processes (default: the CPUs)"
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes at most (default: the idle CPUs)",
     )
     parser.set_defaults(run=run)
 
