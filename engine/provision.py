@@ -73,6 +73,7 @@ class Provisioner:
         self.config = config
         self.layout = layout_for(config)
         self._store = store
+        self._stand_in = False  # the store is a dry run's in-memory stand-in
         self._rules: dict[str, CompiledRulesLike] = {}
         self._load = rules_loader
 
@@ -84,9 +85,14 @@ class Provisioner:
         return self._rules[connection]
 
     def store(self, *, dry_run: bool = False) -> Store:
-        """The store, opened on first use (a dry run never creates a missing file)."""
+        """The store, opened on first use. A dry run never creates a missing file (an
+        empty in-memory stand-in serves it); the first real write replaces the stand-in."""
+        if self._store is not None and self._stand_in and not dry_run:
+            self.close()
         if self._store is None:
             self._store = _open_store(self.config, read_only_if_missing=dry_run)
+            path = self.config.store.path
+            self._stand_in = dry_run and path is not None and not path.exists()
         return self._store
 
     def close(self) -> None:

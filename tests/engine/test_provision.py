@@ -461,3 +461,11 @@ def test_an_oidc_token_id_expires_for_replay(tmp_path: Path) -> None:
     assert again.reason == "replay"
     later = bench.provisioner.apply_token(conn, token, now=NOW + timedelta(minutes=6))
     assert later.outcome == "unchanged"
+
+
+def test_a_dry_run_before_the_first_write_does_not_keep_writes_in_memory(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    assert bench.apply(person("jdoe"), dry_run=True).outcome == "created"
+    assert bench.apply(person("jdoe")).outcome == "created"
+    assert (tmp_path / "jitprov.db").exists()
+    assert bench.apply(person("jdoe"), dry_run=True).outcome == "unchanged"

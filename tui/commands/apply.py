@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,14 +200,14 @@ def run_batch(args: argparse.Namespace, provisioner: Provisioner, now: datetime 
     total, items = batch_items(Path(args.batch), now)
     conn = provisioner.config.connection(args.connection)
     code = EXIT_OK
-    with _progress(total) as advance:
+    with _Progress(total) as advance:
         for item in items:
             if item.raw is None:
                 result = provisioner.reject(
                     conn,
                     "malformed",
                     item.problem or "unreadable",
-                    now=item.at or datetime.now().astimezone(),
+                    now=item.at or now or datetime.now(UTC),
                     dry_run=args.dry_run,
                 )
             else:
@@ -231,7 +231,7 @@ def run_batch(args: argparse.Namespace, provisioner: Provisioner, now: datetime 
     return code
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr, only when stderr is a terminal."""
 
     def __init__(self, total: int) -> None:
