@@ -96,16 +96,21 @@ def _name_id(assertion: etree._Element, connection: Connection) -> etree._Elemen
     return name_id
 
 
-def _check_required(
-    assertion: etree._Element, name_id: etree._Element | None, connection: Connection
-) -> None:
+def _check_required(assertion: etree._Element, connection: Connection) -> None:
+    """Issuer, Subject, a NameID (or EncryptedID) unless subject_from, a bearer
+    SubjectConfirmation with NotOnOrAfter: all checked before any EncryptedID is
+    decrypted (product.md orders `malformed` before `decryption-failed`)."""
     _check_version(assertion, "Assertion")
     if not text_of(assertion.find(f"{SAML}Issuer")):
         raise TokenRejected("malformed", "the Assertion has no Issuer")
     subject = assertion.find(f"{SAML}Subject")
     if subject is None:
         raise TokenRejected("malformed", "the Assertion has no Subject")
-    if connection.subject_from is None and not text_of(name_id):
+    if (
+        connection.subject_from is None
+        and not text_of(subject.find(f"{SAML}NameID"))
+        and subject.find(f"{SAML}EncryptedID") is None
+    ):
         raise TokenRejected(
             "malformed", "the Subject has no NameID (or an empty one) and subject_from is not set"
         )
@@ -229,8 +234,10 @@ def validate_saml(
             raise TokenRejected("malformed", "the decrypted Assertion holds another Assertion")
     else:
         assertion = node
+    _check_required(assertion, connection)
     name_id = _name_id(assertion, connection)
-    _check_required(assertion, name_id, connection)
+    if connection.subject_from is None and not text_of(name_id):
+        raise TokenRejected("malformed", "the decrypted NameID is empty")
     _check_signatures(response, assertion, connection, now)
     conditions.check_issuers(response, assertion, connection)
     conditions.check_in_response_to(response, assertion, connection, request_id)

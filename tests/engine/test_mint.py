@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from engine.saml import validate_saml
 from engine.saml.keys import generate_test_idp
 from engine.saml.mint import MintError, mint
 from engine.sample import parse_sample_text
+from engine.token import TokenRejected
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
@@ -24,6 +26,7 @@ from saml_fixtures import (
     LATER,
     SAMPLE,
     SP_CERT,
+    SP_KEY,
     connection,
 )
 
@@ -164,3 +167,34 @@ def test_cli_mint_usage_errors(
 
 def test_sample_parse_is_shared() -> None:
     assert parse_sample_text(SAMPLE_TOML).token_id == "sample-1"
+
+
+@pytest.mark.parametrize("cipher", ["aes256-cbc", "aes256-gcm"])
+def test_cli_mint_encrypted(
+    tmp_path: Path, cipher: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import run
+
+    ws = _workspace(tmp_path)
+    config = str(ws / "jitprov.toml")
+    argv = [
+        "mint",
+        str(ws / "s.toml"),
+        "--config",
+        config,
+        "--encrypt-for",
+        str(SP_CERT),
+        "--cipher",
+        cipher,
+        "--at",
+        "2024-05-01T12:00:00Z",
+    ]
+    assert run(argv) == 0
+    raw = capsys.readouterr().out.strip().encode()
+    assert b"EncryptedAssertion" in raw
+    conn = load_config(config).connection("c0")
+    with pytest.raises(TokenRejected) as caught:
+        validate_saml(raw, conn, now=AT)
+    assert caught.value.reason == "decryption-failed"  # the connection has no SP key
+    token = validate_saml(raw, replace(conn, decryption_key=SP_KEY), now=AT)
+    assert token.attributes["groups"] == ["a", "b"]

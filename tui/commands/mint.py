@@ -43,6 +43,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         "--encrypt-for", metavar="CERT", help="encrypt the Assertion for this SP certificate (PEM)"
     )
     parser.add_argument(
+        "--cipher",
+        choices=("aes256-cbc", "aes256-gcm"),
+        default="aes256-cbc",
+        help="content encryption with --encrypt-for (default: aes256-cbc)",
+    )
+    parser.add_argument(
         "--encoding",
         choices=("xml", "base64", "deflate"),
         default="xml",
@@ -116,6 +122,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
             cert_pem=_read(cert_path, "certificate"),
             signing=args.sign,
             encrypt_for=encrypt_for,
+            cipher=args.cipher,
             encoding=args.encoding,
             at=parse_at(args.at) if args.at else None,
         )
