@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
 import provision_fixtures  # noqa: F401  (puts the project's `rules` package first)
 
 from engine.cases import CaseError, CaseResult, discover, load_case, run_cases, select
+from engine.cases.model import toml_text
 from engine.cases.runner import CaseRunner
 from engine.config import Config, load_config
 
@@ -357,3 +361,58 @@ def test_junit_text_is_valid_xml_whatever_the_messages_hold() -> None:
     assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("2", "0", "1")
     error = suite[1].find("error")
     assert error is not None and error.get("message") == "nul \ufffd & <x>"
+
+
+def test_an_empty_string_expects_no_value(ws: Path) -> None:
+    text = (
+        ADA + '[expect]\noutcome = "created"\n[expect.user]\nfamily_name = ""\nentitlements = []\n'
+    )
+    assert run_one(ws, text).status == "passed"
+    wrong = run_one(ws, text.replace('family_name = ""', 'department = ""'))
+    assert wrong.problems[0].message == 'user.department: expected null, got "engineering"'
+
+
+def test_create_only_leaves_a_linked_account_unchanged(ws: Path) -> None:
+    text = 'connection = "portal"\ntoken = "ada.toml"\nunsigned = true\n'
+    text += '[given.user]\nusername = "ada"\ndepartment = "sales"\n'
+    text += '[expect]\noutcome = "unchanged"\n[expect.user]\ndepartment = "sales"\n'
+    assert run_one(ws, text).status == "passed"
+
+
+def test_given_user_with_a_transient_subject_is_found_by_link_by_not_linked(ws: Path) -> None:
+    text = """\
+connection = "okta"
+unsigned = true
+[sample]
+subject = "_f00d"
+subject_format = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
+[sample.attributes]
+uid = "ada"
+email = "ada@example.com"
+[given.user]
+username = "ada"
+email = "ada@example.com"
+[expect]
+outcome = "unchanged"
+"""
+    # Had the seed linked the transient subject, link_by would refuse the account as
+    # "already linked to another identity".
+    assert run_one(ws, text).status == "passed"
+
+
+SCALARS = st.one_of(
+    st.text(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.booleans(),
+)
+TABLES = st.recursive(
+    st.dictionaries(st.text(), st.one_of(SCALARS, st.lists(st.text()))),
+    lambda inner: st.dictionaries(st.text(), inner),
+    max_leaves=12,
+)
+
+
+@given(TABLES)
+def test_inline_samples_serialise_to_toml_that_reads_back_the_same(table: dict) -> None:
+    assert tomllib.loads(toml_text(table)) == table
