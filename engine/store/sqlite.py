@@ -10,6 +10,7 @@ provision into one file and nobody sees "database is locked".
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import sqlite3
@@ -99,11 +100,7 @@ class SqliteTransaction:
                 if name in layout.keys:
                     names.append(key_column(name))
                     values.append(fold(value))
-            assignments = ", ".join(f"[{n}] = ?" for n in names)
-            self._conn.execute(
-                f"UPDATE users SET {assignments}, updated_at = ? WHERE id = ?",
-                (*values, iso(now), user_id),
-            )
+            self._conn.execute(_update_sql(tuple(names)), (*values, iso(now), user_id))
         elif write:
             self._conn.execute("UPDATE users SET updated_at = ? WHERE id = ?", (iso(now), user_id))
         self.write_members(user_id, write)
@@ -195,6 +192,7 @@ class SqliteStore:
             self.conn.close()
             raise
         self.insert_sql = self._insert_sql()
+        self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
         columns = ", ".join(f"[{name}]" for name in layout.scalars)
         self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
         # One statement for every set's member rows and the links (index -1): the account's
@@ -285,10 +283,9 @@ class SqliteStore:
         return user
 
     def _user(self, row: tuple[object, ...]) -> StoredUser:
-        fields: dict[str, Scalar] = {}
-        for i, (name, kind) in enumerate(self.layout.scalars.items(), 3):
-            value = row[i]
-            fields[name] = value if kind == "text" else from_column(kind, value)  # type: ignore[assignment]
+        fields: dict[str, Scalar] = dict(zip(self.layout.scalars, row[3:], strict=True))  # type: ignore[arg-type]
+        for name, kind in self._typed:  # text comes back as text; the rest is converted
+            fields[name] = from_column(kind, fields[name])
         members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
         return StoredUser(int(str(row[0])), fields, members, [], _text(row[1]), _text(row[2]))
 
@@ -363,6 +360,13 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+
+
+@functools.lru_cache(maxsize=128)
+def _update_sql(columns: tuple[str, ...]) -> str:
+    """The UPDATE for one set of changed columns (few distinct sets: built once each)."""
+    assignments = ", ".join(f"[{n}] = ?" for n in columns)
+    return f"UPDATE users SET {assignments}, updated_at = ? WHERE id = ?"
 
 
 def _encoded(value: object) -> str:
