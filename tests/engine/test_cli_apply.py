@@ -322,3 +322,12 @@ def test_a_field_colliding_with_a_store_column_is_a_config_error(
     assert code == 1 and "jitprov.toml" in err and "created_at" in err
     code, _, err = cli.run("users")
     assert code == 1 and "created_at" in err
+
+
+def test_apply_on_a_corrupt_store_exits_4_and_leaves_the_file_alone(cli: Cli) -> None:
+    garbage = b"not a database at all" * 100
+    (cli.root / "jitprov.db").write_bytes(garbage)
+    code, result = cli.apply(person("jdoe"))
+    assert (code, result["outcome"], result["user"]) == (4, "error", None)
+    assert "not a database" in result["message"]
+    assert (cli.root / "jitprov.db").read_bytes() == garbage
