@@ -156,7 +156,7 @@ class _Layout:
                     statement.span.start,
                     statement.span.start,
                 )
-            text[-1] += self.trailing(statement.span.end)
+            text[-1] += self.trailing(statement.span.end, limit)
             add(text, type(statement).__name__, statement.span.start, statement.span.end)
         for comment in self.before(limit):
             add([indent + comment.text.rstrip()], "comment", *_range(comment))
@@ -279,10 +279,12 @@ class _Layout:
         first = ranges[0][0] if ranges else node.span.end
         header = f"match {self.expr(node.subject)} {{"
         lines = [header + self.trailing(node.subject.span.end, first)]
-        for head, (start, end, result) in zip(heads, ranges, strict=True):
+        limits = [r[0] for r in ranges[1:]] + [node.span.end - 1]  # each arm's trailing
+
+        for head, (start, end, result), limit in zip(heads, ranges, limits, strict=False):
             lines.extend(INDENT + c.text.rstrip() for c in self.before(start))
             arm = f"{INDENT}{head.ljust(width)} => {self.expr(result)}"
-            lines.append(arm.replace("\n", "\n" + INDENT) + self.trailing(end))
+            lines.append(arm.replace("\n", "\n" + INDENT) + self.trailing(end, limit))
         if self.source is not None:
             lines.extend(INDENT + c.text.rstrip() for c in self.before(node.span.end - 1))
         lines.append("}")

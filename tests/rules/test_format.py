@@ -100,6 +100,18 @@ CASES: list[tuple[str, str, str]] = [
         "# why\nx = f(a, b)\n",
     ),
     (
+        "comments in a rule header move above it; one after its brace stays",
+        'rule "x" # c\n when a # d\n { # e\n y = 1 } # f',
+        '# c\n# d\nrule "x" when a {  # e\n    y = 1\n}  # f\n',
+    ),
+    (
+        "nested matches keep their own comments",
+        'x = f(match a { # m\n "a" => g(match b { else => 1 # inner\n }) # outer\n'
+        " else => 3 # last\n } # done\n) # end",
+        '# done\nx = f(match a {  # m\n    "a"  => g(match b {\n        else => 1  # inner\n'
+        "    })  # outer\n    else => 3  # last\n})  # end\n",
+    ),
+    (
         "match arms one a line with => aligned and their comments kept",
         'x = match a { # m\n "long one", "b" => 1 # one\n # before\n "c" => match b { else => 2 } else => 3 }',
         'x = match a {  # m\n    "long one", "b" => 1  # one\n    # before\n    "c"             => match b {\n        else => 2\n    }\n    else            => 3\n}\n',
