@@ -9,7 +9,6 @@ are blocking; screens call them from workers. Problems a user can act on are rai
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -197,10 +196,23 @@ class Facade:
             return []
         return sorted(p for p in folder.iterdir() if p.suffix in TOKEN_SUFFIXES)
 
-    def cases(self) -> list[Path]:
-        """Rule test cases (`*.case.toml`) under the workspace's `tests/` folder."""
+    def cases(self, connection_id: str | None = None) -> list[Path]:
+        """Rule test cases (`*.case.toml`) under the workspace's `tests/` folder; only
+        those of `connection_id` when given (a case that does not load is left out)."""
+        from engine.cases import CaseError, load_case
+
         folder = self.root / "tests"
-        return sorted(folder.rglob("*.case.toml")) if folder.is_dir() else []
+        found = sorted(folder.rglob("*.case.toml")) if folder.is_dir() else []
+        if connection_id is None:
+            return found
+        mine = []
+        for path in found:
+            try:
+                if load_case(path, self.config).connection == connection_id:
+                    mine.append(path)
+            except CaseError:
+                continue
+        return mine
 
     def read_token(self, path: Path) -> bytes:
         try:
@@ -228,16 +240,29 @@ class Facade:
         from engine.provision import Provisioner
 
         if check.compiled is None:
-            return Preview.failed("the rules have errors: fix them to see the preview")
-        raw = self.read_token(path)
+            message = "the rules have errors: fix them to see the preview"
+            return Preview.failed(message, self.shown(path))
+        raw, now = self._token_of(path)
         provisioner = Provisioner(self.config, rules_loader=lambda _c, _f: check.compiled)
         try:
             result = provisioner.apply(
-                connection_id, raw, now=self.clock(), dry_run=True, allow_samples=True
+                connection_id, raw, now=now, dry_run=True, allow_samples=True
             )
         finally:
             provisioner.close()
         return _preview(result, self.shown(path))
+
+    def _token_of(self, path: Path) -> tuple[bytes, datetime]:
+        """A token file's bytes, or a case's token and its `at` (the validation time)."""
+        if not path.name.endswith(".case.toml"):
+            return self.read_token(path), self.clock()
+        from engine.cases import CaseError, load_case
+
+        try:
+            case = load_case(path, self.config, self.shown(path))
+        except CaseError as exc:
+            raise FacadeError(str(exc)) from None
+        return case.token, case.at or self.clock()
 
     def run_token(self, connection_id: str, path: Path, *, dry_run: bool) -> Any:
         """`apply` (or `apply --dry-run`) of one token with unsigned samples allowed: the
@@ -256,25 +281,35 @@ class Facade:
             provisioner.close()
 
     def run_cases(self) -> list[CaseOutcome]:
-        """Every sample dry-run against the connection its name starts with (`okta-…`):
-        the bench's list until the rule test runner lands (see docs/tui.md)."""
-        config = self.config
+        """Every `*.case.toml` under tests/, through `jitprov test`'s runner (each case
+        against a fresh store; nothing touches the workspace's store)."""
+        from engine.cases import discover, run_cases
+
+        config = self.load()
+        folder = self.root / "tests"
+        def shown(path: Path) -> str:  # "okta/engineer-created": short enough for a list
+            return str(path.relative_to(folder)).removesuffix(".case.toml")
+
+        items = discover([folder], shown=shown) if folder.is_dir() else []
+        results = run_cases(config, items, jobs=1)
         outcomes = []
-        for path in self.samples():
-            connection = next(
-                (c for c in config.connections if path.name.startswith(f"{c}-")), None
-            )
-            if connection is None:
-                continue
-            try:
-                result = self.run_token(connection, path, dry_run=True)
-            except FacadeError as exc:
-                outcomes.append(CaseOutcome(path.name, "error", str(exc)))
-                continue
-            status = "failed" if result.outcome in ("rejected", "error") else "passed"
-            detail = json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str)
-            outcomes.append(CaseOutcome(f"{path.name} → {result.outcome}", status, detail))
+        for result in results:
+            detail = "\n".join(result.diff_lines()) or "✔ passed"
+            outcomes.append(CaseOutcome(result.path, result.status, detail))
         return outcomes
+
+    def import_metadata(self, path: Path) -> str:
+        """Add a saml2 connection from IdP metadata (the `connection import-metadata`
+        function); returns the new connection's id."""
+        from engine.saml.metadata import MetadataError
+        from engine.saml.workspace import import_metadata
+
+        try:
+            done = import_metadata(self.config_path, path)
+        except MetadataError as exc:
+            raise FacadeError(str(exc)) from None
+        self.load()
+        return done.connection_id
 
     # -- the store -----------------------------------------------------------------
     def _store(self, *, write: bool = False) -> Any:

@@ -23,6 +23,8 @@ from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
 from tui.widgets.nav import NavBar
 from tui.widgets.preview import OUTCOME_STYLES
 
+CASE_STYLES = {"passed": ("✔", "green"), "failed": ("✘", "red"), "error": ("!", "magenta")}
+
 
 class BenchScreen(Screen[None]):
     """Try tokens and run cases."""
@@ -61,7 +63,7 @@ class BenchScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#bench-attributes", DataTable).add_columns("attribute", "values")
         self.query_one("#bench-plan", DataTable).add_columns("field", "change", "set by")
-        self.query_one("#bench-case-list", DataTable).add_columns("case", "status")
+        self.query_one("#bench-case-list", DataTable).add_columns("status", "case")
         self.query_one("#bench-attributes").border_title = "decoded attributes"
         self.query_one("#bench-plan").border_title = "plan and trace"
         self.query_one("#bench-case-list").border_title = "cases"
@@ -137,12 +139,11 @@ class BenchScreen(Screen[None]):
 
     def show_token(self, decoded: Decoded, result: Any, dry_run: bool) -> None:
         style = "red" if decoded.reason else "yellow" if decoded.kind == "sample" else "green"
-        subject = f"   subject: {decoded.subject}" if decoded.subject else ""
-        self.query_one("#bench-validation", Label).update(
-            Text(decoded.label + subject, style=style)
-        )
+        self.query_one("#bench-validation", Label).update(Text(decoded.label, style=style))
         attributes = self.query_one("#bench-attributes", DataTable)
         attributes.clear()
+        if decoded.subject:
+            attributes.add_row(Text("(subject)", style="italic"), decoded.subject)
         for name, values in decoded.attributes:
             attributes.add_row(name, ", ".join(values))
         data = result.to_json()
@@ -184,12 +185,16 @@ class BenchScreen(Screen[None]):
         table = self.query_one("#bench-case-list", DataTable)
         table.clear()
         for index, case in enumerate(cases):
-            style = {"passed": "green", "failed": "red"}.get(case.status, "yellow")
-            table.add_row(case.name, Text(case.status, style=style), key=str(index))
+            icon, style = CASE_STYLES.get(case.status, ("?", "yellow"))
+            table.add_row(Text(f"{icon} {case.status}", style=style), case.name, key=str(index))
         passed = sum(c.status == "passed" for c in cases)
         table.border_title = f"cases: {passed} passed, {len(cases) - passed} failed"
-        failing = next((c for c in cases if c.status != "passed"), None)
-        self.query_one("#bench-diff", Static).update(failing.detail if failing else "")
+        failing = next((i for i, c in enumerate(cases) if c.status != "passed"), None)
+        if failing is not None:
+            table.move_cursor(row=failing)  # its diff shows (row highlighted)
+        self.query_one("#bench-diff", Static).update(
+            cases[failing].detail if failing is not None else "every case passed"
+        )
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "bench-case-list" or event.row_key.value is None:
@@ -209,4 +214,12 @@ def _change(change: Any) -> Text:
             text.append(f"-{value} ", style="red")
         return text
     old, new = change
-    return Text(f"{'∅' if old is None else old} → {'∅' if new is None else new}")
+    return Text(f"{_value(old)} → {_value(new)}")
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "∅"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

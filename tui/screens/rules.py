@@ -153,13 +153,16 @@ class RulesScreen(Screen[None]):
         self.query_one(ConnectionList).show(self._rows, connection_id)
 
     def _choose_default_token(self) -> None:
+        """Offer this connection's samples, then its cases, then the other samples."""
         samples = self.facade.samples()
         prefix = f"{self.connection_id}-"
         preferred = [p for p in samples if p.name.startswith(prefix)]
-        self.token = (preferred or samples or [None])[0]
-        tokens = [(p.name, p) for p in preferred] + [
-            (p.name, p) for p in samples if p not in preferred
-        ]
+        cases = self.facade.cases(self.connection_id)
+        tokens = [(p.name, p) for p in preferred]
+        tokens += [(f"case: {p.name.removesuffix('.case.toml')}", p) for p in cases]
+        tokens += [(p.name, p) for p in samples if p not in preferred]
+        if self.token not in {path for _, path in tokens}:
+            self.token = tokens[0][1] if tokens else None
         self.query_one(PreviewPanel).set_tokens(tokens, self.token)
 
     # -- editing, checking, previewing ----------------------------------------------
@@ -189,7 +192,7 @@ class RulesScreen(Screen[None]):
                 try:
                     preview = self.facade.preview(connection_id, check, token)
                 except FacadeError as exc:
-                    preview = Preview.failed(str(exc))
+                    preview = Preview.failed(str(exc), self.facade.shown(token))
         except Exception as exc:  # a bug in a checker must not take the editor down
             self.app.call_from_thread(self.notify, f"check failed: {exc}", severity="error")
             return

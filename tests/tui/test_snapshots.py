@@ -1,0 +1,113 @@
+"""SVG snapshots of every screen at 120x40, on a copy of examples/demo with a fixed
+clock (so the audit times and dry runs are the same on every run).
+
+Update them with `pytest tests/tui/test_snapshots.py --snapshot-update` after a
+deliberate change, and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Select
+
+from tests.tui.conftest import FIXED_NOW, SIZE, settle
+from tests.tui.test_screens_users import provision
+from tui.app import JitprovApp, make_app
+from tui.facade import Facade
+from tui.screens.rules import RulesScreen
+
+
+def demo_app(demo_config: Path, *, provisioned: bool = False) -> JitprovApp:
+    facade = Facade(demo_config, clock=lambda: FIXED_NOW)
+    if provisioned:
+        provision(facade)
+    return make_app(facade)
+
+
+async def go(pilot: Pilot[None], key: str) -> None:
+    await settle(pilot)
+    pilot.app.screen.set_focus(None)
+    await pilot.press(key)
+    await settle(pilot)
+
+
+def test_connections_screen(snap_compare: Any, demo_config: Path) -> None:
+    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=settle)
+
+
+def test_rules_screen_with_a_problem_and_preview(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "2")
+        screen = pilot.app.screen
+        assert isinstance(screen, RulesScreen)
+        screen.query_one("#preview-token", Select).value = (
+            screen.facade.root / "samples/okta-engineer.toml"
+        )
+        screen.editor.insert("email = nosuchname\n", (6, 0))
+        await settle(pilot)
+
+    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+
+
+def test_bench_screen_after_a_dry_run(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "3")
+        pilot.app.screen.query_one("#bench-token", Select).value = (
+            demo_config.parent / "samples/okta-engineer.toml"
+        )
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+
+    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+
+
+def test_users_screen(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "4")
+
+    app = demo_app(demo_config, provisioned=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_user_detail(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "4")
+        pilot.app.screen.query_one("DataTable").focus()
+        await pilot.press("enter")
+        await settle(pilot)
+
+    app = demo_app(demo_config, provisioned=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_audit_screen(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "5")
+
+    app = demo_app(demo_config, provisioned=True)
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "f1")
+
+    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+
+
+def test_unsaved_changes_dialog(snap_compare: Any, demo_config: Path) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await go(pilot, "2")
+        screen = pilot.app.screen
+        assert isinstance(screen, RulesScreen)
+        screen.editor.insert("# draft\n", (0, 0))
+        await settle(pilot)
+        await pilot.press("ctrl+q")
+        await settle(pilot)
+
+    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
