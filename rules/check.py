@@ -32,7 +32,7 @@ from rules.ast import (
 )
 from rules.diagnostics import Diagnostic, SourceMap, Span, sort_key
 from rules.functions import FUNCTIONS
-from rules.types import ExprTyper, Type, describe, did_you_mean
+from rules.types import MAX_DEPTH, ExprTyper, Type, describe, did_you_mean, known
 from rules.vocabulary import BUILTIN_FIELDS, CONTEXT_NAMES, REQUIRED_FIELDS, FieldType
 
 _CONVERTERS: dict[str, str] = {"text": "text", "number": "number", "bool": "bool"}
@@ -72,23 +72,24 @@ def merged_fields(extra: Mapping[str, FieldType] | None) -> dict[str, FieldType]
     return {**(extra or {}), **BUILTIN_FIELDS}
 
 
-def never_null(expr: Expr) -> bool:
+def never_null(expr: Expr, depth: int = 0) -> bool:
     """§9: a value that can never be null: a literal other than "" and null, `@attr`,
     a list, `x ?? <such a value>` (and `if`/`match` whose results all are)."""
+    if depth > MAX_DEPTH:
+        return False
     match expr:
         case StrLit(value=value):
             return value != ""
         case NumLit() | BoolLit() | AttrRef() | ListLit() | Comprehension():
             return True
         case Binary(op="??", right=right):
-            return never_null(right)
+            return never_null(right, depth + 1)
         case IfExpr(then=then, otherwise=otherwise):
-            return never_null(then) and never_null(otherwise)
+            return never_null(then, depth + 1) and never_null(otherwise, depth + 1)
         case Match(arms=arms, otherwise=otherwise):
-            return (
-                otherwise is not None
-                and all(never_null(a.result) for a in arms)
-                and (never_null(otherwise))
+            results = [arm.result for arm in arms]
+            return otherwise is not None and all(
+                never_null(r, depth + 1) for r in [*results, otherwise]
             )
         case _:
             return False
@@ -160,12 +161,29 @@ class Checker(ExprTyper):
             return False
         return True
 
-    def declare_var(self, name: str, span: Span) -> None:
-        self._declare(name, span)
-        self.visible[name] = _Variable("text", span, is_let=False, used=True)
-
-    def release_var(self, name: str) -> None:
-        self.visible.pop(name, None)
+    def comprehension(self, expr: Comprehension) -> Type:
+        iterable = self.infer(expr.iterable)
+        if known(iterable) and iterable != "list":
+            self.report(
+                "E028",
+                f"cannot iterate over {describe(iterable)}",
+                expr.iterable.span,
+                "use `split(..., sep)` to make a list" if iterable == "text" else None,
+            )
+        self._declare(expr.var, expr.var_span)
+        self.visible[expr.var] = _Variable("text", expr.var_span, is_let=False, used=True)
+        element = self.infer(expr.element)
+        if known(element) and element != "text":
+            self.report(
+                "E028",
+                f"a comprehension builds a list of text, not of {describe(element)}",
+                expr.element.span,
+                "use `text(...)`" if element in ("number", "bool") else None,
+            )
+        if expr.condition is not None:
+            self.infer(expr.condition)
+        self.visible.pop(expr.var, None)
+        return "list"
 
     # ------------------------------------------------------------ statements
 

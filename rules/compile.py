@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from rules import values as rt
@@ -46,6 +45,7 @@ from rules.diagnostics import SourceMap
 from rules.functions import FUNCTIONS, compile_regex
 from rules.plan import Context, Plan, Scalar, SetOp, Skipped, TraceEntry
 from rules.types import Type
+from rules.values import context_value, stored_scalar, stored_set
 from rules.vocabulary import REQUIRED_FIELDS, FieldType
 
 Evaluator = Callable[
@@ -60,33 +60,6 @@ _COMPARE = {"<": "_lt", "<=": "_le", ">": "_gt", ">=": "_ge"}
 def deny_plan(message: str, line: int | None, skipped: list[Skipped]) -> Plan:
     """A refusal: only the message, its line and the rules skipped so far count."""
     return Plan(denied=message, deny_line=line, skipped=skipped)
-
-
-def stored_scalar(user: Mapping[str, object] | None, name: str) -> Scalar:
-    """`user.FIELD` for a single-valued field: null on creation, "" read as null."""
-    if user is None:
-        return None
-    value = user.get(name)
-    if value is None or value == "" or isinstance(value, list | tuple):
-        return None
-    if isinstance(value, str | int | bool):
-        return value
-    return value if isinstance(value, Decimal) else None
-
-
-def stored_set(user: Mapping[str, object] | None, name: str) -> list[str] | None:
-    """`user.SET`: null on creation, else the stored distinct values as a list."""
-    if user is None:
-        return None
-    value = user.get(name)
-    if not isinstance(value, list | tuple):
-        return []
-    return list(rt.distinct(value))
-
-
-def context_value(context: Context, name: str) -> str | None:
-    value = getattr(context, name, None)
-    return value if isinstance(value, str) and value else None
 
 
 HELPERS: dict[str, object] = {

@@ -36,11 +36,10 @@ from rules.ast import (
     StrLit,
     UserField,
 )
-from rules.compile import context_value, stored_scalar, stored_set
 from rules.diagnostics import SourceMap
 from rules.functions import FUNCTIONS, compile_regex
 from rules.plan import Context, Plan, Scalar, SetOp, Skipped, TraceEntry
-from rules.values import Value
+from rules.values import Value, context_value, stored_scalar, stored_set
 from rules.vocabulary import REQUIRED_FIELDS, FieldType
 
 _SET_KINDS: dict[str, Any] = {

@@ -14,117 +14,24 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal, TypeAlias
 
-import re2
-
 from rules.values import (
     _MAX_INT_DIGITS,
-    ListValue,
     Number,
+    Regex,
+    RegexError,
     Value,
     compact,
+    compile_regex,
     is_empty,
+    parse_template,
+    template_max_group,
     to_text,
 )
 
+__all__ = ["FUNCTIONS", "Regex", "RegexError", "Signature", "compile_regex", "template_max_group"]
+
 ParamKind: TypeAlias = Literal["text", "list", "number", "scalar", "any", "regex"]
 ResultType: TypeAlias = Literal["text", "list", "number", "bool", "same"]
-
-
-Template: TypeAlias = tuple[str | int, ...]
-
-
-class RegexError(ValueError):
-    """A pattern RE2 rejects; the message is RE2's own."""
-
-
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False
-_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
-
-
-def _encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogatepass")  # lone surrogates stay data, not errors
-
-
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:  # a span cut through an invalid sequence
-        return data.decode("utf-8", "replace")
-
-
-class Regex:
-    """An RE2 pattern with the three operations the language needs.
-
-    Works on UTF-8 bytes and RE2's byte spans directly: the google-re2 wrapper's
-    `search` converts every span to code-point offsets in Python, which costs about
-    six times more than the match itself.
-    """
-
-    __slots__ = ("_match", "groups", "pattern")
-
-    def __init__(self, pattern: str) -> None:
-        try:
-            compiled = re2.compile(pattern, _OPTIONS)
-        except re2.error as error:
-            detail = error.args[0] if error.args else "invalid pattern"
-            if isinstance(detail, bytes):
-                detail = detail.decode("utf-8", "replace")
-            raise RegexError(str(detail)) from None
-        self.pattern = pattern
-        self.groups: int = compiled.groups
-        self._match = compiled._regexp.Match
-
-    def __repr__(self) -> str:
-        return f"Regex({self.pattern!r})"
-
-    def search(self, text: str) -> bool:
-        """Whether the pattern matches anywhere in text."""
-        data = text.encode("utf-8", "surrogatepass")
-        start: int = self._match(_UNANCHORED, data, 0, len(data))[0][0]
-        return start >= 0
-
-    def group(self, text: str, index: int) -> str | None:
-        """Group `index` (0: the whole match) of the first match, or None."""
-        data = _encode(text)
-        spans = self._match(_UNANCHORED, data, 0, len(data))
-        start, end = spans[0] if index >= len(spans) else spans[index]
-        if spans[0][0] < 0 or index >= len(spans) or start < 0:
-            return None
-        return _decode(data[start:end])
-
-    def sub(self, text: str, template: Template) -> str:
-        """Every non-overlapping match replaced by the expanded template."""
-        data = _encode(text)
-        size = len(data)
-        out: list[bytes] = []
-        pieces = [p.encode("utf-8", "surrogatepass") if isinstance(p, str) else p for p in template]
-        position = last = 0
-        while position <= size:
-            spans = self._match(_UNANCHORED, data, position, size)
-            start, end = spans[0]
-            if start < 0:
-                break
-            out.append(data[last:start])
-            for piece in pieces:
-                if isinstance(piece, bytes):
-                    out.append(piece)
-                elif piece < len(spans) and spans[piece][0] >= 0:
-                    out.append(data[spans[piece][0] : spans[piece][1]])
-            last = end
-            if end > start:
-                position = end
-            else:  # an empty match: step over one whole character
-                position = end + 1
-                while position < size and (data[position] & 0xC0) == 0x80:
-                    position += 1
-        out.append(data[last:])
-        return _decode(b"".join(out))
-
-
-def compile_regex(pattern: str) -> Regex:
-    """Compile with RE2 (linear time on hostile input); raise RegexError when invalid."""
-    return Regex(pattern)
 
 
 # ------------------------------------------------------------------- text → text
@@ -178,38 +85,6 @@ def regex_extract(t: str, pattern: Regex, n: Value = 1) -> str | None:
     """Group n (default 1; 0 is the whole match) of the first match, or null."""
     index = _group_index(n, pattern.groups)
     return None if index is None else pattern.group(t, index)
-
-
-def parse_template(repl: str) -> Template:
-    """`\\N` (one digit) is group N, `\\\\` a backslash; any other backslash is literal."""
-    parts: list[str | int] = []
-    text: list[str] = []
-    i = 0
-    while i < len(repl):
-        char = repl[i]
-        if char == "\\" and i + 1 < len(repl):
-            following = repl[i + 1]
-            if following.isdigit() and following.isascii():
-                if text:
-                    parts.append("".join(text))
-                    text = []
-                parts.append(int(following))
-                i += 2
-                continue
-            if following == "\\":
-                text.append("\\")
-                i += 2
-                continue
-        text.append(char)
-        i += 1
-    if text:
-        parts.append("".join(text))
-    return tuple(parts)
-
-
-def template_max_group(repl: str) -> int:
-    """The highest group a replacement template refers to (0 when none)."""
-    return max((p for p in parse_template(repl) if isinstance(p, int)), default=0)
 
 
 def regex_replace(t: str, pattern: Regex, repl: Value) -> str | None:
@@ -440,11 +315,6 @@ def lift(function: Callable[..., str | None]) -> Callable[..., Value]:
     lifted.__name__ = function.__name__
     lifted.__doc__ = function.__doc__
     return lifted
-
-
-def lift_list(values: ListValue, function: Callable[..., str | None], *args: Value) -> list[str]:
-    """Apply a text function to every value of a list (the compiler's static lifting)."""
-    return compact(function(v, *args) for v in values if isinstance(v, str))
 
 
 @dataclass(frozen=True, slots=True)

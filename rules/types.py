@@ -35,6 +35,10 @@ from rules.vocabulary import FieldType
 
 Type: TypeAlias = Literal["text", "number", "bool", "list", "null", "unknown"]
 
+# Deeper expressions are refused, so that checking, compiling and the reference
+# evaluator's recursion stay far from Python's limits (no rules file needs this many).
+MAX_DEPTH = 100
+
 _ARTICLE: dict[str, str] = {
     "text": "text",
     "number": "a number",
@@ -61,7 +65,8 @@ def did_you_mean(word: str, candidates: Sequence[str], prefix: str = "") -> str 
     return f"did you mean `{prefix}{near[0]}`?" if near else None
 
 
-def _known(kind: Type) -> bool:
+def known(kind: Type) -> bool:
+    """Whether a type says something (not null, not unknown after an error)."""
     return kind not in ("null", "unknown")
 
 
@@ -80,16 +85,16 @@ class ExprTyper:
         self.attribute_list = list(attributes or ())
         self.diagnostics: list[Diagnostic] = []
         self.types: dict[int, Type] = {}
+        self.depth = 0
+        self.too_deep = False
 
     # ---------------------------------------------------------------- hooks
 
     def lookup(self, node: Name) -> Type:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def declare_var(self, name: str, span: Span) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def release_var(self, name: str) -> None:  # pragma: no cover
+    def comprehension(self, expr: Comprehension) -> Type:  # pragma: no cover
+        """Type a comprehension: it binds a variable, so scoping (the subclass) owns it."""
         raise NotImplementedError
 
     # --------------------------------------------------------------- helpers
@@ -130,7 +135,22 @@ class ExprTyper:
     # ------------------------------------------------------------- inference
 
     def infer(self, expr: Expr) -> Type:
-        kind = self._infer(expr)
+        if self.depth >= MAX_DEPTH:
+            if not self.too_deep:
+                self.too_deep = True
+                self.report(
+                    "E028",
+                    f"this expression is nested more than {MAX_DEPTH} levels deep",
+                    expr.span,
+                    "split it into `let` steps",
+                )
+            self.types[id(expr)] = "unknown"
+            return "unknown"
+        self.depth += 1
+        try:
+            kind = self._infer(expr)
+        finally:
+            self.depth -= 1
         self.types[id(expr)] = kind
         return kind
 
@@ -172,7 +192,7 @@ class ExprTyper:
             case ListLit(items=items):
                 for item in items:
                     kind = self.infer(item)
-                    if _known(kind) and kind != "text":
+                    if known(kind) and kind != "text":
                         self.report(
                             "E028",
                             f"list literals hold text only, not {describe(kind)}",
@@ -181,7 +201,7 @@ class ExprTyper:
                         )
                 return "list"
             case Comprehension():
-                return self._comprehension(expr)
+                return self.comprehension(expr)
             case Match():
                 return self._match(expr)
             case IfExpr(condition=condition, then=then, otherwise=otherwise):
@@ -193,29 +213,6 @@ class ExprTyper:
             case Not(operand=operand):
                 self.infer(operand)
                 return "bool"
-
-    def _comprehension(self, expr: Comprehension) -> Type:
-        iterable = self.infer(expr.iterable)
-        if _known(iterable) and iterable != "list":
-            self.report(
-                "E028",
-                f"cannot iterate over {describe(iterable)}",
-                expr.iterable.span,
-                "use `split(..., sep)` to make a list" if iterable == "text" else None,
-            )
-        self.declare_var(expr.var, expr.var_span)
-        element = self.infer(expr.element)
-        if _known(element) and element != "text":
-            self.report(
-                "E028",
-                f"a comprehension builds a list of text, not of {describe(element)}",
-                expr.element.span,
-                "use `text(...)`" if element in ("number", "bool") else None,
-            )
-        if expr.condition is not None:
-            self.infer(expr.condition)
-        self.release_var(expr.var)
-        return "list"
 
     def _match(self, expr: Match) -> Type:
         subject = self.infer(expr.subject)
@@ -265,11 +262,11 @@ class ExprTyper:
             case "or" | "and":
                 return "bool"
             case "==" | "!=":
-                if _known(left) and _known(right) and left != right:
+                if known(left) and known(right) and left != right:
                     self._cannot_compare(expr, left, right)
                 return "bool"
             case "<" | "<=" | ">" | ">=":
-                if _known(left) and _known(right):
+                if known(left) and known(right):
                     if left != right:
                         self._cannot_compare(expr, left, right)
                     elif left in ("list", "bool"):
@@ -286,7 +283,7 @@ class ExprTyper:
                         f"`{expr.op}` needs a list or text on its right, not {describe(right)}",
                         expr.right.span,
                     )
-                elif _known(left) and left != "text":
+                elif known(left) and left != "text":
                     self.report(
                         "E012",
                         f"cannot look for {describe(left)} in {describe(right)}",
@@ -295,7 +292,7 @@ class ExprTyper:
                     )
                 return "bool"
             case "matches":
-                if _known(left) and left not in ("text", "list"):
+                if known(left) and left not in ("text", "list"):
                     self.report(
                         "E028",
                         f"`matches` needs text or a list, not {describe(left)}",
@@ -326,14 +323,14 @@ class ExprTyper:
         )
 
     def _plus(self, expr: Binary, left: Type, right: Type) -> Type:
-        if not (_known(left) and _known(right)):
+        if not (known(left) and known(right)):
             if "unknown" in (left, right):
                 return "unknown"
-            known = left if _known(left) else right
-            if known == "bool":
+            present = left if known(left) else right
+            if present == "bool":
                 self.report("E025", "cannot add a bool", expr.span)
                 return "unknown"
-            return known
+            return present
         if left == right and left in ("text", "list", "number"):
             return left
         pair = {left, right}
@@ -411,7 +408,7 @@ class ExprTyper:
                 continue
             kind = self.infer(arg)
             kinds.append((kind, arg.span))
-            if not _known(kind) or param == "any":
+            if not known(kind) or param == "any":
                 continue
             if param == "text" and kind == "list" and index == 0 and signature.lifts:
                 lifted = True
