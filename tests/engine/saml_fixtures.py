@@ -152,3 +152,30 @@ def import_into_workspace(metadata: Path, workspace: Path, *extra: str) -> dict[
         return None
     assert "# keep this comment" in after
     return tomllib.loads(after)
+
+
+MD = "urn:oasis:names:tc:SAML:2.0:metadata"
+DS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+def _b64(cert: Path) -> str:
+    return "".join(cert.read_text().splitlines()[1:-1])
+
+
+def entity(
+    entity_id: str = ISSUER, certs: tuple[Path, ...] = (IDP_CERT,), use: str = "signing"
+) -> str:
+    """IdP metadata (one EntityDescriptor) with these certificates as KeyDescriptors."""
+    keys = "".join(
+        f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
+        f"{_b64(c)}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+        for c in certs
+    )
+    return (
+        f'<md:EntityDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" entityID="{entity_id}">'
+        '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
+        f"{keys}"
+        '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" '
+        'Location="https://idp.example.org/sso"/>'
+        "</md:IDPSSODescriptor></md:EntityDescriptor>"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import tomllib
 from pathlib import Path
@@ -18,36 +19,13 @@ from saml_fixtures import (
     IDP_CERT,
     ISSUER,
     LATER,
+    MD,
     WORKSPACE_CONFIG,
     connection,
+    entity,
     import_into_workspace,
     make_token,
 )
-
-MD = "urn:oasis:names:tc:SAML:2.0:metadata"
-DS = "http://www.w3.org/2000/09/xmldsig#"
-
-
-def _b64(cert: Path) -> str:
-    return "".join(cert.read_text().splitlines()[1:-1])
-
-
-def entity(
-    entity_id: str = ISSUER, certs: tuple[Path, ...] = (IDP_CERT,), use: str = "signing"
-) -> str:
-    keys = "".join(
-        f'<md:KeyDescriptor use="{use}"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>'
-        f"{_b64(c)}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
-        for c in certs
-    )
-    return (
-        f'<md:EntityDescriptor xmlns:md="{MD}" xmlns:ds="{DS}" entityID="{entity_id}">'
-        '<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">'
-        f"{keys}"
-        '<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" '
-        'Location="https://idp.example.org/sso"/>'
-        "</md:IDPSSODescriptor></md:EntityDescriptor>"
-    )
 
 
 def test_parse_entity_descriptor() -> None:
@@ -166,3 +144,30 @@ def test_cli_invalid_metadata_leaves_the_config_alone(
     err = capsys.readouterr().err
     assert err.startswith("jitprov: error: ") and "no IdP" in err
     assert not (tmp_path / "certs").exists()
+
+
+def test_cli_import_json_and_entity_choice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import run
+
+    config = _workspace(tmp_path)
+    md = tmp_path / "fed.xml"
+    md.write_text(
+        f'<md:EntitiesDescriptor xmlns:md="{MD}">{entity("urn:a")}{entity("urn:b")}'
+        "</md:EntitiesDescriptor>"
+    )
+    argv = ["connection", "import-metadata", str(md), "--config", str(config)]
+    assert run(argv) == 1
+    assert "urn:a, urn:b" in capsys.readouterr().err
+    assert run([*argv, "--entity", "urn:b", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["connection"] == "b" and out["issuer"] == "urn:b"
+    assert out["sso_url"] == "https://idp.example.org/sso"
+
+
+def test_cli_connection_without_action(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tui.cli import run
+
+    assert run(["connection", "--config", str(_workspace(tmp_path))]) == 1
+    assert "import-metadata" in capsys.readouterr().err
