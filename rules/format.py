@@ -12,6 +12,7 @@ Formatting is idempotent and keeps the meaning: `parse(fmt(s)) == parse(s)`.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -96,8 +97,12 @@ class _Layout:
     """The formatter's state: the source (for lines) and the comments not yet placed."""
 
     source: str | None
-    comments: list[ast.Comment]
+    comments: list[ast.Comment]  # sorted by position
     used: set[int] = field(default_factory=set)  # starts of comments already placed
+    first_unused: int = 0  # every comment before this index is placed
+
+    def __post_init__(self) -> None:
+        self.starts = [c.span.start for c in self.comments]
 
     # ------------------------------------------------------------ comments
 
@@ -107,8 +112,11 @@ class _Layout:
     def trailing(self, end: int, limit: int = 1 << 62) -> str:
         """`  # comment` when a comment follows offset `end` on the same line (and
         starts before `limit`)."""
-        for comment in self.comments:
-            if end <= comment.span.start < limit and comment.span.start not in self.used:
+        for index in range(bisect_left(self.starts, end), len(self.comments)):
+            comment = self.comments[index]
+            if comment.span.start >= limit:
+                return ""
+            if comment.span.start not in self.used:
                 if self._same_line(end, comment):
                     self.used.add(comment.span.start)
                     return "  " + comment.text.rstrip()
@@ -117,8 +125,12 @@ class _Layout:
 
     def before(self, limit: int) -> list[ast.Comment]:
         """Unplaced comments starting before `limit` (marked placed)."""
-        found = [c for c in self.comments if c.span.start < limit and c.span.start not in self.used]
+        stop = bisect_left(self.starts, limit)
+        found = [
+            c for c in self.comments[self.first_unused : stop] if c.span.start not in self.used
+        ]
         self.used.update(c.span.start for c in found)
+        self.first_unused = max(self.first_unused, stop)
         return found
 
     def blank_between(self, end: int, start: int) -> bool:
