@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.command import CommandPalette
 from textual.widgets import DataTable
 
 from tests.tui.conftest import SIZE, settle
+from tui import cli
 from tui.app import JitprovApp, JitprovCommands, make_app
 from tui.facade import Facade
 from tui.screens.audit import AuditScreen
@@ -138,3 +140,25 @@ async def test_unreadable_store_is_a_notification(app: JitprovApp, demo_config: 
         await settle(pilot)
         assert app.is_running
         assert any("store" in n.message for n in app._notifications)
+
+
+def test_no_workspace_is_one_error_line_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for argv in ([], ["tui"]):
+        assert cli.run(argv) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("jitprov: error: jitprov.toml: not found")
+        assert "Traceback" not in err and err.count("\n") == 1
+
+
+def test_tui_honours_config_and_opens_the_app(
+    demo_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[Path] = []
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(JitprovApp, "run", lambda self: opened.append(self.facade.config_path))
+    assert cli.run(["tui", "--config", str(demo_config)]) == 0
+    assert cli.run(["--config", str(demo_config.parent)]) == 0
+    assert opened == [demo_config.resolve(), demo_config.resolve()]

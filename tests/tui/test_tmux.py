@@ -1,0 +1,65 @@
+"""The real thing: `jitprov` in a real terminal (tmux) on a copy of examples/demo shows
+the connections and quits cleanly with ctrl+q.
+
+Skipped (with the reason) when tmux is not installed; CI installs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.tui.conftest import copy_demo
+
+TMUX = shutil.which("tmux")
+pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
+JITPROV = Path(sys.executable).with_name("jitprov")
+
+
+def tmux(*args: str) -> str:
+    assert TMUX is not None
+    done = subprocess.run([TMUX, *args], capture_output=True, text=True, timeout=20)
+    return done.stdout
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_jitprov_opens_on_the_connections_and_quits_with_ctrl_q(tmp_path: Path) -> None:
+    config = copy_demo(tmp_path / "demo")
+    status = tmp_path / "exit-status"
+    session = f"jitprov-test-{uuid.uuid4().hex[:8]}"
+    # COLUMNS/LINES (set by some runners) would override the terminal size in Textual.
+    command = f"unset COLUMNS LINES; cd {config.parent} && {JITPROV}; echo $? > {status}; sleep 30"
+    size = ("-x", "120", "-y", "40")
+    tmux("-L", session, "-f", "/dev/null", "new-session", "-d", "-s", session, *size, command)
+    try:
+
+        def screen() -> str:
+            return tmux("-L", session, "capture-pane", "-p", "-t", session)
+
+        assert wait_for(lambda: "rules/entra.rules" in screen()), screen()
+        shown = screen()
+        for name in ("okta", "entra", "shib", "connections", "Connection id"):
+            assert name in shown
+        assert "Traceback" not in shown
+        tmux("-L", session, "send-keys", "-t", session, "C-q")
+        assert wait_for(status.exists), screen()
+        assert wait_for(lambda: status.read_text().strip() != "")
+        assert status.read_text().strip() == "0"
+        assert "Traceback" not in screen()
+    finally:
+        tmux("-L", session, "kill-server")
