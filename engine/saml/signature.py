@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -174,19 +175,21 @@ def check_reference(sig: etree._Element, where: str) -> str | None:
     return wanted
 
 
-def _keyinfo_certs(sig: etree._Element) -> list[bytes]:
-    """DER of each KeyInfo certificate that *is* a certificate (garbage names no key)."""
-    ders = []
+def _keyinfo_certs(sig: etree._Element) -> dict[bytes, str]:
+    """Each KeyInfo certificate that *is* a certificate (garbage names no key): DER →
+    a short description (subject and SHA-256 fingerprint) for messages."""
+    found = {}
     for node in sig.iterfind(f"{DS}KeyInfo/{DS}X509Data/{DS}X509Certificate"):
         try:
             der = base64.b64decode("".join((node.text or "").split()))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                x509.load_der_x509_certificate(der)
+                cert = x509.load_der_x509_certificate(der)
+                subject = cert.subject.rfc4514_string()
         except (binascii.Error, ValueError):
             continue
-        ders.append(der)
-    return ders
+        found[der] = f'"{subject}" (SHA-256 {hashlib.sha256(der).hexdigest()[:16]}…)'
+    return found
 
 
 def _context(
@@ -251,13 +254,16 @@ def verify_signature(
         return cert
     carried = _keyinfo_certs(sig)
     known = {cert.der for cert in trusted}
+    tried = ", ".join(sorted({cert.source for cert in trusted})) or "none"
     if not trusted or (carried and not known.intersection(carried)):
+        shown = ", ".join(carried.values()) or "no KeyInfo certificate"
         raise TokenRejected(
             "untrusted-signer",
-            f"{where}: signed by a certificate that is not configured "
-            f"({len(trusted)} configured certificate(s) tried, none verifies)",
+            f"{where}: signed by a certificate that is not configured: {shown}; "
+            f"no configured certificate verifies it (tried: {tried})",
         )
     raise TokenRejected(
         "bad-signature",
-        f"{where}: the signature does not verify with the configured certificate(s)",
+        f"{where}: the signature does not verify with the configured certificate(s) "
+        f"(tried: {tried}): altered after signing, or signed by a key that is not configured",
     )
