@@ -7,6 +7,7 @@ import base64
 import sys
 import zlib
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from lxml import etree
@@ -164,6 +165,8 @@ def test_decode_forms() -> None:
     ):
         assert looks_like_saml(raw)
         assert decode_saml(raw, 1 << 20) == xml.strip()
+    posted = b"SAMLResponse=" + quote(base64.b64encode(xml).decode(), safe="").encode()
+    assert decode_saml(posted, 1 << 20) == xml.strip()
     assert not looks_like_saml(b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
     assert not looks_like_saml(b'subject = "x"\n')
 
