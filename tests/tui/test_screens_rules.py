@@ -6,6 +6,7 @@ from textual.widgets import DataTable
 
 from tests.tui.conftest import SIZE, settle
 from tui.app import JitprovApp
+from tui.screens.bench import BenchScreen
 from tui.screens.confirm import UnsavedChangesScreen
 from tui.screens.rules import RulesScreen
 from tui.widgets.problems import ProblemList
@@ -129,3 +130,15 @@ async def test_highlighting_marks_keywords_strings_attributes_and_comments(
         await settle(pilot)
         kinds = {kind for line in screen.editor._highlights.values() for *_, kind in line}
         assert {"comment", "keyword", "attribute", "string", "function"} <= kinds
+
+
+async def test_ctrl_t_runs_the_cases_on_the_bench(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        screen.editor.focus()
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        await settle(pilot)
+        bench = app.screen
+        assert isinstance(bench, BenchScreen)
+        assert bench.cases  # the demo's cases, listed with their status

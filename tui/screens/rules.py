@@ -38,7 +38,7 @@ class RulesScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+f", "format", "Format"),
-        Binding("ctrl+t", "run_cases", "Run cases"),
+        Binding("ctrl+t", "app.run_cases", "Run cases"),
         Binding("f8", "next_problem", "Next problem"),
     ]
 
@@ -255,7 +255,7 @@ class RulesScreen(Screen[None]):
             self.notify("formatted")
 
     def action_run_cases(self) -> None:
-        self.app.run_action("run_cases")
+        self.run_worker(self.app.run_action("run_cases"), exit_on_error=False)
 
     def action_next_problem(self) -> None:
         if not self.check or not self.check.problems:
