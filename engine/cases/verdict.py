@@ -34,7 +34,7 @@ class Problem:
     def lines(self) -> list[str]:
         """The problem as an indented diff block."""
         if self.key is None or (self.expected is None and self.actual is None):
-            return [f"  {self.message}"]
+            return [f"  {line}" for line in self.message.splitlines()]
         out = [
             f"  {self.key}:",
             f"    - expected: {show(self.expected)}",
