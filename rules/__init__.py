@@ -20,6 +20,7 @@ from rules.check import check_program, merged_fields
 from rules.compile import Evaluator, compile_program
 from rules.diagnostics import Diagnostic, SourceMap, Span, render, sort_key
 from rules.evaluate import ReferenceEvaluator
+from rules.format import FormatError, format_source
 from rules.parse import parse
 from rules.plan import Context, Plan, Scalar, SetOp, Skipped, TraceEntry
 from rules.vocabulary import BUILTIN_FIELDS, FieldType
@@ -31,6 +32,7 @@ __all__ = [
     "Context",
     "Diagnostic",
     "FieldType",
+    "FormatError",
     "Plan",
     "SetOp",
     "Skipped",
@@ -43,14 +45,6 @@ __all__ = [
     "parse",
     "render",
 ]
-
-
-def format_source(source: str) -> str:
-    """The canonical layout of a rules file (rules-language.md §10); see `rules.format`."""
-    from rules.format import format_source as _format_source
-
-    formatted: str = _format_source(source)
-    return formatted
 
 
 class CompiledRules:

@@ -417,6 +417,9 @@ class _Emitter:
     def program(self, program: Program) -> str:
         self.statements(program.statements, 2, None)
         body, self.lines = self.lines, []
+        for required in REQUIRED_FIELDS:
+            if required in self.fields:
+                self.slot(required)  # read by the final check even when never assigned
         for slot in self.slots.values():
             initial = "False" if slot.kind == "set" else "_UNSET"
             self.emit(2, f"{slot.value} = {initial}")

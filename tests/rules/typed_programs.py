@@ -258,7 +258,7 @@ class _Builder:
 def typed_programs(draw: Draw, max_statements: int = 12) -> str:
     """Source text of a well-typed program (only warnings from the checker)."""
     builder = _Builder(draw)
-    lines = [f"username = {builder.expr('text', 2)}"]
+    lines = [f"username = {builder.expr('text', 2)}"] if not builder.chance(5) else []
     for _ in range(int(draw(st.integers(0, max_statements)))):
         if not builder.chance(4):
             lines.append(builder.statement(False))
