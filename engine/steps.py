@@ -167,8 +167,7 @@ class Job:
         subject, conn = self.subject, self.conn
         stored = None
         if not subject.transient:
-            user_id = txn.find_link(conn.id, subject.key)
-            stored = txn.load_user(user_id) if user_id is not None else None
+            stored = txn.find_linked_user(conn.id, subject.key)
         plan = self._evaluate(stored)
         new_link = stored is None and not subject.transient
         linked = False

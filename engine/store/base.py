@@ -100,6 +100,10 @@ class Transaction(Protocol):
 
     def load_user(self, user_id: int) -> StoredUser | None: ...
 
+    def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
+        """`find_link` and `load_user` in one: the hot path of every sign-in."""
+        ...
+
     def find_by_key(self, field: str, value: Scalar) -> list[int]:
         """Accounts whose `field` equals `value` case-insensitively (at most two)."""
         ...

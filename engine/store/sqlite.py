@@ -70,6 +70,10 @@ class SqliteTransaction:
     def load_user(self, user_id: int) -> StoredUser | None:
         return self._store.load_user(user_id)
 
+    def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
+        row = self._conn.execute(self._store.select_linked, (connection, subject_key)).fetchone()
+        return None if row is None else self._store.complete(row)
+
     def find_by_key(self, field: str, value: Scalar) -> list[int]:
         if field not in self._store.layout.keys:
             raise StoreError(f"field {field!r} has no case-insensitive key column")
@@ -195,6 +199,11 @@ class SqliteStore:
         self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
         columns = ", ".join(f"[{name}]" for name in layout.scalars)
         self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
+        prefixed = ", ".join(f"u.[{name}]" for name in layout.scalars)
+        self.select_linked = (  # find_link and the account's row in one statement
+            f"SELECT u.id, u.created_at, u.updated_at, {prefixed} FROM identity_links l"
+            " JOIN users u ON u.id = l.user_id WHERE l.connection = ? AND l.subject_key = ?"
+        )
         # One statement for every set's member rows and the links (index -1): the account's
         # whole state in two round trips, however many set fields there are.
         parts = [
@@ -269,11 +278,13 @@ class SqliteStore:
     def load_user(self, user_id: int) -> StoredUser | None:
         """One account with its members and links (inside or outside a transaction)."""
         row = self.conn.execute(self._select_user + " WHERE id = ?", (user_id,)).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self.complete(row)
+
+    def complete(self, row: tuple[object, ...]) -> StoredUser:
+        """An account from its `users` row, with its members and links read."""
         user = self._user(row)
         sets = self.layout.sets
-        rows = self.conn.execute(self._select_members, (user_id,) * self._member_params)
+        rows = self.conn.execute(self._select_members, (user.id,) * self._member_params)
         for index, first, second in rows:
             if index < 0:
                 user.links.append((first, second))
