@@ -230,4 +230,4 @@ def test_full_disk_is_an_error_outcome_and_rolls_back(tmp_path: Path) -> None:
 def test_pipeline_reaches_store_only_through_the_interface() -> None:
     for module in ("provision.py", "steps.py", "changes.py", "result.py"):
         source = (Path(__file__).parents[2] / "engine" / module).read_text()
-        assert "sqlite" not in source.lower().replace("sqlite store", ""), module
+        assert "sqlite" not in source.lower(), module
