@@ -307,24 +307,34 @@ class Checker(ExprTyper):
                 )
 
     def _overridden(self) -> None:
-        """W001: a write that a later unconditional overriding write always replaces."""
-        for index, earlier in enumerate(self.writes):
-            target = earlier.statement.field
-            if not _overridable(earlier.statement, self.fields.get(target)):
-                continue
-            for later in self.writes[index + 1 :]:
-                if later.statement.field != target or not _overrides(later.statement):
-                    continue
-                if later.unconditional or (later.rule is not None and later.rule is earlier.rule):
-                    line = self.line(later.statement.span)
-                    self.report(
-                        "W001",
-                        f"this assignment to {target} is always overridden by line {line}",
-                        earlier.statement.field_span,
-                        f"remove it, or use `?=` on line {line} if that one is a fallback",
-                        "warning",
-                    )
-                    break
+        """W001: a write that a later unconditional overriding write always replaces.
+
+        One backward pass: for each field, the nearest later overriding write that is
+        unconditional, and (per rule) the nearest later one in the same rule body.
+        """
+        after: dict[str, _Write] = {}
+        after_in_rule: dict[tuple[int, str], _Write] = {}
+        for write in reversed(self.writes):
+            target = write.statement.field
+            candidates = [after.get(target)]
+            if write.rule is not None:
+                candidates.append(after_in_rule.get((id(write.rule), target)))
+            found = [c for c in candidates if c is not None]
+            if found and _overridable(write.statement, self.fields.get(target)):
+                later = min(found, key=lambda c: c.statement.span.start)
+                line = self.line(later.statement.span)
+                self.report(
+                    "W001",
+                    f"this assignment to {target} is always overridden by line {line}",
+                    write.statement.field_span,
+                    f"remove it, or use `?=` on line {line} if that one is a fallback",
+                    "warning",
+                )
+            if _overrides(write.statement):
+                if write.unconditional:
+                    after[target] = write
+                if write.rule is not None:
+                    after_in_rule[(id(write.rule), target)] = write
 
 
 def _unconditional(rule: Rule | None) -> bool:
