@@ -58,7 +58,8 @@ def workspace(folder: Path, lines: int) -> Path:
     """A one-connection workspace whose rules file is a dense `lines`-line file."""
     (folder / "samples").mkdir(parents=True)
     (folder / "idp.crt").write_text("placeholder\n")
-    (folder / "bench.rules").write_text(dense_file(lines) + "# typing here:\n")
+    # The last line is a comment without a newline: the keys are typed at its end.
+    (folder / "bench.rules").write_text(dense_file(lines) + "# typing here:")
     (folder / "samples" / "bench-ann.toml").write_text(SAMPLE)
     config = folder / "jitprov.toml"
     config.write_text(CONFIG)
