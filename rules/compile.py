@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from rules import values as rt
@@ -109,6 +110,7 @@ class _Emitter:
     source: SourceMap
     lines: list[str] = field(default_factory=list)
     constants: list[object] = field(default_factory=list)
+    shared: dict[tuple[type, str], str] = field(default_factory=dict)
     prelude: list[str] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, str] = field(default_factory=dict)
@@ -122,8 +124,15 @@ class _Emitter:
         return f"{prefix}{self.counter}"
 
     def const(self, value: object) -> str:
+        """A name for a constant; text and numbers are shared (by type and spelling)."""
+        key = (type(value), repr(value)) if isinstance(value, str | int | Decimal) else None
+        if key is not None and key in self.shared:
+            return self.shared[key]
         self.constants.append(value)
-        return f"_k{len(self.constants) - 1}"
+        name = f"_k{len(self.constants) - 1}"
+        if key is not None:
+            self.shared[key] = name
+        return name
 
     def emit(self, depth: int, line: str) -> None:
         self.lines.append("    " * depth + line)
@@ -415,7 +424,7 @@ class _Emitter:
     # ------------------------------------------------------------------ whole
 
     def program(self, program: Program) -> str:
-        self.statements(program.statements, 2, None)
+        self.statements(program.statements, 2, None)  # depth 2; the final layout strips one
         body, self.lines = self.lines, []
         for required in REQUIRED_FIELDS:
             if required in self.fields:
@@ -441,19 +450,19 @@ class _Emitter:
         self.emit(2, "_tr.sort()")
         self.emit(2, "return _Plan(None, None, _fields, _ops, [p[1] for p in _tr], _skip)")
         tail = self.lines
-        params = ", ".join([*HELPERS, *(f"_k{i}" for i in range(len(self.constants)))])
         head = [
-            f"def _make({params}):",
-            "    def _evaluate(A, C, U):",
-            "        _ag = A.get",
-            "        _ops = []",
-            "        _oa = _ops.append",
-            "        _tr = []",
-            "        _ta = _tr.append",
-            "        _skip = []",
+            "def _evaluate(A, C, U):",
+            "    _ag = A.get",
+            "    _ops = []",
+            "    _oa = _ops.append",
+            "    _tr = []",
+            "    _ta = _tr.append",
+            "    _skip = []",
         ]
-        prelude = ["        " + line for line in self.prelude]
-        return "\n".join([*head, *init, *prelude, *body, *tail, "    return _evaluate", ""])
+        lines = [
+            line[4:] for line in [*init, *("        " + p for p in self.prelude), *body, *tail]
+        ]
+        return "\n".join([*head, *lines, ""])
 
 
 def generate(
@@ -470,7 +479,9 @@ def compile_program(
 ) -> Evaluator:
     """Compile a checked program into an evaluator function."""
     code, constants = generate(program, types, fields, source)
-    namespace: dict[str, Any] = {"__builtins__": {}}
+    # The namespace holds only our helpers and the constants; no builtins at all.
+    namespace: dict[str, Any] = {"__builtins__": {}, **HELPERS}
+    namespace.update((f"_k{index}", value) for index, value in enumerate(constants))
     exec(compile(code, "<rules>", "exec"), namespace)  # generated from the AST only
-    factory: Callable[..., Evaluator] = namespace["_make"]
-    return factory(*HELPERS.values(), *constants)
+    evaluator: Evaluator = namespace["_evaluate"]
+    return evaluator
