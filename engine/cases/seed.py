@@ -34,7 +34,7 @@ class Subject:
 def subject_of(conn: Connection, token: Token) -> Subject | None:
     """The token's subject as the pipeline computes it; None when it has none.
 
-    Mirrors `engine.provision._subject` (private there): `subject_from` takes the
+    Mirrors `engine.steps._subject` (private there): `subject_from` takes the
     attribute's first value, compared exactly; an emailAddress NameID compares
     case-insensitively; a transient NameID is never linked.
     """
