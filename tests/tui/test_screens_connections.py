@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Label, Select, TabbedContent
 
 from tests.tui.conftest import SIZE, settle
 from tui.app import JitprovApp
+from tui.screens.confirm import PromptScreen
 from tui.screens.connections import ConnectionsScreen
 from tui.screens.rules import RulesScreen
 from tui.widgets.connection_form import ConnectionForm
@@ -93,3 +95,50 @@ async def test_edit_rules_opens_the_rules_screen_on_that_connection(app: Jitprov
         await settle(pilot)
         assert isinstance(app.screen, RulesScreen)
         assert app.screen.connection_id == "shib"
+
+
+def metadata_xml(cert: Path) -> str:
+    """Minimal IdP metadata around the demo's signing certificate."""
+    body = "".join(line for line in cert.read_text().splitlines() if "CERTIFICATE" not in line)
+    return f"""<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata"
+    xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="https://idp.partner.example/saml">
+  <md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+    <md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data>
+      <ds:X509Certificate>{body}</ds:X509Certificate>
+    </ds:X509Data></ds:KeyInfo></md:KeyDescriptor>
+    <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST"
+        Location="https://idp.partner.example/sso"/>
+  </md:IDPSSODescriptor>
+</md:EntityDescriptor>
+"""
+
+
+async def test_import_metadata_adds_a_connection(app: JitprovApp, demo_config: Path) -> None:
+    cert = demo_config.parent / "certs" / "idp-test.crt"
+    if "BEGIN CERTIFICATE" not in cert.read_text():
+        pytest.skip("the demo's certificate is a placeholder here")
+    (demo_config.parent / "partner.xml").write_text(metadata_xml(cert))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"partner.xml", "enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConnectionsScreen)
+        ids = {row.id for row in app.screen.rows}
+        assert "idp-partner-example-saml" in ids
+        assert "[connections.idp-partner-example-saml]" in demo_config.read_text()
+
+
+async def test_import_of_a_bad_file_is_a_notification(app: JitprovApp, demo_config: Path) -> None:
+    before = demo_config.read_text()
+    (demo_config.parent / "bad.xml").write_text("<nothing/>")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        await pilot.press(*"bad.xml", "enter")
+        await settle(pilot)
+        assert app.is_running and demo_config.read_text() == before
+        assert app._notifications

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable
 
 from tests.tui.conftest import SIZE, settle
@@ -9,6 +10,7 @@ from tui.app import JitprovApp
 from tui.screens.bench import BenchScreen
 from tui.screens.confirm import UnsavedChangesScreen
 from tui.screens.rules import RulesScreen
+from tui.widgets.highlight import scan_line
 from tui.widgets.problems import ProblemList
 
 
@@ -142,3 +144,28 @@ async def test_ctrl_t_runs_the_cases_on_the_bench(app: JitprovApp) -> None:
         bench = app.screen
         assert isinstance(bench, BenchScreen)
         assert bench.cases  # the demo's cases, listed with their status
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("# a comment", [("# a comment", "comment")]),
+        (
+            'let m = "a#b" # c',
+            [("let", "keyword"), ("=", "operator"), ('"a#b"', "string"), ("# c", "comment")],
+        ),
+        (
+            r'x = r"^CN=([^,]+)"',
+            [("x", "field"), ("=", "operator"), (r'r"^CN=([^,]+)"', "string.regex")],
+        ),
+        ('@"urn:oid:1.2" @mail.x-y', [('@"urn:oid:1.2"', "attribute"), ("@mail.x-y", "attribute")]),
+        (
+            "groups += f(subject)",
+            [("groups", "field"), ("+=", "operator"), ("f", "function"), ("subject", "context")],
+        ),
+        ('deny "x\\"y', [("deny", "keyword"), ('"x\\"y', "string")]),  # unterminated
+        ("usernames == null 2.5", [("==", "operator"), ("null", "constant"), ("2.5", "number")]),
+    ],
+)
+def test_scanner_tokens(line: str, expected: list[tuple[str, str]]) -> None:
+    assert [(line[s:e], kind) for s, e, kind in scan_line(line)] == expected

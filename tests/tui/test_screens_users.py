@@ -86,3 +86,37 @@ async def test_empty_store_shows_no_rows(app: JitprovApp) -> None:
         table = app.screen.query_one(SearchTable).query_one(DataTable)
         assert table.row_count == 0
         assert not (app.facade.root / "jitprov.db").exists()  # browsing creates nothing
+
+
+async def test_twenty_thousand_users_page_and_search(facade: Facade) -> None:
+    from datetime import UTC, datetime
+
+    from engine.store import open_store
+
+    store = open_store(facade.config)
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+
+    def fill(txn: object) -> None:
+        for i in range(20_000):
+            fields = {"username": f"user{i:05}", "email": f"user{i:05}@example.com"}
+            txn.insert_user(fields, now)  # type: ignore[attr-defined]
+
+    store.atomic(fill)
+    store.close()
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        search = app.screen.query_one(SearchTable)
+        table = search.query_one(DataTable)
+        assert table.row_count == 200 and search.total_rows == 20_000
+        table.focus()
+        await pilot.press("right_square_bracket")
+        await settle(pilot)
+        assert rows(table)[0][1] == "user00200"
+        search.query_one(Input).focus()
+        await pilot.press(*"user1999")
+        await pilot.pause(0.4)
+        await settle(pilot)
+        assert [r[1] for r in rows(table)] == [f"user1999{i}" for i in range(10)]
