@@ -12,6 +12,7 @@ Every function here is total: no value makes it raise.
 from __future__ import annotations
 
 import decimal
+import math
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, TypeAlias
@@ -349,15 +350,20 @@ def template_max_group(repl: str) -> int:
 def stored_scalar(
     user: Mapping[str, object] | None, name: str
 ) -> str | int | Decimal | bool | None:
-    """`user.FIELD` for a single-valued field: null on creation, "" read as null."""
+    """`user.FIELD` for a single-valued field: null on creation, "" read as null.
+
+    A store may hand back a float for a number column: it becomes the Decimal of its
+    shortest spelling (the language has no floats)."""
     if user is None:
         return None
     value = user.get(name)
     if value is None or value == "" or isinstance(value, list | tuple):
         return None
-    if isinstance(value, str | int | bool):
+    if isinstance(value, str | int | bool | Decimal):
         return value
-    return value if isinstance(value, Decimal) else None
+    if isinstance(value, float) and math.isfinite(value):
+        return number_literal(Decimal(repr(value)))
+    return None
 
 
 def stored_set(user: Mapping[str, object] | None, name: str) -> list[str] | None:

@@ -159,3 +159,11 @@ def test_fallback_to_the_reference_evaluator(monkeypatch: pytest.MonkeyPatch) ->
     result = compile_rules('username = first(@uid) ?? "x"')
     assert result.rules is not None
     assert result.rules.evaluate({}, Context(), None).fields == {"username": "x"}
+
+
+def test_stored_float_reads_as_decimal() -> None:
+    result = compile_rules('username = "u"\nactive = user.level == 2.5', {"level": "number"})
+    assert result.rules is not None
+    plan = result.rules.evaluate({}, Context(), {"level": 2.5})
+    assert plan.fields["active"] is True
+    assert result.rules.evaluate({}, Context(), {"level": float("nan")}).fields["active"] is False
