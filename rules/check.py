@@ -130,7 +130,12 @@ class Checker(ExprTyper):
             hint = f"fields are write-only; read the stored value with `user.{node.name}`"
         elif node.name in self.all_lets:
             line = self.line(self.all_lets[node.name])
-            hint = f"`{node.name}` is defined on line {line}, where this line cannot see it"
+            if self.all_lets[node.name].start > node.span.start:
+                hint = f"`{node.name}` is defined later, on line {line}: move its `let` up"
+            else:
+                hint = (
+                    f"`{node.name}` is defined on line {line}, in a rule body it does not outlive"
+                )
         else:
             hint = did_you_mean(node.name, sorted({*self.visible, *CONTEXT_NAMES}))
         self.report("E010", f"unknown name `{node.name}`", node.span, hint)

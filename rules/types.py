@@ -272,7 +272,7 @@ class ExprTyper:
                     elif left in ("list", "bool"):
                         self.report(
                             "E012",
-                            f"cannot order {describe(left)}s: `{expr.op}` compares numbers or text",
+                            f"cannot order {left}s: `{expr.op}` compares numbers or text",
                             expr.span,
                         )
                 return "bool"
@@ -415,7 +415,7 @@ class ExprTyper:
             elif param in ("text", "number", "list") and kind != param:
                 self._argument_type(signature, index, param, kind, arg)
             elif param == "scalar" and kind == "list":
-                self._argument_type(signature, index, "text", kind, arg)
+                self._argument_type(signature, index, "scalar", kind, arg)
         if pattern is not None:
             self._check_groups(call, signature, pattern)
         if signature.result == "same":
@@ -427,9 +427,14 @@ class ExprTyper:
     def _argument_type(
         self, signature: Signature, index: int, param: str, kind: Type, arg: Expr
     ) -> None:
-        wanted = {"text": "text", "number": "a number", "list": "a list"}[param]
+        wanted = {
+            "text": "text",
+            "number": "a number",
+            "list": "a list",
+            "scalar": "text, a number or a bool",
+        }[param]
         hint = None
-        if param == "text" and kind == "list":
+        if param in ("text", "scalar") and kind == "list":
             hint = "use `first(...)` or `join(..., sep)`"
         elif param == "text":
             hint = f"use `text({self.text_of(arg.span)})`"
