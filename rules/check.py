@@ -133,9 +133,7 @@ class Checker(ExprTyper):
             if self.all_lets[node.name].start > node.span.start:
                 hint = f"`{node.name}` is defined later, on line {line}: move its `let` up"
             else:
-                hint = (
-                    f"`{node.name}` is defined on line {line}, in a rule body it does not outlive"
-                )
+                hint = f"`{node.name}` (line {line}) belongs to a rule body, seen only there"
         else:
             hint = did_you_mean(node.name, sorted({*self.visible, *CONTEXT_NAMES}))
         self.report("E010", f"unknown name `{node.name}`", node.span, hint)
