@@ -94,14 +94,11 @@ class Transaction(Protocol):
         """True when the id is recorded and not yet expired (reads only: dry runs)."""
         ...
 
-    def find_link(self, connection: str, subject_key: str) -> int | None:
-        """The account linked to (connection, normalised subject), if any."""
-        ...
-
     def load_user(self, user_id: int) -> StoredUser | None: ...
 
     def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
-        """`find_link` and `load_user` in one: the hot path of every sign-in."""
+        """The account linked to (connection, normalised subject), with its members and
+        links, or None (one statement for the link and the row: every sign-in's lookup)."""
         ...
 
     def find_by_key(self, field: str, value: Scalar) -> list[int]:

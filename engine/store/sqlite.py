@@ -60,13 +60,6 @@ class SqliteTransaction:
         ).fetchone()
         return row is not None and (row[0] is None or row[0] > iso(now))
 
-    def find_link(self, connection: str, subject_key: str) -> int | None:
-        row = self._conn.execute(
-            "SELECT user_id FROM identity_links WHERE connection = ? AND subject_key = ?",
-            (connection, subject_key),
-        ).fetchone()
-        return None if row is None else int(row[0])
-
     def load_user(self, user_id: int) -> StoredUser | None:
         return self._store.load_user(user_id)
 
@@ -200,7 +193,7 @@ class SqliteStore:
         columns = ", ".join(f"[{name}]" for name in layout.scalars)
         self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
         prefixed = ", ".join(f"u.[{name}]" for name in layout.scalars)
-        self.select_linked = (  # find_link and the account's row in one statement
+        self.select_linked = (  # the link and the account's row in one statement
             f"SELECT u.id, u.created_at, u.updated_at, {prefixed} FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = ? AND l.subject_key = ?"
         )
