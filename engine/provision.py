@@ -21,6 +21,7 @@ from engine.steps import EMAIL_FORMAT, TRANSIENT_FORMAT, CompiledRulesLike, Job,
 from engine.store import Store, StoreError, layout_for
 from engine.store import open_store as _open_store
 from engine.token import Token, TokenRejected
+from rules import compile_rules, render
 
 __all__ = [
     "EMAIL_FORMAT",
@@ -43,8 +44,6 @@ RulesLoader = Callable[[Connection, Config], CompiledRulesLike]
 
 def load_rules(connection: Connection, config: Config) -> CompiledRulesLike:
     """Compile a connection's rules file; RulesError with the rendered errors."""
-    from rules import compile_rules, render  # the compiler is only needed here
-
     path = connection.rules
     try:
         source = Path(path).read_text(encoding="utf-8")
@@ -53,8 +52,7 @@ def load_rules(connection: Connection, config: Config) -> CompiledRulesLike:
     compiled = compile_rules(source, config.fields, attributes=connection.attributes)
     if not compiled.ok or compiled.rules is None:
         label = _label(path, config)
-        errors = [d for d in compiled.diagnostics if d.severity == "error"]
-        text = "\n".join(render(d, compiled.source, label) for d in errors)
+        text = "\n".join(render(d, compiled.source, label) for d in compiled.errors)
         raise RulesError(f"connection {connection.id!r}: its rules do not compile:\n{text}")
     rules: CompiledRulesLike = compiled.rules
     return rules
