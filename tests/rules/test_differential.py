@@ -128,3 +128,17 @@ def test_huge_inputs() -> None:
     plan = rules.evaluate(attributes, Context(subject="s"), None)
     assert plan.denied is None
     assert len(plan.set_ops[1].values) == 5000
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=strategies.programs(), attributes=small_bags, user=users)
+def test_checker_is_total_on_any_parsable_program(
+    source: str, attributes: dict[str, list[str]], user: Any
+) -> None:
+    """Untyped random programs: checking never raises; whatever checks, runs the same."""
+    result = compile_rules(source, FIELDS)
+    assert all(d.code.startswith(("E", "W")) for d in result.diagnostics)
+    if result.rules is not None:
+        fast = result.rules.evaluate(attributes, Context(subject="s"), user)
+        slow = result.rules.evaluate_reference(attributes, Context(subject="s"), user)
+        assert typed_plan(fast) == typed_plan(slow)
