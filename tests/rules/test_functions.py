@@ -199,3 +199,14 @@ def test_split_join_round_trip(value: str, sep: str) -> None:
     assert all(pieces)
     if sep and sep not in value and value:
         assert pieces == [value]
+
+
+def test_regexes_take_lone_surrogates_and_empty_matches() -> None:
+    odd = "a\ud800b"
+    assert compile_regex("b").search(odd)
+    assert call("regex_extract", odd, "(a.)b") is not None
+    assert call("regex_replace", odd, "b", "c") == "a\ud800c"
+    assert call("regex_replace", "abc", "x*", "-") == "-a-b-c-"
+    assert call("regex_replace", "aaa", "^a", "-") == "-aa"
+    assert call("regex_replace", "é", "", "-") == "-é-"
+    assert call("regex_extract", "日本語", "(本)", 0) == "本"
