@@ -367,10 +367,13 @@ def stored_scalar(
 
 
 def stored_set(user: Mapping[str, object] | None, name: str) -> list[str] | None:
-    """`user.SET`: null on creation, else the stored distinct values as a list."""
+    """`user.SET`: null on creation, else the stored distinct values as a list (a Python
+    set, which has no order, is read sorted)."""
     if user is None:
         return None
     value = user.get(name)
+    if isinstance(value, set | frozenset):
+        value = sorted(v for v in value if isinstance(v, str))
     if not isinstance(value, list | tuple):
         return []
     return list(distinct(value))

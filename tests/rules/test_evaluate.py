@@ -148,6 +148,7 @@ def test_user_sets_may_be_tuples_and_missing_attributes_are_empty() -> None:
     assert result.rules is not None
     plan = result.rules.evaluate({}, Context(), {"groups": ("a", "a")})
     assert plan.fields == {"username": "u", "active": True}
+    assert result.rules.evaluate({}, Context(), {"groups": {"a"}}).fields["active"] is True
     assert plan.set_ops == [SetOp("roles", "replace", (), 3, None)]
 
 
