@@ -242,10 +242,13 @@ class Checker(ExprTyper):
             self.rules[rule.name] = rule.name_span
         if rule.condition is not None:
             self.infer(rule.condition)
-        before = dict(self.visible)
         for inner in rule.body:
             self.statement(inner, rule)
-        self.visible = before
+        for inner in rule.body:  # the body's lets end with it
+            if isinstance(inner, Let):
+                variable = self.visible.get(inner.name)
+                if variable is not None and variable.span == inner.name_span:
+                    del self.visible[inner.name]
 
     def _field(self, name: str, span: Span) -> FieldType | None:
         kind = self.fields.get(name)
