@@ -203,9 +203,10 @@ class _Layout:
         brace = self._find_brace(header_end, node.span.end)
         hoisted = [indent + c.text.rstrip() for c in self.before(brace)]  # inside the header
         head = self.lines(text + " {", indent)
-        head[-1] += self.trailing(brace + 1, node.span.end - 1)
+        on_brace = self.trailing(brace + 1, node.span.end - 1)
+        head[-1] += on_brace
         body = self.block(node.body, brace + 1, node.span.end - 1, indent + INDENT)
-        if not body and head[-1].endswith("{"):
+        if not body and not on_brace:
             return [*hoisted, *head[:-1], head[-1] + "}"]
         return [*hoisted, *head, *body, indent + "}"]
 

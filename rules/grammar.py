@@ -236,9 +236,15 @@ def _nested_rule(text: str, loc: int, toks: pp.ParseResults) -> None:
     raise CodedError(text, "E001", message, Span(loc, loc + 4), hint)
 
 
+def _nodes(toks: pp.ParseResults) -> list[Any]:
+    """The tokens without keywords and punctuation (the only `str` tokens): keeping
+    those in the results is cheaper than a Suppress layer around each."""
+    return [t for t in toks if not isinstance(t, str)]
+
+
 def _if(text: str, loc: int, toks: pp.ParseResults) -> _BareIf:
-    otherwise: ast.Expr = toks[2]
-    return _BareIf(ast.IfExpr(toks[0], toks[1], otherwise, Span(loc, otherwise.span.end)))
+    condition, then, otherwise = _nodes(toks)
+    return _BareIf(ast.IfExpr(condition, then, otherwise, Span(loc, otherwise.span.end)))
 
 
 def _paren(text: str, loc: int, toks: pp.ParseResults) -> ast.Expr:
@@ -247,7 +253,7 @@ def _paren(text: str, loc: int, toks: pp.ParseResults) -> ast.Expr:
 
 
 def _list(text: str, loc: int, toks: pp.ParseResults) -> ast.Expr:
-    items = [t for t in toks if not isinstance(t, str)]  # drop "[" and the commas
+    items = _nodes(toks)
     span = Span(loc, items.pop())
     if len(items) > 1 and isinstance(items[1], _Tok):  # [E for var in L (if C)?]
         var: _Tok = items[1]
@@ -265,11 +271,11 @@ def _arm(text: str, loc: int, toks: pp.ParseResults) -> ast.MatchArm:
 
 
 def _else(text: str, loc: int, toks: pp.ParseResults) -> _Else:
-    return _Else(toks[0], Span(loc, loc + 4))
+    return _Else(toks[-1], Span(loc, loc + 4))
 
 
 def _match(text: str, loc: int, toks: pp.ParseResults) -> ast.Match:
-    items = list(toks)
+    items = _nodes(toks)
     end: int = items.pop()
     otherwise = items.pop() if isinstance(items[-1], _Else) else None
     return ast.Match(
@@ -298,34 +304,37 @@ def _assign(text: str, loc: int, toks: pp.ParseResults) -> ast.Assign:
 
 
 def _let(text: str, loc: int, toks: pp.ParseResults) -> ast.Let:
-    name: _Tok = toks[0]
-    value: ast.Expr = toks[1]
+    name: _Tok = toks[-2]
+    value: ast.Expr = toks[-1]
     return ast.Let(name.text, value, Span(name.start, name.end), Span(loc, value.span.end))
 
 
 def _clear(text: str, loc: int, toks: pp.ParseResults) -> ast.Clear:
-    name: _Tok = toks[0]
+    name: _Tok = toks[-1]
     return ast.Clear(name.text, Span(name.start, name.end), Span(loc, name.end))
 
 
 def _deny(text: str, loc: int, toks: pp.ParseResults) -> ast.Deny:
-    message: ast.StrLit = toks[0]
-    condition: ast.Expr | None = toks[1] if len(toks) > 1 else None
+    items = _nodes(toks)
+    message: ast.StrLit = items[0]
+    condition: ast.Expr | None = items[1] if len(items) > 1 else None
     end = condition.span.end if condition is not None else message.span.end
     return ast.Deny(message.value, condition, message.span, Span(loc, end))
 
 
+_STATEMENTS = (ast.Let, ast.Assign, ast.Clear, ast.Deny)
+
+
 def _rule(text: str, loc: int, toks: pp.ParseResults) -> ast.Rule:
-    items = list(toks)
+    items = _nodes(toks)
     end: int = items.pop()
     name: ast.StrLit = items.pop(0)
     phase = None
     if items and isinstance(items[0], _Tok):
         phase = items.pop(0).text
     condition = None
-    if items and isinstance(items[0], str):  # the "when" keyword, then the condition
-        condition = items[1]
-        del items[:2]
+    if items and not isinstance(items[0], _STATEMENTS):  # the `when` condition
+        condition = items.pop(0)
     return ast.Rule(name.value, phase, condition, tuple(items), name.span, Span(loc, end))
 
 
@@ -370,8 +379,8 @@ def _build() -> dict[str, pp.ParserElement]:
     call_args.set_name("arguments")
     call = (pp.Regex(rf"{NAME_RE}\s*\(") - call_args).set_name("a call").set_parse_action(_call)
 
-    comp_tail = kw("for").suppress() - ident - kw("in").suppress() - expr
-    comp_tail = (comp_tail - pp.Opt(kw("if").suppress() - expr)).set_name("a comprehension")
+    comp_tail = kw("for") - ident - kw("in") - expr
+    comp_tail = (comp_tail - pp.Opt(kw("if") - expr)).set_name("a comprehension")
     items_tail = (mark(",") - expr)[...].set_name("list items")
     list_ = mark("[") - pp.Opt(expr + (comp_tail | items_tail)) - closer("]", '"," or "]"')
     list_.set_name("a list").set_parse_action(_list)
@@ -379,14 +388,14 @@ def _build() -> dict[str, pp.ParserElement]:
     paren.set_name("an expression").set_parse_action(_paren)
     arm = string + (mark(",") - string)[...] - mark("=>") - expr
     arm.set_name("a match arm").set_parse_action(_arm)
-    else_arm = (kw("else").suppress() - lit("=>") - expr).set_name('"else"')
+    else_arm = (kw("else") - lit("=>") - expr).set_name('"else"')
     else_arm.set_parse_action(_else)
     match_end = (else_arm - closer("}", '"}"')) | closer("}", '"}"')
     match_end.set_name('a string pattern, "else" or "}"')
-    match = kw("match").suppress() - expr - lit("{") - arm[...] - match_end
+    match = kw("match") - expr - lit("{") - arm[...] - match_end
     match.set_name("match").set_parse_action(_match)
-    if_expr = kw("if").suppress() - expr - kw("then").suppress() - expr
-    if_expr = (if_expr - kw("else").suppress() - expr).set_name('"if"').set_parse_action(_if)
+    if_expr = kw("if") - expr - kw("then") - expr
+    if_expr = (if_expr - kw("else") - expr).set_name('"if"').set_parse_action(_if)
     negated = pp.Forward().set_name("an expression")  # only `not` recurses through it
     not_ = (regex(f"not{_NOT_IDENT}", '"not"', _tok) - negated).set_name('"not"')
     operand = (atom | call | list_ | paren | match | not_ | if_expr).set_name("an expression")
@@ -398,17 +407,17 @@ def _build() -> dict[str, pp.ParserElement]:
     assign_head = regex(rf"{IDENT_RE}\s*(?::=|\?=|\+=|-=|=(?![=>]))", "a field", _assign_head)
     assign = (assign_head - expr).set_name("an assignment").set_parse_action(_assign)
     equals = pp.Suppress(pp.Regex("=(?![=>])")).set_name('"="')
-    let = (kw("let").suppress() - ident - equals - expr).set_name("let").set_parse_action(_let)
-    clear = (kw("clear").suppress() - ident).set_name("clear").set_parse_action(_clear)
-    deny = kw("deny").suppress() - string - pp.Opt(kw("when").suppress() - expr)
+    let = (kw("let") - ident - equals - expr).set_name("let").set_parse_action(_let)
+    clear = (kw("clear") - ident).set_name("clear").set_parse_action(_clear)
+    deny = kw("deny") - string - pp.Opt(kw("when") - expr)
     deny.set_name("deny").set_parse_action(_deny)
     phase = (kw("create") | kw("update")).set_name('"create" or "update"').set_parse_action(_tok)
     nested_rule = kw("rule").set_parse_action(_nested_rule)
     body_stmt = (assign | let | deny | clear | nested_rule).set_name("a statement")
     rule = (
-        kw("rule").suppress()
+        kw("rule")
         - string
-        - pp.Opt(kw("on").suppress() - phase)
+        - pp.Opt(kw("on") - phase)
         - pp.Opt(kw("when") - expr)
         - lit("{")
         - body_stmt[...]

@@ -172,3 +172,28 @@ def test_round_trip_keeps_meaning_and_comments_and_is_idempotent(source: str) ->
         c.text.rstrip() for c in before.comments
     )
     assert format_source(formatted) == formatted
+
+
+def test_a_comment_ending_in_a_brace_does_not_close_an_empty_rule() -> None:
+    formatted = format_source('rule "r" {  # {\n}')
+    assert formatted == 'rule "r" {  # {\n}\n'
+    assert format_source(formatted) == formatted
+
+
+_PIECES = st.sampled_from(['"', "#", "{", "}", "\n", "(", ")", "=", "r", "\\", "let ", "# {"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs(), st.lists(st.tuples(st.integers(0, 10**4), _PIECES), min_size=1, max_size=4))
+def test_round_trip_on_damaged_programs_that_still_parse(
+    source: str, edits: list[tuple[int, str]]
+) -> None:
+    for position, piece in edits:
+        position %= len(source) + 1
+        source = source[:position] + piece + source[position:]
+    program, _ = parse(source)
+    if program is None:
+        return
+    formatted = format_source(source)
+    assert parse(formatted)[0] == program
+    assert format_source(formatted) == formatted
