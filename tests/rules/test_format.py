@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -197,3 +200,21 @@ def test_round_trip_on_damaged_programs_that_still_parse(
     formatted = format_source(source)
     assert parse(formatted)[0] == program
     assert format_source(formatted) == formatted
+
+
+DOCS = Path(__file__).parents[2] / "docs" / "rules.md"
+
+
+def test_the_reference_example_is_in_canonical_layout() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    example = text.split("```\n", 2)[1]
+    assert format_source(example) == example
+
+
+def test_every_function_example_in_the_reference_parses() -> None:
+    rows = re.findall(r"^\| `([a-z_]+\(.*?)` \|", DOCS.read_text(encoding="utf-8"), re.M)
+    assert len(rows) > 30
+    for row in rows:
+        for call in re.split(r"`, `", row):
+            _, diagnostics = parse(f"x = {call}")
+            assert diagnostics == [], call
