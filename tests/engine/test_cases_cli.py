@@ -206,5 +206,5 @@ def test_the_demo_cases_all_pass(
     assert code == 0, [c for c in data["cases"] if c["status"] != "passed"]
     assert data["failed"] == data["errors"] == 0 and data["passed"] >= 15
     folders = {c["path"].split("/")[1] for c in data["cases"]}
-    assert folders == {"okta", "entra", "shib"}
+    assert folders == {"okta", "entra", "shib", "portal"}
     assert (store.stat().st_mtime_ns if store.exists() else None) == before  # never opened
