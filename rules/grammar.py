@@ -426,13 +426,14 @@ def _build() -> dict[str, pp.ParserElement]:
     rule.set_name("rule").set_parse_action(_rule)
     statement = (assign | let | deny | rule | clear).set_name("a statement")
     program = statement[...].set_name("a program")
-    for element in (statement, program, expr):
+    for element in (statement, body_stmt, program, expr):
         element.parse_with_tabs()
         element.streamline()
-    return {"statement": statement, "program": program, "expression": expr}
+    return {"statement": statement, "body": body_stmt, "program": program, "expression": expr}
 
 
 _ENTRY = _build()
 STATEMENT: pp.ParserElement = _ENTRY["statement"]
+BODY_STATEMENT: pp.ParserElement = _ENTRY["body"]  # a statement inside a rule body
 PROGRAM: pp.ParserElement = _ENTRY["program"]
 EXPRESSION: pp.ParserElement = _ENTRY["expression"]

@@ -11,14 +11,14 @@ at the next one, so every broken statement in a file is reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
 
 import pyparsing as pp
 
 from rules import ast
 from rules.diagnostics import Diagnostic, Span
-from rules.grammar import STATEMENT, CodedError
+from rules.grammar import BODY_STATEMENT, STATEMENT, CodedError
 
 __all__ = ["parse"]
 
@@ -63,7 +63,9 @@ class _Chunk:
     start: int
     end: int  # end of its last token
     is_rule: bool = False
-    problem: _Problem | None = None
+    lexical: list[_Problem] = field(default_factory=list)  # E002/E003 in its strings
+    body_starts: list[int] = field(default_factory=list)  # statements in a rule body
+    body_end: int = 0  # the rule's closing "}" (or the chunk's end when it has none)
 
 
 # statement text (comments blanked) → (offset it was parsed at, statement, problem)
@@ -78,15 +80,38 @@ def parse(source: str) -> tuple[ast.Program | None, list[Diagnostic]]:
     blanked = _blank(source, comments)
     for chunk in chunks:
         statement, problem = (
-            (None, chunk.problem) if chunk.problem else _parse_chunk(blanked, chunk)
+            (None, chunk.lexical[0]) if chunk.lexical else _parse_chunk(blanked, chunk)
         )
         if problem is not None:
-            diagnostics.append(_diagnostic(source, chunk, problem))
+            problems = [(chunk, problem)]
+            if chunk.body_starts:
+                inner = _body_problems(blanked, chunk)
+                in_body = problem.start >= chunk.body_starts[0]
+                problems = inner if in_body and inner else [*problems, *inner]
+            diagnostics.extend(_diagnostic(source, where, p) for where, p in problems)
         elif statement is not None:
             statements.append(statement)
     if diagnostics:
         return None, diagnostics
     return ast.Program(tuple(statements), tuple(comments), Span(0, len(source))), []
+
+
+def _body_problems(blanked: str, chunk: _Chunk) -> list[tuple[_Chunk, _Problem]]:
+    """The errors of a broken rule's body statements, each parsed on its own, so a rule
+    body resynchronises like the top level and reports every broken statement."""
+    starts = chunk.body_starts
+    ends = [*starts[1:], chunk.body_end or chunk.end]
+    problems = []
+    for start, end in zip(starts, ends, strict=True):
+        end = start + len(blanked[start:end].rstrip())
+        lexical = [p for p in chunk.lexical if start <= p.start < end]
+        if lexical:
+            problems.append((_Chunk(start, end), lexical[0]))
+            continue
+        _, problem = _parse_statement(blanked, start, end, BODY_STATEMENT)
+        if problem is not None:
+            problems.append((_Chunk(start, end), problem))
+    return problems
 
 
 def _parse_chunk(blanked: str, chunk: _Chunk) -> tuple[ast.Stmt | None, _Problem | None]:
@@ -107,17 +132,19 @@ def _parse_chunk(blanked: str, chunk: _Chunk) -> tuple[ast.Stmt | None, _Problem
     return statement, problem
 
 
-def _parse_statement(text: str, start: int, end: int) -> tuple[ast.Stmt | None, _Problem | None]:
+def _parse_statement(
+    text: str, start: int, end: int, grammar: pp.ParserElement = STATEMENT
+) -> tuple[ast.Stmt | None, _Problem | None]:
     """Parse the statement at text[start:end] in place, so spans are file offsets.
 
     `_parse` is pyparsing's own entry point behind `parse_string`; calling it at an
     offset avoids copying the statement out and shifting every span back afterwards.
     """
     try:
-        loc, result = STATEMENT._parse(text, start)
+        loc, result = grammar._parse(text, start)
         if loc > end:  # ran into the next statement: parse the statement on its own
-            return _parse_statement(text[:end], start, end) if len(text) > end else (None, None)
-        loc = STATEMENT.preParse(text, loc)
+            return _parse_statement(text[:end], start, end, grammar)
+        loc = grammar.preParse(text, loc)
         if loc < end:
             raise pp.ParseException(text, loc, "Expected end of text")
     except CodedError as error:
@@ -126,7 +153,7 @@ def _parse_statement(text: str, start: int, end: int) -> tuple[ast.Stmt | None, 
         )
     except pp.ParseBaseException as error:
         if error.loc > end and len(text) > end:
-            return _parse_statement(text[:end], start, end)
+            return _parse_statement(text[:end], start, end, grammar)
         expected = str(error.msg)
         expected = expected[len("Expected ") :] if expected.startswith("Expected ") else expected
         if "end of text" in expected:
@@ -216,11 +243,13 @@ def _scan(source: str) -> tuple[list[ast.Comment], list[_Chunk]]:
         elif chunk is None:
             chunk = _Chunk(token.start(), offset)
             chunks.append(chunk)
+        elif starts and stack == ["rule"]:
+            chunk.body_starts.append(token_start)  # for recovery inside a rule body
         chunk.end = offset
         if kind in ("string", "open"):
             problem = _check_string(text, token.start(), kind == "open")
-            if problem is not None and chunk.problem is None:
-                chunk.problem = problem
+            if problem is not None:
+                chunk.lexical.append(problem)
             if kind == "open":  # skip the rest of the line
                 offset = source.find("\n", offset)
                 offset = length if offset < 0 else offset
@@ -237,6 +266,8 @@ def _scan(source: str) -> tuple[list[ast.Comment], list[_Chunk]]:
             opener = {")": "(", "]": "[", "}": "{"}[text]
             for depth in range(len(stack) - 1, -1, -1):
                 if stack[depth] == opener or (opener == "{" and stack[depth] == "rule"):
+                    if stack[depth] == "rule":
+                        chunk.body_end = token.start()
                     del stack[depth:]
                     break
         end_before_previous = previous.end() if previous is not None else 0

@@ -109,3 +109,9 @@ def test_a_leading_byte_order_mark_is_ignored() -> None:
     program, diagnostics = parse("\ufeffusername = subject")
     assert diagnostics == [] and program is not None
     assert program.statements[0].span.start == 1
+
+
+def test_every_broken_statement_in_a_rule_body_is_reported() -> None:
+    source = (GOLDEN / "rule_body_errors.rules").read_text(encoding="utf-8")
+    _, diagnostics = parse(source)
+    assert [d.code for d in diagnostics] == ["E001", "E001", "E002", "E005"]
