@@ -36,6 +36,14 @@ EBNF (whitespace, newlines and comments between tokens are not significant):
     STRING     = /"([^"\\\n]|\\["\\nt]|\\u[0-9A-Fa-f]{4})*"/ | /r"[^"\n]*"/ ;
     ATTR       = "@" ( /[A-Za-z_][A-Za-z0-9_.:-]*/ | STRING ) ;
     NUMBER     = /-?[0-9]+(\.[0-9]+)?/ ;   USER_FIELD = /user\.[A-Za-z_][A-Za-z0-9_]*/ ;
+
+How it is built (for speed, measured in docs/rules.md): the levels coalesce … sum are
+one flat `operand { operator operand }` sequence (an operand being a primary, an
+`if`, or `not` + operand), folded by precedence climbing in the `_climb` parse action,
+which also raises E004, E006 and the error for `not` right after a comparison or `+`.
+Every single-token primary is one Regex; a lone token with no operator after it is
+one atomic Regex. Keywords and punctuation stay in the tokens (cheaper than Suppress)
+and the builders drop them.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ N = TypeVar("N")
 
 @dataclass(frozen=True, slots=True)
 class _Problem:
-    """A syntax error relative to one statement's text."""
+    """A syntax error found in one statement (offsets into the file)."""
 
     code: str
     message: str
