@@ -124,7 +124,9 @@ class Provisioner:
                 allow_samples=allow_samples,
             )
         except TokenRejected as exc:
-            return self.reject(conn, exc.reason, exc.message, now=now, dry_run=dry_run)
+            return self.reject(
+                conn, exc.reason, exc.message, now=now, dry_run=dry_run, subject=exc.subject
+            )
         return self.apply_token(conn, token, now=now, dry_run=dry_run, rules=rules)
 
     def apply_token(
@@ -146,13 +148,22 @@ class Provisioner:
             return self._audit_alone(result, now)
 
     def reject(
-        self, conn: Connection, reason: str, message: str, *, now: datetime, dry_run: bool
+        self,
+        conn: Connection,
+        reason: str,
+        message: str,
+        *,
+        now: datetime,
+        dry_run: bool,
+        subject: str | None = None,
     ) -> Result:
-        """A token that failed decoding or validation: audited, nothing else written."""
+        """A token that failed decoding or validation: audited, nothing else written.
+        `subject` is what the token claimed, when it could be read (null otherwise)."""
         rules = self._rules.get(conn.id)
         result = Result(
             "rejected",
             conn.id,
+            subject=subject,
             reason=reason,
             message=message,
             redact=conn.redact,

@@ -39,10 +39,13 @@ TokenKind: TypeAlias = Literal["saml", "oidc", "sample"]
 class TokenRejected(Exception):
     """The token failed decoding or validation; `reason` is a product.md §2 code."""
 
-    def __init__(self, reason: ReasonCode, message: str) -> None:
+    def __init__(self, reason: ReasonCode, message: str, subject: str | None = None) -> None:
         super().__init__(message)
         self.reason: ReasonCode = reason
         self.message = message
+        # The subject the token claims, when it could be read before the failing check
+        # (for the result and the audit row only: it was not validated).
+        self.subject = subject
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,10 @@ class CaseRunner:
             )
         except TokenRejected as exc:
             given = seed(store, conn, case.user, case.accounts, None, now)
-            return provisioner.reject(conn, exc.reason, exc.message, now=now, dry_run=False), given
+            rejected = provisioner.reject(
+                conn, exc.reason, exc.message, now=now, dry_run=False, subject=exc.subject
+            )
+            return rejected, given
         subject = subject_of(conn, token)
         given = seed(store, conn, case.user, case.accounts, subject, now)
         return provisioner.apply_token(conn, token, now=now, rules=rules), given

@@ -16,9 +16,12 @@ Checks run in product.md §2's order, and the first that refuses decides the rea
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from engine.config import Connection
+from engine.flatten import flatten_claims
 from engine.oidc.claims import build_token, check_claims, check_required
 from engine.oidc.compact import decode_compact
 from engine.oidc.keys import verify_signature
@@ -27,6 +30,15 @@ from engine.token import Token, TokenRejected
 __all__ = ["validate_id_token"]
 
 _ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+
+
+def _claimed_subject(claims: Mapping[str, Any], connection: Connection) -> str | None:
+    """The subject an invalid token claims (shown in the result and the audit row)."""
+    if connection.subject_from is not None:
+        values = flatten_claims(claims).get(connection.subject_from)
+        return values[0] if values else None
+    sub = claims.get("sub")
+    return sub if isinstance(sub, str) else None
 
 
 def validate_id_token(
@@ -54,6 +66,10 @@ def validate_id_token(
     if "b64" in header:
         raise TokenRejected("unsupported", "unencoded payloads (the b64 header) are not supported")
     check_required(token.claims)
-    verify_signature(token, connection)
-    check_claims(token.claims, connection, now, nonce)
+    try:
+        verify_signature(token, connection)
+        check_claims(token.claims, connection, now, nonce)
+    except TokenRejected as exc:
+        exc.subject = _claimed_subject(token.claims, connection)
+        raise
     return build_token(token.claims, connection)

@@ -201,6 +201,16 @@ def _check_signatures(
             )
 
 
+def _claimed_subject(
+    assertion: etree._Element, name_id: etree._Element | None, connection: Connection
+) -> str | None:
+    """The subject an invalid token claims (shown in the result and the audit row)."""
+    if connection.subject_from is not None:
+        values = read_attributes(assertion).get(connection.subject_from)
+        return values[0] if values else None
+    return text_of(name_id) or None
+
+
 def validate_saml(
     raw: bytes, connection: Connection, *, now: datetime, request_id: str | None = None
 ) -> Token:
@@ -238,12 +248,16 @@ def validate_saml(
     name_id = _name_id(assertion, connection)
     if connection.subject_from is None and not text_of(name_id):
         raise TokenRejected("malformed", "the decrypted NameID is empty")
-    _check_signatures(response, assertion, connection, now)
-    conditions.check_issuers(response, assertion, connection)
-    conditions.check_in_response_to(response, assertion, connection, request_id)
-    conditions.check_audience(assertion, connection)
-    conditions.check_recipient(response, assertion, connection)
-    expires_at = conditions.check_times(assertion, connection.clock_skew, now)
+    try:
+        _check_signatures(response, assertion, connection, now)
+        conditions.check_issuers(response, assertion, connection)
+        conditions.check_in_response_to(response, assertion, connection, request_id)
+        conditions.check_audience(assertion, connection)
+        conditions.check_recipient(response, assertion, connection)
+        expires_at = conditions.check_times(assertion, connection.clock_skew, now)
+    except TokenRejected as exc:
+        exc.subject = _claimed_subject(assertion, name_id, connection)
+        raise
     return Token(
         kind="saml",
         name_id=text_of(name_id) or None,
