@@ -6,6 +6,7 @@ states meaning only; the span tests below pin the offsets the checker's carets u
 
 from __future__ import annotations
 
+from dataclasses import fields, is_dataclass
 from decimal import Decimal
 
 import pytest
@@ -38,7 +39,7 @@ from rules.ast import (
     UserField,
 )
 from rules.diagnostics import Span
-from rules.parse import parse
+from rules.parse import _cache, parse
 from tests.rules.strategies import checked_programs, programs
 
 a, b, c, d, x = (Name(n) for n in "abcdx")
@@ -313,3 +314,30 @@ def test_generated_programs_parse_with_spans_inside_the_source(source: str) -> N
     for comment in program.comments:
         assert text_at(source, comment.span) == comment.text
         assert comment.text.startswith("#")
+
+
+def all_spans(node: object) -> list[Span]:
+    """Every span in a tree, in a fixed order (equality ignores them, this does not)."""
+    if isinstance(node, Span):
+        return [node]
+    if isinstance(node, tuple):
+        return [span for item in node for span in all_spans(item)]
+    if is_dataclass(node):
+        return [span for f in fields(node) for span in all_spans(getattr(node, f.name))]
+    return []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(programs())
+def test_cached_parses_equal_fresh_parses_spans_included(source: str) -> None:
+    _cache.clear()
+    fresh = parse_ok(source)
+    again = parse_ok(source)
+    prefix = "# moved\n\n"
+    moved = parse_ok(prefix + source)
+    assert all_spans(again.statements) == all_spans(fresh.statements)
+    delta = len(prefix)
+    shifted = [Span(s.start + delta, s.end + delta) for s in all_spans(fresh.statements)]
+    assert all_spans(moved.statements) == shifted
+    _cache.clear()
+    assert all_spans(parse_ok(prefix + source).statements) == shifted
