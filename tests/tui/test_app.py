@@ -29,7 +29,7 @@ async def test_opens_on_connections_with_rule_status(app: JitprovApp) -> None:
         assert table.row_count == 3
         rows = [table.get_row_at(i) for i in range(3)]
         assert [r[0] for r in rows] == ["okta", "entra", "shib"]
-        assert all(r[4] == "✔" for r in rows)
+        assert [str(r[3]) for r in rows] == ["✔", "✔", "⚠ 1 warning"]
 
 
 async def test_number_keys_reach_every_screen(app: JitprovApp) -> None:
@@ -107,7 +107,7 @@ async def test_rules_file_not_utf8_is_a_notification(facade: Facade) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         table = app.screen.query_one("#connections", DataTable)
-        assert table.get_row_at(0)[4] == "✘ unreadable"
+        assert str(table.get_row_at(0)[3]) == "✘ unreadable"
         await pilot.press("2")
         await settle(pilot)
         assert app.is_running
@@ -116,11 +116,11 @@ async def test_rules_file_not_utf8_is_a_notification(facade: Facade) -> None:
 
 
 async def test_config_that_becomes_invalid_is_a_notification(
-    app: JitprovApp, demo_config: Path
+    app: JitprovApp, config_path: Path
 ) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        demo_config.write_text(demo_config.read_text() + "\n[bogus]\n")
+        config_path.write_text(config_path.read_text() + "\n[bogus]\n")
         await pilot.press("ctrl+r")
         await settle(pilot)
         assert app.is_running
@@ -130,8 +130,8 @@ async def test_config_that_becomes_invalid_is_a_notification(
         assert app.is_running
 
 
-async def test_unreadable_store_is_a_notification(app: JitprovApp, demo_config: Path) -> None:
-    (demo_config.parent / "jitprov.db").write_bytes(b"this is not a database" * 100)
+async def test_unreadable_store_is_a_notification(app: JitprovApp, config_path: Path) -> None:
+    (config_path.parent / "jitprov.db").write_bytes(b"this is not a database" * 100)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("4")
@@ -154,11 +154,11 @@ def test_no_workspace_is_one_error_line_and_exit_1(
 
 
 def test_tui_honours_config_and_opens_the_app(
-    demo_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    config_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[Path] = []
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(JitprovApp, "run", lambda self: opened.append(self.facade.config_path))
-    assert cli.run(["tui", "--config", str(demo_config)]) == 0
-    assert cli.run(["--config", str(demo_config.parent)]) == 0
-    assert opened == [demo_config.resolve(), demo_config.resolve()]
+    assert cli.run(["tui", "--config", str(config_path)]) == 0
+    assert cli.run(["--config", str(config_path.parent)]) == 0
+    assert opened == [config_path.resolve(), config_path.resolve()]

@@ -20,7 +20,7 @@ async def test_form_shows_the_highlighted_connection(app: JitprovApp) -> None:
         await settle(pilot)
         form = app.screen.query_one(ConnectionForm)
         assert form.connection_id == "okta"
-        assert form.query_one("#f-issuer", Input).value == "http://www.okta.com/exk1demo"
+        assert form.query_one("#f-issuer", Input).value == "http://www.okta.com/exk1test"
         app.screen.query_one("#connections").focus()
         await pilot.press("down")
         await settle(pilot)
@@ -29,9 +29,9 @@ async def test_form_shows_the_highlighted_connection(app: JitprovApp) -> None:
 
 
 async def test_saving_changes_the_file_and_keeps_comments(
-    app: JitprovApp, demo_config: Path
+    app: JitprovApp, config_path: Path
 ) -> None:
-    before = demo_config.read_text()
+    before = config_path.read_text()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         form = app.screen.query_one(ConnectionForm)
@@ -39,7 +39,7 @@ async def test_saving_changes_the_file_and_keeps_comments(
         form.query_one("#f-on_error", Select).value = "continue"
         await pilot.press("ctrl+s")
         await settle(pilot)
-        after = demo_config.read_text()
+        after = config_path.read_text()
         assert 'mode           = "create-only"' in after
         assert 'on_error       = "continue"' in after
         for line in before.splitlines():
@@ -50,9 +50,9 @@ async def test_saving_changes_the_file_and_keeps_comments(
 
 
 async def test_an_invalid_value_is_shown_next_to_its_field(
-    app: JitprovApp, demo_config: Path
+    app: JitprovApp, config_path: Path
 ) -> None:
-    before = demo_config.read_text()
+    before = config_path.read_text()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         form = app.screen.query_one(ConnectionForm)
@@ -63,10 +63,10 @@ async def test_an_invalid_value_is_shown_next_to_its_field(
         assert "file not found" in str(error.render())
         assert error.has_class("shown")
         assert form.query_one("#form-tabs", TabbedContent).active == "tab-signature"
-        assert demo_config.read_text() == before
+        assert config_path.read_text() == before
 
 
-async def test_new_connection_is_appended(app: JitprovApp, demo_config: Path) -> None:
+async def test_new_connection_is_appended(app: JitprovApp, config_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("n")
@@ -74,11 +74,11 @@ async def test_new_connection_is_appended(app: JitprovApp, demo_config: Path) ->
         form.query_one("#form-id", Input).value = "okta2"
         form.query_one("#f-issuer", Input).value = "http://www.okta.com/second"
         form.query_one("#f-audience", Input).value = "https://sp.example.com/saml"
-        form.query_one("#f-certificate", Input).value = "certs/idp-test.crt"
+        form.query_one("#f-certificate", Input).value = "certs/idp.crt"
         form.query_one("#f-rules", Input).value = "rules/okta.rules"
         await pilot.press("ctrl+s")
         await settle(pilot)
-        text = demo_config.read_text()
+        text = config_path.read_text()
         assert "[connections.okta2]" in text
         assert 'issuer = "http://www.okta.com/second"' in text
         assert isinstance(app.screen, ConnectionsScreen)
@@ -113,11 +113,11 @@ def metadata_xml(cert: Path) -> str:
 """
 
 
-async def test_import_metadata_adds_a_connection(app: JitprovApp, demo_config: Path) -> None:
-    cert = demo_config.parent / "certs" / "idp-test.crt"
+async def test_import_metadata_adds_a_connection(app: JitprovApp, config_path: Path) -> None:
+    cert = config_path.parent / "certs" / "idp.crt"
     if "BEGIN CERTIFICATE" not in cert.read_text():
         pytest.skip("the demo's certificate is a placeholder here")
-    (demo_config.parent / "partner.xml").write_text(metadata_xml(cert))
+    (config_path.parent / "partner.xml").write_text(metadata_xml(cert))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("i")
@@ -128,17 +128,17 @@ async def test_import_metadata_adds_a_connection(app: JitprovApp, demo_config: P
         assert isinstance(app.screen, ConnectionsScreen)
         ids = {row.id for row in app.screen.rows}
         assert "idp-partner-example-saml" in ids
-        assert "[connections.idp-partner-example-saml]" in demo_config.read_text()
+        assert "[connections.idp-partner-example-saml]" in config_path.read_text()
 
 
-async def test_import_of_a_bad_file_is_a_notification(app: JitprovApp, demo_config: Path) -> None:
-    before = demo_config.read_text()
-    (demo_config.parent / "bad.xml").write_text("<nothing/>")
+async def test_import_of_a_bad_file_is_a_notification(app: JitprovApp, config_path: Path) -> None:
+    before = config_path.read_text()
+    (config_path.parent / "bad.xml").write_text("<nothing/>")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("i")
         await settle(pilot)
         await pilot.press(*"bad.xml", "enter")
         await settle(pilot)
-        assert app.is_running and demo_config.read_text() == before
+        assert app.is_running and config_path.read_text() == before
         assert app._notifications

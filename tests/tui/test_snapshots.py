@@ -20,8 +20,8 @@ from tui.facade import Facade
 from tui.screens.rules import RulesScreen
 
 
-def demo_app(demo_config: Path, *, provisioned: bool = False) -> JitprovApp:
-    facade = Facade(demo_config, clock=lambda: FIXED_NOW)
+def demo_app(config_path: Path, *, provisioned: bool = False) -> JitprovApp:
+    facade = Facade(config_path, clock=lambda: FIXED_NOW)
     if provisioned:
         provision(facade)
     return make_app(facade)
@@ -34,11 +34,11 @@ async def go(pilot: Pilot[None], key: str) -> None:
     await settle(pilot)
 
 
-def test_connections_screen(snap_compare: Any, demo_config: Path) -> None:
-    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=settle)
+def test_connections_screen(snap_compare: Any, config_path: Path) -> None:
+    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=settle)
 
 
-def test_rules_screen_with_a_problem_and_preview(snap_compare: Any, demo_config: Path) -> None:
+def test_rules_screen_with_a_problem_and_preview(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "2")
         screen = pilot.app.screen
@@ -49,58 +49,58 @@ def test_rules_screen_with_a_problem_and_preview(snap_compare: Any, demo_config:
         screen.editor.insert("email = nosuchname\n", (6, 0))
         await settle(pilot)
 
-    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
 
 
-def test_bench_screen_after_a_dry_run(snap_compare: Any, demo_config: Path) -> None:
+def test_bench_screen_after_a_dry_run(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "3")
         pilot.app.screen.query_one("#bench-token", Select).value = (
-            demo_config.parent / "samples/okta-engineer.toml"
+            config_path.parent / "samples/okta-engineer.toml"
         )
         await pilot.press("d")
         await settle(pilot)
         await pilot.press("ctrl+t")
         await settle(pilot)
 
-    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
 
 
-def test_users_screen(snap_compare: Any, demo_config: Path) -> None:
+def test_users_screen(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "4")
 
-    app = demo_app(demo_config, provisioned=True)
+    app = demo_app(config_path, provisioned=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_user_detail(snap_compare: Any, demo_config: Path) -> None:
+def test_user_detail(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "4")
         pilot.app.screen.query_one("DataTable").focus()
         await pilot.press("enter")
         await settle(pilot)
 
-    app = demo_app(demo_config, provisioned=True)
+    app = demo_app(config_path, provisioned=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_audit_screen(snap_compare: Any, demo_config: Path) -> None:
+def test_audit_screen(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "5")
 
-    app = demo_app(demo_config, provisioned=True)
+    app = demo_app(config_path, provisioned=True)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
-def test_help_screen(snap_compare: Any, demo_config: Path) -> None:
+def test_help_screen(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "f1")
 
-    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
 
 
-def test_unsaved_changes_dialog(snap_compare: Any, demo_config: Path) -> None:
+def test_unsaved_changes_dialog(snap_compare: Any, config_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "2")
         screen = pilot.app.screen
@@ -110,4 +110,4 @@ def test_unsaved_changes_dialog(snap_compare: Any, demo_config: Path) -> None:
         await pilot.press("ctrl+q")
         await settle(pilot)
 
-    assert snap_compare(demo_app(demo_config), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)

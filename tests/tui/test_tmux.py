@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +52,10 @@ def test_jitprov_opens_on_the_connections_and_quits_with_ctrl_q(tmp_path: Path) 
         def screen() -> str:
             return tmux("-L", session, "capture-pane", "-p", "-t", session)
 
-        assert wait_for(lambda: "rules/entra.rules" in screen()), screen()
+        ids = list(tomllib.loads(config.read_text())["connections"])
+        assert wait_for(lambda: all(i in screen() for i in ids)), screen()
         shown = screen()
-        for name in ("okta", "entra", "shib", "connections", "Connection id"):
-            assert name in shown
+        assert "connections" in shown and "Connection id" in shown
         assert "Traceback" not in shown
         tmux("-L", session, "send-keys", "-t", session, "C-q")
         assert wait_for(status.exists), screen()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -61,7 +62,7 @@ class ConnectionsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#connections", DataTable)
         table.border_title = "connections"
-        table.add_columns("id", "protocol", "mode", "rules", "status")
+        table.add_columns("id", "protocol", "mode", "rules status")
         self.action_refresh()
 
     def palette_commands(self) -> list[tuple[str, str, object]]:
@@ -100,7 +101,7 @@ class ConnectionsScreen(Screen[None]):
         selected = self.selected_id()
         table.clear()
         for row in rows:
-            table.add_row(row.id, row.protocol, row.mode, row.rules, row.status, key=row.id)
+            table.add_row(row.id, row.protocol, row.mode, _status(row), key=row.id)
         ids = [row.id for row in rows]
         form = self.query_one(ConnectionForm)
         if selected in ids:
@@ -195,3 +196,8 @@ class ConnectionsScreen(Screen[None]):
             return
         self.notify(f"connection {connection_id} added from {path.name}")
         self.load_rows()
+
+
+def _status(row: ConnectionRow) -> Text:
+    style = "red" if row.errors or row.unreadable else "yellow" if row.warnings else "green"
+    return Text(row.status, style=style)
