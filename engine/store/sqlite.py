@@ -10,8 +10,10 @@ provision into one file and nobody sees "database is locked".
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
+import os
 import random
 import sqlite3
 import time
@@ -172,6 +174,7 @@ class SqliteStore:
         self.path = str(path)
         self.layout = layout
         self.retry_seconds = retry_seconds
+        self._lock_fd: int | None = None  # opened on the first write (dry runs make none)
         try:
             self.conn = sqlite3.connect(
                 self.path,
@@ -246,7 +249,19 @@ class SqliteStore:
                 _rollback(self.conn)
                 raise
 
-        return self._retrying(attempt)
+        if write and self._lock_fd is None:
+            self._lock_fd = _writer_lock(self.path)
+        if not write or self._lock_fd is None:
+            return self._retrying(attempt)
+        # Writers queue on an advisory file lock first: the kernel wakes the next one
+        # the moment the lock is released, where SQLite's busy handler would sleep in
+        # steps of up to 100 ms. SQLite's own locking still guards against writers
+        # that do not take this lock (another tool on the same file).
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            return self._retrying(attempt)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
         """Run `attempt`, again while SQLite reports busy; other errors → StoreError."""
@@ -364,6 +379,20 @@ class SqliteStore:
 
     def close(self) -> None:
         self.conn.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _writer_lock(path: str) -> int | None:
+    """The descriptor of `<store>.lock`, the writers' queue; None for an in-memory store
+    or where the lock file cannot be created (then SQLite's busy handling alone serves)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        return os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None
 
 
 @functools.lru_cache(maxsize=128)

@@ -1,0 +1,45 @@
+"""Writers queue on `<store>.lock` (an advisory file lock) before SQLite's own lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+from engine.config import load_config
+from engine.provision import Provisioner
+from tests.engine.provision_fixtures import person, workspace
+
+
+def test_a_dry_run_creates_no_files(tmp_path: Path) -> None:
+    provisioner = Provisioner(load_config(workspace(tmp_path)))
+    result = provisioner.apply("okta", person("ann"), dry_run=True, allow_samples=True)
+    provisioner.close()
+    assert result.outcome == "created"
+    assert not any(p.name.startswith("jitprov.db") for p in tmp_path.iterdir())
+
+
+def test_a_write_waits_for_the_lock_holder_and_then_proceeds(tmp_path: Path) -> None:
+    provisioner = Provisioner(load_config(workspace(tmp_path)))
+    first = provisioner.apply("okta", person("ann"), allow_samples=True)
+    assert first.outcome == "created"
+    lock = tmp_path / "jitprov.db.lock"
+    assert lock.exists()
+    holder = os.open(lock, os.O_RDWR)
+    fcntl.flock(holder, fcntl.LOCK_EX)  # another process's writer, in effect
+    outcomes: list[str] = []
+    writer = threading.Thread(
+        target=lambda: outcomes.append(
+            provisioner.apply("okta", person("bob"), allow_samples=True).outcome
+        )
+    )
+    writer.start()
+    time.sleep(0.3)
+    assert outcomes == []  # queued behind the holder, not failed
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    os.close(holder)
+    writer.join(timeout=10)
+    provisioner.close()
+    assert outcomes == ["created"]
