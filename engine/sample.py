@@ -68,7 +68,7 @@ def parse_sample_text(text: str) -> Sample:
         value = data.get(key)
         if value is not None and not isinstance(value, str):
             raise TokenRejected(
-                "malformed", f"sample: {key}: expected a string, got {_describe(value)}"
+                "malformed", f"sample: {key}: expected a string, got {describe_value(value)}"
             )
         texts[key] = value if value else None  # "" is no value
     subject = texts.pop("subject")
@@ -77,7 +77,7 @@ def parse_sample_text(text: str) -> Sample:
     table = data.get("attributes", {})
     if not isinstance(table, dict):
         raise TokenRejected(
-            "malformed", f"sample: attributes: expected a table, got {_describe(table)}"
+            "malformed", f"sample: attributes: expected a table, got {describe_value(table)}"
         )
     attributes: dict[str, list[str]] = {}
     _collect(table, "", attributes)
@@ -155,13 +155,14 @@ def _collect(table: dict[str, Any], prefix: str, out: dict[str, list[str]]) -> N
                 raise TokenRejected(
                     "malformed",
                     f"sample: attributes.{key}: expected a string or a list of strings, "
-                    f"got {_describe(item)}",
+                    f"got {describe_value(item)}",
                 )
             values.append(text)
         out.setdefault(key, []).extend(values)
 
 
-def _describe(value: object) -> str:
+def describe_value(value: object) -> str:
+    """A TOML value as an error message names it ("a table", "the number 3", ...)."""
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, dict):

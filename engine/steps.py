@@ -43,7 +43,9 @@ class _Deny(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Subject:
+class Subject:
+    """The identity an account is linked under (product.md §2 step 4)."""
+
     value: str
     key: str  # the link's lookup key: case-folded for emailAddress NameIDs
     fmt: str | None
@@ -102,7 +104,7 @@ class Job:
         self.token = token
         self.now = now
         self.dry_run = dry_run
-        self.subject, self.subject_problem = _subject(conn, token)
+        self.subject, self.subject_problem = subject_of(conn, token)
         self._plan: Plan | None = None  # the last evaluation (a denied result shows it)
         self._user_id: int | None = None  # the account in question, once known
 
@@ -282,13 +284,14 @@ class Job:
         )
 
 
-def _subject(conn: Connection, token: Token) -> tuple[_Subject | None, str]:
-    """The account's identity (§2 step 4), or None and why it is missing."""
+def subject_of(conn: Connection, token: Token) -> tuple[Subject | None, str]:
+    """The account's identity (§2 step 4), or None and why it is missing (the pipeline
+    and the case runner's seeding share it)."""
     if conn.subject_from:
         values = token.attributes.get(conn.subject_from) or []
         if not values:
             return None, f"the token has no {conn.subject_from} attribute (subject_from)"
-        return _Subject(values[0], values[0], token.name_id_format, False), ""
+        return Subject(values[0], values[0], token.name_id_format, False), ""
     if not token.name_id:
         return None, "the token has no subject"
     fmt = token.name_id_format
@@ -299,4 +302,4 @@ def _subject(conn: Connection, token: Token) -> tuple[_Subject | None, str]:
             "a transient NameID changes at every sign-in: the connection needs link_by or "
             "subject_from to find the account"
         )
-    return _Subject(token.name_id, key, fmt, transient), ""
+    return Subject(token.name_id, key, fmt, transient), ""

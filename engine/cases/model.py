@@ -25,7 +25,7 @@ from typing import Any, TypeAlias
 
 from engine.config import Config
 from engine.result import OUTCOMES
-from engine.sample import parse_sample_text
+from engine.sample import describe_value, parse_sample_text
 from engine.token import REASON_CODES, TokenRejected
 from rules.plan import Scalar
 
@@ -128,13 +128,13 @@ class _Reader:
     def text(self, table: dict[str, Any], key: str, where: str) -> str | None:
         value = table.get(key)
         if value is not None and not isinstance(value, str):
-            raise self.fail(where, f"expected a string, got {_show(value)}")
+            raise self.fail(where, f"expected a string, got {describe_value(value)}")
         return value
 
     def table(self, table: dict[str, Any], key: str, where: str) -> dict[str, Any] | None:
         value = table.get(key)
         if value is not None and not isinstance(value, dict):
-            raise self.fail(where, f"expected a table, got {_show(value)}")
+            raise self.fail(where, f"expected a table, got {describe_value(value)}")
         return value
 
     def case(self, data: dict[str, Any]) -> Case:
@@ -147,7 +147,7 @@ class _Reader:
             raise self.fail("connection", f"unknown connection {connection!r} (known: {known})")
         unsigned = data.get("unsigned", False)
         if not isinstance(unsigned, bool):
-            raise self.fail("unsigned", f"expected true or false, got {_show(unsigned)}")
+            raise self.fail("unsigned", f"expected true or false, got {describe_value(unsigned)}")
         given = self.table(data, "given", "given") or {}
         self.keys(given, "given", ("user", "accounts"))
         user_table = self.table(given, "user", "given.user")
@@ -212,7 +212,7 @@ class _Reader:
                     "at", f"expected an ISO 8601 time such as 2024-05-01T12:00:00Z, got {value!r}"
                 ) from None
         if not isinstance(value, datetime):
-            raise self.fail("at", f"expected a date-time, got {_show(value)}")
+            raise self.fail("at", f"expected a date-time, got {describe_value(value)}")
         if value.tzinfo is None:
             raise self.fail("at", "add a zone (Z or an offset): a time without one is ambiguous")
         return value
@@ -249,20 +249,20 @@ class _Reader:
 
     def members(self, value: object, where: str) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.fail(where, f"expected a list of strings, got {_show(value)}")
+            raise self.fail(where, f"expected a list of strings, got {describe_value(value)}")
         return tuple(sorted(set(value)))
 
     def scalar(self, value: object, kind: str, where: str) -> Scalar:
         if kind == "bool":
             if not isinstance(value, bool):
-                raise self.fail(where, f"expected true or false, got {_show(value)}")
+                raise self.fail(where, f"expected true or false, got {describe_value(value)}")
             return value
         if kind == "number":
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self.fail(where, f"expected a number, got {_show(value)}")
+                raise self.fail(where, f"expected a number, got {describe_value(value)}")
             return value if isinstance(value, int) else Decimal(str(value))
         if not isinstance(value, str):
-            raise self.fail(where, f"expected a string, got {_show(value)}")
+            raise self.fail(where, f"expected a string, got {describe_value(value)}")
         return value
 
     def unique_usernames(self, user: Account | None, others: tuple[Account, ...]) -> None:
@@ -340,17 +340,3 @@ def _toml_value(value: object) -> str:
 def _did_you_mean(name: str, known: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _show(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, datetime | date | time):
-        return "a date/time"
-    if isinstance(value, int | float):
-        return f"the number {value}"
-    return repr(value)

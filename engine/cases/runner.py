@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from engine.cases.model import CASE_SUFFIX, Case, CaseError, case_name, load_case
-from engine.cases.seed import StoreFactory, seed, subject_of
+from engine.cases.seed import StoreFactory, seed
 from engine.cases.verdict import Actual, CaseResult, Problem, Status, account_values, judge
 from engine.config import Config, ConfigError, Connection
 from engine.intake import read_token
 from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
 from engine.result import Result
+from engine.steps import subject_of
 from engine.store import SqliteStore, StoreError
 from engine.token import TokenRejected
 
@@ -150,7 +151,7 @@ class CaseRunner:
                 conn, exc.reason, exc.message, now=now, dry_run=False, subject=exc.subject
             )
             return rejected, given
-        subject = subject_of(conn, token)
+        subject, _ = subject_of(conn, token)
         given = seed(store, conn, case.user, case.accounts, subject, now)
         return provisioner.apply_token(conn, token, now=now, rules=rules), given
 

@@ -11,41 +11,13 @@ database — and a run may hold a thousand cases. The workspace's store is never
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 
 from engine.cases.model import Account
 from engine.config import Config, Connection
-from engine.provision import EMAIL_FORMAT, TRANSIENT_FORMAT
+from engine.steps import Subject
 from engine.store import LOCAL_SOURCE, SqliteStore, UserWrite, layout_for
 from engine.store.sqlite import SqliteTransaction
-from engine.token import Token
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """The identity a token's account is linked under (product.md §2 step 4)."""
-
-    value: str
-    key: str  # case-folded for emailAddress NameIDs
-    transient: bool
-
-
-def subject_of(conn: Connection, token: Token) -> Subject | None:
-    """The token's subject as the pipeline computes it; None when it has none.
-
-    Mirrors `engine.steps._subject` (private there): `subject_from` takes the
-    attribute's first value, compared exactly; an emailAddress NameID compares
-    case-insensitively; a transient NameID is never linked.
-    """
-    if conn.subject_from:
-        values = token.attributes.get(conn.subject_from) or []
-        return Subject(values[0], values[0], False) if values else None
-    if not token.name_id:
-        return None
-    fmt = token.name_id_format
-    key = token.name_id.casefold() if fmt == EMAIL_FORMAT else token.name_id
-    return Subject(token.name_id, key, fmt == TRANSIENT_FORMAT)
 
 
 class StoreFactory:
