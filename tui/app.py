@@ -7,7 +7,6 @@ workspace), switches screens, and guards quitting with unsaved rules.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 
 from textual.app import App
@@ -22,18 +21,16 @@ from tui.screens.connections import ConnectionsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.rules import RulesScreen
 from tui.screens.users import UsersScreen
-from tui.widgets.nav import SCREENS, NavBar
-
-Command = tuple[str, str, Callable[[], object]]
+from tui.widgets.nav import SCREENS, NavBar, PaletteCommand
 
 
 class JitprovCommands(Provider):
     """Every action of the app and of the current screen, for the command palette."""
 
-    def _commands(self) -> list[Command]:
+    def _commands(self) -> list[PaletteCommand]:
         app = self.app
         assert isinstance(app, JitprovApp)
-        commands: list[Command] = [
+        commands: list[PaletteCommand] = [
             (f"Go to {title}", f"show the {title} screen (key {key})", partial(app.go, mode))
             for mode, (key, title) in SCREENS.items()
         ]

@@ -50,6 +50,7 @@ async def test_typing_an_error_shows_it_then_fixing_updates_the_preview(app: Jit
         panel = screen.query_one(ProblemList)
         assert "unknown function" in str(panel.get_option_at_index(0).prompt)
         assert screen.preview is not None and "errors" in (screen.preview.message or "")
+        assert preview_values(screen)["department"] == "engineering"  # the last good result
 
         for _ in range(len("shout(dept)")):
             await pilot.press("backspace")

@@ -11,7 +11,7 @@ from textual.widgets import Footer, Header
 
 from tui.facade import PAGE, AuditPage, Facade
 from tui.screens.user_detail import UserDetailScreen
-from tui.widgets.nav import NavBar
+from tui.widgets.nav import NavBar, PaletteCommand
 from tui.widgets.preview import OUTCOME_STYLES
 from tui.widgets.search_table import SearchTable
 
@@ -43,7 +43,7 @@ class AuditScreen(Screen[None]):
         table = self.query_one(SearchTable)
         self.load(table.query_text, table.row_offset)
 
-    def palette_commands(self) -> list[tuple[str, str, object]]:
+    def palette_commands(self) -> list[PaletteCommand]:
         table = self.query_one(SearchTable)
         return [
             ("Search audit", "focus the search box (/)", table.action_search),

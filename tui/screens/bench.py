@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Label, Select, Static
 
 from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
-from tui.widgets.nav import NavBar
+from tui.widgets.nav import NavBar, PaletteCommand
 from tui.widgets.preview import OUTCOME_STYLES
 
 CASE_STYLES = {"passed": ("✔", "green"), "failed": ("✘", "red"), "error": ("!", "magenta")}
@@ -80,7 +80,7 @@ class BenchScreen(Screen[None]):
         if connections:
             select.value = connections[0]
 
-    def palette_commands(self) -> list[tuple[str, str, object]]:
+    def palette_commands(self) -> list[PaletteCommand]:
         return [
             (
                 "Dry run token",

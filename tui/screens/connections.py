@@ -23,7 +23,7 @@ from engine.config import ConfigError
 from tui.facade import ConnectionRow, Facade, FacadeError
 from tui.screens.confirm import PromptScreen
 from tui.widgets.connection_form import ConnectionForm
-from tui.widgets.nav import NavBar
+from tui.widgets.nav import NavBar, PaletteCommand
 
 
 class ConnectionsScreen(Screen[None]):
@@ -65,7 +65,7 @@ class ConnectionsScreen(Screen[None]):
         table.add_columns("id", "protocol", "mode", "rules status")
         self.action_refresh()
 
-    def palette_commands(self) -> list[tuple[str, str, object]]:
+    def palette_commands(self) -> list[PaletteCommand]:
         return [
             ("Save connection", "save the form into jitprov.toml", self.action_save),
             ("New connection", "an empty form", self.action_new),

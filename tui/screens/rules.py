@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, TextArea
 from tui.facade import Check, ConnectionRow, Facade, FacadeError, Preview, Problem
 from tui.screens.confirm import UnsavedChangesScreen
 from tui.widgets.connection_list import ConnectionList
-from tui.widgets.nav import NavBar
+from tui.widgets.nav import NavBar, PaletteCommand
 from tui.widgets.preview import PreviewPanel
 from tui.widgets.problems import ProblemList
 from tui.widgets.rules_editor import Mark, RulesEditor
@@ -57,6 +57,7 @@ class RulesScreen(Screen[None]):
         self.edited_at = 0.0  # perf_counter of the last edit (for the benchmark)
         self.updated_at = 0.0  # perf_counter of the last problems+preview update
         self._timer: Timer | None = None
+        self._good_preview: Preview | None = None  # of the last text without errors
         self._rows: tuple[ConnectionRow, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -98,7 +99,7 @@ class RulesScreen(Screen[None]):
             if first is not None:
                 self.open(first)
 
-    def palette_commands(self) -> list[tuple[str, str, object]]:
+    def palette_commands(self) -> list[PaletteCommand]:
         return [
             ("Save rules", "write the rules file (ctrl+s)", self.action_save),
             ("Format rules", "canonical formatting (ctrl+f)", self.action_format),
@@ -146,6 +147,7 @@ class RulesScreen(Screen[None]):
         self.connection_id = connection_id
         self.saved_text = text
         self.check = None
+        self._good_preview = None
         self.editor.load_text(text)
         self.editor.border_title = self.file_label
         self.modified = False
@@ -202,6 +204,13 @@ class RulesScreen(Screen[None]):
         if generation != self.generation:
             return  # the text changed since: a newer check is on its way
         self.check = check
+        good = self._good_preview
+        if check.compiled is not None:
+            self._good_preview = preview
+        elif preview is not None and good is not None and good.token == preview.token:
+            # While the text has errors, keep showing the last result, saying so.
+            message = "the rules have errors: this is the result of the last text without"
+            preview = Preview(good.outcome, message, good.token, good.rows)
         self.preview = preview
         self.editor.set_marks([_mark(p) for p in check.problems])
         self.query_one(ProblemList).show(check.problems)

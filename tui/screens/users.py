@@ -13,7 +13,7 @@ from textual.widgets import Footer, Header
 
 from tui.facade import PAGE, Facade, UsersPage
 from tui.screens.user_detail import UserDetailScreen
-from tui.widgets.nav import NavBar
+from tui.widgets.nav import NavBar, PaletteCommand
 from tui.widgets.search_table import SearchTable
 
 
@@ -43,7 +43,7 @@ class UsersScreen(Screen[None]):
         table = self.query_one(SearchTable)
         self.load(table.query_text, table.row_offset)
 
-    def palette_commands(self) -> list[tuple[str, str, object]]:
+    def palette_commands(self) -> list[PaletteCommand]:
         table = self.query_one(SearchTable)
         return [
             ("Search users", "focus the search box (/)", table.action_search),

@@ -5,9 +5,15 @@ Clicking a name posts `NavBar.Go`; the keys themselves are app bindings.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from rich.text import Text
 from textual.message import Message
 from textual.widgets import Static
+
+# A command palette entry: (name, help, callback); screens list theirs in
+# `palette_commands()`, the app's provider adds them to its own.
+PaletteCommand = tuple[str, str, Callable[[], object]]
 
 SCREENS: dict[str, tuple[str, str]] = {
     "connections": ("1", "Connections"),
