@@ -307,9 +307,10 @@ class Facade:
         finally:
             provisioner.close()
 
-    def run_cases(self) -> list[CaseOutcome]:
-        """Every `*.case.toml` under tests/, through `jitprov test`'s runner (each case
-        against a fresh store; nothing touches the workspace's store)."""
+    def run_cases(self, only: str | None = None) -> list[CaseOutcome]:
+        """Every `*.case.toml` under tests/ (or the one named `only`, as the list shows
+        it) through `jitprov test`'s runner: each case against a fresh store, nothing
+        touches the workspace's store."""
         from engine.cases import discover, run_cases
 
         config = self.load()
@@ -319,12 +320,11 @@ class Facade:
             return str(path.relative_to(folder)).removesuffix(".case.toml")
 
         items = discover([folder], shown=shown) if folder.is_dir() else []
-        results = run_cases(config, items, jobs=1)
-        outcomes = []
-        for result in results:
-            detail = "\n".join(result.diff_lines()) or "✔ passed"
-            outcomes.append(CaseOutcome(result.path, result.status, detail))
-        return outcomes
+        items = [item for item in items if only is None or item[1] == only]
+        return [
+            CaseOutcome(r.path, r.status, "\n".join(r.diff_lines()) or "✔ passed")
+            for r in run_cases(config, items, jobs=1)
+        ]
 
     def import_metadata(self, path: Path) -> str:
         """Add a saml2 connection from IdP metadata (the `connection import-metadata`

@@ -69,3 +69,22 @@ async def test_run_all_cases_lists_pass_and_fail_with_details(app: JitprovApp) -
         table.move_cursor(row=0)
         await settle(pilot)
         assert "passed" in str(bench.query_one("#bench-diff", Static).render())
+
+
+async def test_enter_on_a_case_runs_it_alone(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        bench = await open_bench(app, pilot)
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        rules = bench.facade.config.connections["okta"].rules
+        text = rules.read_text(encoding="utf-8")
+        rules.write_text(
+            text.replace('"Sales"              => "sales"', '"Sales" => "engineering"')
+        )
+        table = bench.query_one("#bench-case-list", DataTable)
+        table.focus()
+        assert table.cursor_row == 2  # the failing case is selected
+        await pilot.press("enter")
+        await settle(pilot)
+        assert [c.status for c in bench.cases] == ["passed", "passed", "passed"]
+        assert table.cursor_row == 2

@@ -180,7 +180,8 @@ class BenchScreen(Screen[None]):
             return
         self.app.call_from_thread(self.show_cases, cases)
 
-    def show_cases(self, cases: tuple[CaseOutcome, ...]) -> None:
+    def show_cases(self, cases: tuple[CaseOutcome, ...], selected: int | None = None) -> None:
+        """List the cases; select `selected`, else the first failing one."""
         self.cases = cases
         table = self.query_one("#bench-case-list", DataTable)
         table.clear()
@@ -189,12 +190,32 @@ class BenchScreen(Screen[None]):
             table.add_row(Text(f"{icon} {case.status}", style=style), case.name, key=str(index))
         passed = sum(c.status == "passed" for c in cases)
         table.border_title = f"cases: {passed} passed, {len(cases) - passed} failed"
-        failing = next((i for i, c in enumerate(cases) if c.status != "passed"), None)
-        if failing is not None:
-            table.move_cursor(row=failing)  # its diff shows (row highlighted)
+        if selected is None:
+            selected = next((i for i, c in enumerate(cases) if c.status != "passed"), None)
+        if selected is not None:
+            table.move_cursor(row=selected)  # its diff shows (row highlighted)
         self.query_one("#bench-diff", Static).update(
-            cases[failing].detail if failing is not None else "every case passed"
+            cases[selected].detail if selected is not None else "every case passed"
         )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        """Enter on a case runs that case alone again (after editing its rules)."""
+        if event.data_table.id != "bench-case-list" or event.row_key.value is None:
+            return
+        index = int(event.row_key.value)
+        if 0 <= index < len(self.cases):
+            self.run_one_case(index, self.cases[index].name)
+
+    @work(thread=True, exclusive=True, group="bench-cases", exit_on_error=False)
+    def run_one_case(self, index: int, name: str) -> None:
+        try:
+            found = self.facade.run_cases(only=name)
+        except Exception as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        if found:
+            cases = (*self.cases[:index], found[0], *self.cases[index + 1 :])
+            self.app.call_from_thread(self.show_cases, cases, index)
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.data_table.id != "bench-case-list" or event.row_key.value is None:
