@@ -24,18 +24,20 @@ from rules.diagnostics import Diagnostic, sort_key
 from tui.widgets.views import (
     PAGE,
     USER_COLUMNS,
-    AuditLine,
     AuditPage,
     CaseOutcome,
     Check,
     ConnectionRow,
     Decoded,
     Preview,
-    PreviewRow,
     Problem,
     UserDetail,
     UserRow,
     UsersPage,
+    audit_line,
+    cell,
+    haystack,
+    preview_of,
 )
 
 __all__ = [
@@ -105,28 +107,17 @@ class Facade:
 
     def connections(self) -> list[ConnectionRow]:
         """Every connection with its rules status (reloads the config first)."""
-        config = self.load()
         rows = []
-        for connection in config.connections.values():
-            shown = self.shown(connection.rules)
+        for c in self.load().connections.values():
+            errors = warnings = 0
+            unreadable = None
             try:
-                errors, warnings = self.status(connection.id, self.read_rules(connection.id))
+                errors, warnings = self.status(c.id, self.read_rules(c.id))
             except FacadeError as exc:
-                rows.append(
-                    ConnectionRow(
-                        connection.id, connection.protocol, connection.mode, shown, 0, 0, str(exc)
-                    )
-                )
-                continue
+                unreadable = str(exc)
+            shown = self.shown(c.rules)
             rows.append(
-                ConnectionRow(
-                    connection.id,
-                    connection.protocol,
-                    connection.mode,
-                    shown,
-                    errors,
-                    warnings,
-                )
+                ConnectionRow(c.id, c.protocol, c.mode, shown, errors, warnings, unreadable)
             )
         return rows
 
@@ -277,7 +268,7 @@ class Facade:
             )
         finally:
             provisioner.close()
-        return _preview(result, self.shown(path))
+        return preview_of(result, self.shown(path))
 
     def _token_of(self, path: Path) -> tuple[bytes, datetime]:
         """A token file's bytes, or a case's token and its `at` (the validation time)."""
@@ -361,9 +352,9 @@ class Facade:
             store.close()
         needle = query.casefold().strip()
         scalars = [f for f, kind in self.config.fields.items() if kind != "set"]
-        matched = [u for u in users if not needle or needle in _haystack(u.fields, scalars)]
+        matched = [u for u in users if not needle or needle in haystack(u.fields, scalars)]
         rows = tuple(
-            UserRow(u.id, *(_show(u.fields.get(f)) for f in USER_COLUMNS))
+            UserRow(u.id, *(cell(u.fields.get(f)) for f in USER_COLUMNS))
             for u in matched[offset : offset + limit]
         )
         return UsersPage(rows, len(matched), offset)
@@ -383,7 +374,7 @@ class Facade:
         if stored is None:
             raise FacadeError(f"no user with id {user_id}")
         fields = tuple(
-            (name, _show(stored.fields.get(name)))
+            (name, cell(stored.fields.get(name)))
             for name, kind in self.config.fields.items()
             if kind != "set"
         )
@@ -399,7 +390,7 @@ class Facade:
             tuple(stored.links),
             stored.created_at,
             stored.updated_at,
-            tuple(_audit_row(r) for r in audit),
+            tuple(audit_line(r) for r in audit),
         )
 
     def audit(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> AuditPage:
@@ -413,7 +404,7 @@ class Facade:
             raise FacadeError(f"store: {exc}") from None
         finally:
             store.close()
-        shown = [_audit_row(r) for r in rows]
+        shown = [audit_line(r) for r in rows]
         needle = query.casefold().strip()
         if needle:
             shown = [r for r in shown if needle in " ".join(map(str, r)).casefold()]
@@ -432,60 +423,3 @@ def _problem(diagnostic: Diagnostic, source_map: SourceMap) -> Problem:
         int(str(data["end_line"])),
         int(str(data["end_column"])),
     )
-
-
-def _show(value: object) -> str:
-    """A stored value as a table cell."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _haystack(fields: Mapping[str, object], names: list[str]) -> str:
-    return " ".join(_show(fields.get(name)) for name in names).casefold()
-
-
-def _audit_row(row: Any) -> AuditLine:
-    detail = row.reason or row.message or ""
-    return (
-        int(row.id or 0),
-        str(row.at),
-        row.connection or "",
-        row.subject or "",
-        row.outcome,
-        detail,
-        "" if row.user_id is None else str(row.user_id),
-    )
-
-
-def _preview(result: Any, token: str) -> Preview:
-    """The Preview of a dry-run Result: the planned account's fields, each with its old
-    value (from `changes`) and the lines that set it (from the trace)."""
-    data = result.to_json()
-    lines: dict[str, list[int]] = {}
-    for entry in result.trace:
-        lines.setdefault(entry.field, []).append(entry.line)
-    changes = data.get("changes") or {}
-    rows = []
-    for name, value in (data.get("user") or {}).items():
-        if name in ("id", "links", "created_at", "updated_at"):
-            continue
-        change = changes.get(name)
-        diff: str | None = None
-        if isinstance(change, dict):
-            added = " ".join(f"+{v}" for v in change.get("added", []))
-            removed = " ".join(f"-{v}" for v in change.get("removed", []))
-            diff = " ".join(p for p in (added, removed) if p) or None
-        elif isinstance(change, list | tuple) and change:
-            diff = "new" if change[0] is None else f"was {_show(change[0])}"
-        shown = ", ".join(map(str, value)) if isinstance(value, list) else _show(value)
-        if not shown and change is None and name not in lines:
-            continue  # an empty field the rules do not touch
-        rows.append(
-            PreviewRow(
-                name, shown, diff, change is not None, tuple(sorted(set(lines.get(name, ()))))
-            )
-        )
-    return Preview(data["outcome"], data.get("message"), token, tuple(rows))

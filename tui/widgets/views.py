@@ -1,11 +1,13 @@
 """The values the facade hands to the screens and widgets ("attributes down").
 
 Plain frozen dataclasses: a widget receives one and draws it, and never reaches back
-into the engine. `tui.facade` builds them from the engine's results.
+into the engine. `tui.facade` builds them from the engine's results, with the helpers
+at the end of this module (which read only plain values: JSON-ready dicts and rows).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,3 +165,62 @@ class UserDetail:
     created_at: str | None
     updated_at: str | None
     audit: tuple[AuditLine, ...]
+
+
+def cell(value: object) -> str:
+    """A stored value as a table cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def haystack(fields: Mapping[str, object], names: list[str]) -> str:
+    """The searchable text of an account: its scalar fields, case-folded."""
+    return " ".join(cell(fields.get(name)) for name in names).casefold()
+
+
+def audit_line(row: Any) -> AuditLine:
+    """A row of the store's `audit` table as the tables show it."""
+    detail = row.reason or row.message or ""
+    return (
+        int(row.id or 0),
+        str(row.at),
+        row.connection or "",
+        row.subject or "",
+        row.outcome,
+        detail,
+        "" if row.user_id is None else str(row.user_id),
+    )
+
+
+def preview_of(result: Any, token: str) -> Preview:
+    """The Preview of a dry-run Result: the planned account's fields, each with its old
+    value (from `changes`) and the lines that set it (from the trace)."""
+    data = result.to_json()
+    lines: dict[str, list[int]] = {}
+    for entry in result.trace:
+        lines.setdefault(entry.field, []).append(entry.line)
+    changes = data.get("changes") or {}
+    rows = []
+    for name, value in (data.get("user") or {}).items():
+        if name in ("id", "links", "created_at", "updated_at"):
+            continue
+        change = changes.get(name)
+        diff: str | None = None
+        if isinstance(change, dict):
+            added = " ".join(f"+{v}" for v in change.get("added", []))
+            removed = " ".join(f"-{v}" for v in change.get("removed", []))
+            diff = " ".join(p for p in (added, removed) if p) or None
+        elif isinstance(change, list | tuple) and change:
+            diff = "new" if change[0] is None else f"was {cell(change[0])}"
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else cell(value)
+        if not shown and change is None and name not in lines:
+            continue  # an empty field the rules do not touch
+        rows.append(
+            PreviewRow(
+                name, shown, diff, change is not None, tuple(sorted(set(lines.get(name, ()))))
+            )
+        )
+    return Preview(data["outcome"], data.get("message"), token, tuple(rows))
