@@ -122,16 +122,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     try:
         if args.batch:
             return run_batch(args, provisioner, now)
-        raw = read_token_file(args.token)
-        result = provisioner.apply(
-            args.connection,
-            raw,
-            now=now,
-            dry_run=args.dry_run,
-            allow_samples=args.unsigned_samples,
-            request_id=args.request_id,
-            nonce=args.nonce,
-        )
+        result = apply_one(args, provisioner, read_token_file(args.token), now, args.dry_run)
     finally:
         provisioner.close()
     if args.json:
@@ -139,6 +130,25 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     else:
         print("\n".join(result_lines(result)))
     return exit_code(result)
+
+
+def apply_one(
+    args: argparse.Namespace,
+    provisioner: Provisioner,
+    raw: bytes,
+    now: datetime | None,
+    dry_run: bool,
+) -> Result:
+    """One token with the options `apply` and `explain` share."""
+    return provisioner.apply(
+        args.connection,
+        raw,
+        now=now,
+        dry_run=dry_run,
+        allow_samples=args.unsigned_samples,
+        request_id=args.request_id,
+        nonce=args.nonce,
+    )
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from typing import Any
 from tui.cli import Workspace, print_json
 from tui.commands.apply import (
     add_token_options,
+    apply_one,
     exit_code,
     parse_at,
     provisioner_for,
@@ -39,15 +40,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     raw = read_token_file(args.token)
     provisioner = provisioner_for(args, ws)
     try:
-        result = provisioner.apply(
-            args.connection,
-            raw,
-            now=now,
-            dry_run=True,
-            allow_samples=args.unsigned_samples,
-            request_id=args.request_id,
-            nonce=args.nonce,
-        )
+        result = apply_one(args, provisioner, raw, now, dry_run=True)
     finally:
         provisioner.close()
     if args.json:
