@@ -209,18 +209,21 @@ class Facade:
     # -- tokens, samples and cases -------------------------------------------------
     def samples(self) -> list[Path]:
         """Token files of the workspace's `samples/` folder, by name."""
-        folder = self.root / "samples"
-        if not folder.is_dir():
+        try:
+            found = list((self.root / "samples").iterdir())
+        except OSError:  # no folder, or an unreadable one: no samples to offer
             return []
-        return sorted(p for p in folder.iterdir() if p.suffix in TOKEN_SUFFIXES)
+        return sorted(p for p in found if p.suffix in TOKEN_SUFFIXES and p.is_file())
 
     def cases(self, connection_id: str | None = None) -> list[Path]:
         """Rule test cases (`*.case.toml`) under the workspace's `tests/` folder; only
         those of `connection_id` when given (a case that does not load is left out)."""
         from engine.cases import CaseError, load_case
 
-        folder = self.root / "tests"
-        found = sorted(folder.rglob("*.case.toml")) if folder.is_dir() else []
+        try:
+            found = sorted((self.root / "tests").rglob("*.case.toml"))
+        except OSError:
+            return []
         if connection_id is None:
             return found
         mine = []
