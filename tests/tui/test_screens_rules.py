@@ -170,3 +170,23 @@ async def test_ctrl_t_runs_the_cases_on_the_bench(app: JitprovApp) -> None:
 )
 def test_scanner_tokens(line: str, expected: list[tuple[str, str]]) -> None:
     assert [(line[s:e], kind) for s, e, kind in scan_line(line)] == expected
+
+
+async def test_escape_leaves_the_editor_and_s_in_the_guard_saves(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        assert screen.editor.has_focus
+        await pilot.press("1")  # typed into the rules
+        await settle(pilot)
+        assert screen.modified
+        screen.request_open("shib")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        assert screen.connection_id == "shib"
+        okta = screen.facade.config.connections["okta"].rules.read_text(encoding="utf-8")
+        assert okta.startswith("1# Okta")
+        await pilot.press("escape")
+        await pilot.press("3")
+        await settle(pilot)
+        assert isinstance(app.screen, BenchScreen)

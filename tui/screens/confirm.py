@@ -12,7 +12,11 @@ from textual.widgets import Button, Input, Label
 class UnsavedChangesScreen(ModalScreen[str | None]):
     """Ask what to do with unsaved rules: "save", "discard", or None (cancel)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("s", "choose('save')", "Save"),
+        Binding("d", "choose('discard')", "Discard"),
+    ]
 
     def __init__(self, what: str) -> None:
         super().__init__()
@@ -22,9 +26,9 @@ class UnsavedChangesScreen(ModalScreen[str | None]):
         with Grid(id="dialog"):
             yield Label(f"{self.what} has unsaved changes.", id="question")
             with Horizontal(id="choices"):
-                yield Button("Save", variant="primary", id="save")
-                yield Button("Discard", variant="error", id="discard")
-                yield Button("Cancel", id="cancel")
+                yield Button("Save (s)", variant="primary", id="save")
+                yield Button("Discard (d)", variant="error", id="discard")
+                yield Button("Cancel (esc)", id="cancel")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
@@ -32,6 +36,9 @@ class UnsavedChangesScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
 
 
 class PromptScreen(ModalScreen[str | None]):

@@ -40,6 +40,7 @@ class RulesScreen(Screen[None]):
         Binding("ctrl+f", "format", "Format"),
         Binding("ctrl+t", "app.run_cases", "Run cases"),
         Binding("f8", "next_problem", "Next problem"),
+        Binding("escape", "leave_editor", "Leave editor", show=False),
     ]
 
     modified: reactive[bool] = reactive(False)
@@ -153,6 +154,7 @@ class RulesScreen(Screen[None]):
         self.modified = False
         self._choose_default_token()
         self.query_one(ConnectionList).show(self._rows, connection_id)
+        self.editor.focus()
 
     def _choose_default_token(self) -> None:
         """Offer this connection's samples, then its cases, then the other samples."""
@@ -265,6 +267,10 @@ class RulesScreen(Screen[None]):
 
     def action_run_cases(self) -> None:
         self.run_worker(self.app.run_action("run_cases"), exit_on_error=False)
+
+    def action_leave_editor(self) -> None:
+        """Escape moves focus to the connection list, where 1–5 switch screens again."""
+        self.query_one(ConnectionList).focus()
 
     def action_next_problem(self) -> None:
         if not self.check or not self.check.problems:
