@@ -28,6 +28,7 @@ HELP = """\
 | --- | --- |
 | `ctrl+s` | save · `ctrl+f` format · `ctrl+t` run all cases |
 | `f8` | jump to the next problem (or select one in the panel) |
+| `escape` | leave the editor (then `1`–`5` switch screens again) |
 
 | key | Test bench |
 | --- | --- |
