@@ -207,13 +207,15 @@ class Facade:
         return self._config
 
     # -- tokens, samples and cases -------------------------------------------------
-    def samples(self) -> list[Path]:
-        """Token files of the workspace's `samples/` folder, by name."""
+    def samples(self, *, toml_only: bool = False) -> list[Path]:
+        """Token files of the workspace's `samples/` folder, by name (`toml_only`: the
+        TOML samples alone, which never expire)."""
         try:
             found = list((self.root / "samples").iterdir())
         except OSError:  # no folder, or an unreadable one: no samples to offer
             return []
-        return sorted(p for p in found if p.suffix in TOKEN_SUFFIXES and p.is_file())
+        suffixes = (".toml",) if toml_only else TOKEN_SUFFIXES
+        return sorted(p for p in found if p.suffix in suffixes and p.is_file())
 
     def cases(self, connection_id: str | None = None) -> list[Path]:
         """Rule test cases (`*.case.toml`) under the workspace's `tests/` folder; only
@@ -241,7 +243,7 @@ class Facade:
         except OSError as exc:
             raise FacadeError(f"{self.shown(path)}: cannot read: {exc.strerror}") from None
 
-    def decode(self, connection_id: str, path: Path, *, allow_samples: bool = True) -> Decoded:
+    def decode(self, connection_id: str, path: Path, *, at: datetime | None = None) -> Decoded:
         """Decode and validate a token (no store access): attributes or the rejection."""
         from engine.intake import read_token
         from engine.token import TokenRejected
@@ -249,7 +251,7 @@ class Facade:
         connection = self.connection(connection_id)
         raw = self.read_token(path)
         try:
-            token = read_token(raw, connection, now=self.clock(), allow_samples=allow_samples)
+            token = read_token(raw, connection, now=at or self.clock(), allow_samples=True)
         except TokenRejected as exc:
             return Decoded(None, None, (), exc.reason, exc.message)
         attributes = tuple((name, tuple(values)) for name, values in token.attributes.items())
@@ -285,7 +287,9 @@ class Facade:
             raise FacadeError(str(exc)) from None
         return case.token, case.at or self.clock()
 
-    def run_token(self, connection_id: str, path: Path, *, dry_run: bool) -> Any:
+    def run_token(
+        self, connection_id: str, path: Path, *, dry_run: bool, at: datetime | None = None
+    ) -> Any:
         """`apply` (or `apply --dry-run`) of one token with unsigned samples allowed: the
         same `Provisioner.apply` the CLI calls, with the saved rules. Returns the Result."""
         from engine.provision import Provisioner, RulesError
@@ -294,7 +298,7 @@ class Facade:
         provisioner = Provisioner(self.config)
         try:
             return provisioner.apply(
-                connection_id, raw, now=self.clock(), dry_run=dry_run, allow_samples=True
+                connection_id, raw, now=at or self.clock(), dry_run=dry_run, allow_samples=True
             )
         except RulesError as exc:
             raise FacadeError(str(exc).splitlines()[0]) from None

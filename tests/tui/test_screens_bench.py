@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from textual.widgets import DataTable, Label, Select, Static
+from pathlib import Path
 
-from tests.tui.conftest import SIZE, settle
-from tui.app import JitprovApp
+import pytest
+from textual.widgets import DataTable, Input, Label, Select, Static
+
+from tests.tui.conftest import FIXED_NOW, SIZE, copy_demo, settle
+from tui.app import JitprovApp, make_app
+from tui.facade import Facade
 from tui.screens.bench import BenchScreen
 
 
@@ -88,3 +92,26 @@ async def test_enter_on_a_case_runs_it_alone(app: JitprovApp) -> None:
         await settle(pilot)
         assert [c.status for c in bench.cases] == ["passed", "passed", "passed"]
         assert table.cursor_row == 2
+
+
+async def test_a_signed_token_is_validated_at_the_time_given(tmp_path: Path) -> None:
+    config = copy_demo(tmp_path / "demo")
+    signed = config.parent / "samples" / "okta-engineer.xml"
+    if not signed.exists():
+        pytest.skip("the demo has no signed okta-engineer.xml")
+    app = make_app(Facade(config, clock=lambda: FIXED_NOW.replace(year=2030)))
+    async with app.run_test(size=SIZE) as pilot:
+        bench = await open_bench(app, pilot)
+        bench.query_one("#bench-connection", Select).value = "okta"
+        bench.query_one("#bench-token", Select).value = signed
+        await settle(pilot)
+        bench.set_focus(None)
+        await pilot.press("d")
+        await settle(pilot)
+        assert "rejected (expired)" in str(bench.query_one("#bench-validation", Label).render())
+        bench.query_one("#bench-at", Input).value = "2024-05-01T12:01:00Z"
+        bench.set_focus(None)
+        await pilot.press("d")
+        await settle(pilot)
+        assert "✔ valid" in str(bench.query_one("#bench-validation", Label).render())
+        assert "dry run: created" in str(bench.query_one("#bench-outcome", Label).render())

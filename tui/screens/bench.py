@@ -8,6 +8,7 @@ as `jitprov apply` (with `--unsigned-samples`). All of it runs in workers.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Label, Select, Static
+from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
 from tui.widgets.nav import NavBar, PaletteCommand
@@ -46,6 +47,7 @@ class BenchScreen(Screen[None]):
         with Horizontal(id="bench-controls"):
             yield Select[str]([], prompt="connection", id="bench-connection", compact=True)
             yield Select[Path]([], prompt="token", id="bench-token", compact=True)
+            yield Input(placeholder="at: now", id="bench-at", compact=True)
             yield Button("Dry run (d)", id="bench-dry-run", variant="primary")
             yield Button("Apply (a)", id="bench-apply", variant="warning")
             yield Button("Run all cases (ctrl+t)", id="bench-cases")
@@ -91,13 +93,22 @@ class BenchScreen(Screen[None]):
             ("Run all cases", "every *.case.toml (ctrl+t)", self.action_run_cases),
         ]
 
-    def _chosen(self) -> tuple[str, Path] | None:
+    def _chosen(self) -> tuple[str, Path, datetime | None] | None:
+        """The connection, the token and the validation time (None: now)."""
         connection = self.query_one("#bench-connection", Select).value
         token = self.query_one("#bench-token", Select).value
         if not isinstance(connection, str) or not isinstance(token, Path):
             self.notify("choose a connection and a token first", severity="warning")
             return None
-        return connection, token
+        text = self.query_one("#bench-at", Input).value.strip()
+        try:
+            at = datetime.fromisoformat(text) if text else None
+        except ValueError:
+            self.notify(f"at: expected a time like 2024-05-01T12:01:00Z, got {text!r}")
+            return None
+        if at is not None and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        return connection, token, at
 
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "bench-connection" and isinstance(event.value, str):
@@ -128,10 +139,12 @@ class BenchScreen(Screen[None]):
             self.run_token(*chosen, dry_run=False)
 
     @work(thread=True, exclusive=True, group="bench-token", exit_on_error=False)
-    def run_token(self, connection: str, token: Path, *, dry_run: bool) -> None:
+    def run_token(
+        self, connection: str, token: Path, at: datetime | None, *, dry_run: bool
+    ) -> None:
         try:
-            decoded = self.facade.decode(connection, token)
-            result = self.facade.run_token(connection, token, dry_run=dry_run)
+            decoded = self.facade.decode(connection, token, at=at)
+            result = self.facade.run_token(connection, token, dry_run=dry_run, at=at)
         except Exception as exc:
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return

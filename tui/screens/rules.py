@@ -158,7 +158,7 @@ class RulesScreen(Screen[None]):
 
     def _choose_default_token(self) -> None:
         """Offer this connection's samples, then its cases, then the other samples."""
-        samples = self.facade.samples()
+        samples = self.facade.samples(toml_only=True)  # signed tokens expire: the bench
         prefix = f"{self.connection_id}-"
         preferred = [p for p in samples if p.name.startswith(prefix)]
         cases = self.facade.cases(self.connection_id)
