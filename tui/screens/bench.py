@@ -48,9 +48,9 @@ class BenchScreen(Screen[None]):
             yield Select[str]([], prompt="connection", id="bench-connection", compact=True)
             yield Select[Path]([], prompt="token", id="bench-token", compact=True)
             yield Input(placeholder="at: now", id="bench-at", compact=True)
-            yield Button("Dry run (d)", id="bench-dry-run", variant="primary")
-            yield Button("Apply (a)", id="bench-apply", variant="warning")
-            yield Button("Run all cases (ctrl+t)", id="bench-cases")
+            yield Button("Dry run", id="bench-dry-run", variant="primary")
+            yield Button("Apply", id="bench-apply", variant="warning")
+            yield Button("All cases", id="bench-cases")
         with Horizontal(id="bench-body"):
             with Vertical(id="bench-token-pane"):
                 yield Label("", id="bench-validation")
