@@ -9,6 +9,7 @@ are blocking; screens call them from workers. Problems a user can act on are rai
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -258,19 +259,30 @@ class Facade:
         return Decoded(token.kind, token.name_id, attributes)
 
     def preview(self, connection_id: str, check: Check, path: Path) -> Preview:
-        """A dry run of the token against the edited (compiled) rules: nothing is written.
-        The pipeline is the CLI's (`Provisioner.apply`), handed the edited rules."""
+        """A dry run of the token against the edited rules: nothing is written.
+
+        The CLI's pipeline (`read_token`, then `Provisioner.apply_token` with the edited
+        rules), except that the token's id is dropped: the preview shows what the rules
+        do with a token that was applied before, instead of refusing it as a replay.
+        """
+        from engine.intake import read_token
         from engine.provision import Provisioner
+        from engine.token import TokenRejected
 
         if check.compiled is None:
             message = "the rules have errors: fix them to see the preview"
             return Preview.failed(message, self.shown(path))
         raw, now = self._token_of(path)
+        connection = self.connection(connection_id)
         provisioner = Provisioner(self.config, rules_loader=lambda _c, _f: check.compiled)
         try:
-            result = provisioner.apply(
-                connection_id, raw, now=now, dry_run=True, allow_samples=True
+            token = read_token(raw, connection, now=now, allow_samples=True)
+            token = dataclasses.replace(token, token_id=None)
+            result = provisioner.apply_token(
+                connection, token, now=now, dry_run=True, rules=check.compiled
             )
+        except TokenRejected as exc:
+            result = provisioner.reject(connection, exc.reason, exc.message, now=now, dry_run=True)
         finally:
             provisioner.close()
         return preview_of(result, self.shown(path))

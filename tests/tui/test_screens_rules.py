@@ -6,7 +6,8 @@ import pytest
 from textual.widgets import DataTable
 
 from tests.tui.conftest import SIZE, settle
-from tui.app import JitprovApp
+from tui.app import JitprovApp, make_app
+from tui.facade import Facade
 from tui.screens.bench import BenchScreen
 from tui.screens.confirm import UnsavedChangesScreen
 from tui.screens.rules import RulesScreen
@@ -190,3 +191,32 @@ async def test_escape_leaves_the_editor_and_s_in_the_guard_saves(app: JitprovApp
         await pilot.press("3")
         await settle(pilot)
         assert isinstance(app.screen, BenchScreen)
+
+
+async def test_preview_diffs_against_the_stored_account_and_underlines_problems(
+    facade: Facade,
+) -> None:
+    engineer = facade.root / "samples/okta-engineer.toml"
+    assert facade.run_token("okta", engineer, dry_run=False).outcome == "created"
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        screen.query_one("#preview-token").value = engineer
+        await settle(pilot)
+        assert screen.preview is not None and screen.preview.outcome == "unchanged"
+        text = screen.editor.text.replace('=> "engineering"', '=> "research"')
+        screen.editor.load_text(text)
+        await settle(pilot)
+        assert screen.preview is not None and screen.preview.outcome == "updated"
+        row = next(r for r in screen.preview.rows if r.field == "department")
+        assert (row.value, row.diff, row.changed) == ("research", "was engineering", True)
+        assert facade.users().rows[0].username == "ada.lovelace"
+        assert facade.user(1).fields[6] == (
+            "department",
+            "engineering",
+        )  # the preview wrote nothing
+
+        screen.editor.insert("email = nosuchname\n", (2, 0))
+        await settle(pilot)
+        marks = [kind for line in screen.editor._highlights.values() for *_, kind in line]
+        assert "problem.error" in marks
