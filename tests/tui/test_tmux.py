@@ -6,6 +6,7 @@ Skipped (with the reason) when tmux is not installed; CI installs it.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,11 @@ from tests.tui.conftest import copy_demo
 
 TMUX = shutil.which("tmux")
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
-JITPROV = Path(sys.executable).with_name("jitprov")
+SCRIPT = Path(sys.executable).with_name("jitprov")
+# The installed `jitprov` script; the same entry point through -m when it is missing.
+JITPROV = (
+    shlex.quote(str(SCRIPT)) if SCRIPT.exists() else f"{shlex.quote(sys.executable)} -m tui.cli"
+)
 
 
 def tmux(*args: str) -> str:
@@ -44,7 +49,10 @@ def test_jitprov_opens_on_the_connections_and_quits_with_ctrl_q(tmp_path: Path) 
     status = tmp_path / "exit-status"
     session = f"jitprov-test-{uuid.uuid4().hex[:8]}"
     # COLUMNS/LINES (set by some runners) would override the terminal size in Textual.
-    command = f"unset COLUMNS LINES; cd {config.parent} && {JITPROV}; echo $? > {status}; sleep 30"
+    command = (
+        f"unset COLUMNS LINES; cd {shlex.quote(str(config.parent))} && {JITPROV}; "
+        f"echo $? > {shlex.quote(str(status))}; sleep 30"
+    )
     size = ("-x", "120", "-y", "40")
     tmux("-L", session, "-f", "/dev/null", "new-session", "-d", "-s", session, *size, command)
     try:
