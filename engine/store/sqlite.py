@@ -16,6 +16,7 @@ import json
 import os
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -175,6 +176,8 @@ class SqliteStore:
         self.layout = layout
         self.retry_seconds = retry_seconds
         self._lock_fd: int | None = None  # opened on the first write (dry runs make none)
+        self._checkpointer: _Checkpointer | None = None
+        self._commits = 0
         try:
             self.conn = sqlite3.connect(
                 self.path,
@@ -217,6 +220,9 @@ class SqliteStore:
             if str(mode).lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # Checkpoints run in a background thread (_Checkpointer) so that no sign-in pays
+        # for one; SQLite's own automatic checkpoint stays as a backstop, far later.
+        conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
         if not schema_is_current(conn, self.layout):
             conn.execute("BEGIN IMMEDIATE")
@@ -251,6 +257,12 @@ class SqliteStore:
 
         if write and self._lock_fd is None:
             self._lock_fd = _writer_lock(self.path)
+        if write and self.path != ":memory:":
+            self._commits += 1
+            if self._commits % _CHECKPOINT_EVERY == 0:
+                if self._checkpointer is None:
+                    self._checkpointer = _Checkpointer(self.path)
+                self._checkpointer.poke()
         if not write or self._lock_fd is None:
             return self._retrying(attempt)
         # Writers queue on an advisory file lock first: the kernel wakes the next one
@@ -378,10 +390,58 @@ class SqliteStore:
         self.atomic(lambda txn: txn.write_members(user_id, UserWrite(insert={set_field: rows})))
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self.conn.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+_CHECKPOINT_EVERY = 100  # write transactions between background checkpoints
+_AUTOCHECKPOINT_PAGES = 20_000  # SQLite's own checkpoint: a backstop only
+
+
+class _Checkpointer:
+    """Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection in a daemon thread
+    when poked. A passive checkpoint never blocks writers, and the sqlite3 module lets go
+    of the GIL while it copies pages, so the tail latency of provisioning stays low."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._wake = threading.Event()
+        self._closed = False
+        self.runs = 0  # checkpoints completed (for tests and diagnostics)
+        self._thread = threading.Thread(target=self._run, name="jitprov-checkpoint", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, timeout=1.0)
+        except sqlite3.Error:
+            return
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                if self._closed:
+                    return
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.runs += 1
+                except sqlite3.Error:
+                    continue  # busy or gone: SQLite's automatic checkpoint still applies
+        finally:
+            conn.close()
 
 
 def _writer_lock(path: str) -> int | None:

@@ -7,9 +7,11 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from engine.config import load_config
 from engine.provision import Provisioner
+from engine.store import sqlite as sqlite_store
 from tests.engine.provision_fixtures import person, workspace
 
 
@@ -43,3 +45,22 @@ def test_a_write_waits_for_the_lock_holder_and_then_proceeds(tmp_path: Path) -> 
     writer.join(timeout=10)
     provisioner.close()
     assert outcomes == ["created"]
+
+
+def test_wal_checkpoints_run_in_the_background(tmp_path: Path, monkeypatch: Any) -> None:
+    """No sign-in pays for a checkpoint: they run on their own connection and thread."""
+    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_EVERY", 5)
+    provisioner = Provisioner(load_config(workspace(tmp_path)))
+    outcomes = {
+        provisioner.apply("okta", person(f"u{n}"), allow_samples=True).outcome for n in range(30)
+    }
+    store = provisioner.store()
+    checkpointer = store._checkpointer  # type: ignore[attr-defined]
+    assert checkpointer is not None
+    deadline = time.monotonic() + 10
+    while checkpointer.runs == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    provisioner.close()
+    assert outcomes == {"created"}
+    assert checkpointer.runs >= 1
+    assert not checkpointer._thread.is_alive()  # closed with the store
