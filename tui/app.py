@@ -7,11 +7,13 @@ workspace), switches screens, and guards quitting with unsaved rules.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.screen import Screen
 
 from tui.facade import Facade
 from tui.screens.audit import AuditScreen
@@ -77,8 +79,14 @@ class JitprovApp(App[None]):
             "users": UsersScreen,
             "audit": AuditScreen,
         }
+        self.mode_screens: dict[str, Screen[None]] = {}  # each mode's screen, once made
         for mode, screen in screens.items():
-            self.add_mode(mode, partial(screen, facade))
+            self.add_mode(mode, partial(self._make_screen, mode, screen))
+
+    def _make_screen(self, mode: str, screen: Callable[[Facade], Screen[None]]) -> Screen[None]:
+        made = screen(self.facade)
+        self.mode_screens[mode] = made
+        return made
 
     def on_mount(self) -> None:
         self.sub_title = self.facade.label()
@@ -100,8 +108,7 @@ class JitprovApp(App[None]):
 
     def rules_screen(self) -> RulesScreen | None:
         """The Rules screen when it has been opened (it keeps unsaved edits)."""
-        stack = self._screen_stacks.get("rules")
-        screen = stack[0] if stack else None
+        screen = self.mode_screens.get("rules")
         return screen if isinstance(screen, RulesScreen) else None
 
     async def edit_rules(self, connection_id: str) -> None:
@@ -114,9 +121,9 @@ class JitprovApp(App[None]):
     async def action_run_cases(self) -> None:
         """Show the Test bench and run every case there."""
         await self.switch_mode("bench")
-        stack = self._screen_stacks.get("bench")
-        if stack and isinstance(stack[0], BenchScreen):
-            stack[0].action_run_cases()
+        bench = self.mode_screens.get("bench")
+        if isinstance(bench, BenchScreen):
+            bench.action_run_cases()
 
     async def action_quit(self) -> None:
         rules = self.rules_screen()
