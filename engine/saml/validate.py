@@ -130,10 +130,14 @@ def _check_required(assertion: etree._Element, connection: Connection) -> None:
             )
 
 
+# Compiled once: every attribute that can name a signed element's ID.
+_ID_ATTRIBUTES = etree.XPath("//@ID | //@Id | //@AssertionID | //@ResponseID | //@xml:id")
+
+
 def _check_unique_ids(*roots: etree._Element) -> None:
     seen: set[str] = set()
     for root in roots:
-        values = root.xpath("//@ID | //@Id | //@AssertionID | //@ResponseID | //@xml:id")
+        values = _ID_ATTRIBUTES(root)
         assert isinstance(values, list)
         for value in values:
             text = str(value)
