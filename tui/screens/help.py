@@ -1,47 +1,37 @@
-"""The help screen (f1): the screens, their keys and what the app never does."""
+"""The help screen (f1): every key, where it works and what it does."""
 
 from __future__ import annotations
 
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Markdown
+from textual.widgets import Static
 
-HELP = """\
-# jitprov
+KEYS: tuple[tuple[str, str, str], ...] = (
+    ("ctrl+p", "everywhere", "command palette: every action, searchable"),
+    ("f1", "everywhere", "this help"),
+    ("ctrl+q", "everywhere", "quit (asks first when rules are unsaved)"),
+    ("ctrl+s", "Connections", "save the form (checked by the config loader; comments kept)"),
+    ("n  i  e", "Connections", "new connection · import IdP metadata · edit its rules"),
+    ("ctrl+s  ctrl+f", "Rules", "save · format"),
+    ("f8", "Rules", "jump to the next problem (or choose one in the panel)"),
+    ("ctrl+t", "Rules, Test bench", "run every case"),
+    ("escape", "Rules", "leave the editor (then 1–5 work again)"),
+    ("d  a", "Test bench", "dry-run · apply the token"),
+    ("enter", "Test bench cases", "run that case again"),
+    ("/  [  ]", "Users, Audit", "search · previous page · next page"),
+    ("enter", "Users, Audit", "open the account"),
+)
 
-| key | everywhere |
-| --- | --- |
-{screens}
-| `ctrl+p` | command palette: every action, searchable |
-| `f1` | this help |
-| `ctrl+q` | quit (asks first when rules are unsaved) |
-
-| key | Connections |
-| --- | --- |
-| `enter` | edit the highlighted connection's form |
-| `ctrl+s` | save the form (validated like `jitprov check`, comments kept) |
-| `n` | new connection · `i` import IdP metadata · `e` edit its rules |
-
-| key | Rules |
-| --- | --- |
-| `ctrl+s` | save · `ctrl+f` format · `ctrl+t` run all cases |
-| `f8` | jump to the next problem (or select one in the panel) |
-| `escape` | leave the editor (then `1`–`5` switch screens again) |
-
-| key | Test bench |
-| --- | --- |
-| `d` | decode and dry-run the token · `a` apply it (writes the store) |
-| `ctrl+t` | run all cases |
-
-| key | Users and Audit |
-| --- | --- |
-| `/` | search · `enter` open the row · `[` `]` previous / next page |
-
-Nothing in the Rules preview or a dry run is ever written: only **apply** and
-**save** change anything, through the same functions as the command line.
-"""
+NOTE = (
+    "Nothing in the Rules preview or a dry run is ever written: only apply and save "
+    "change anything, through the same functions as the command line."
+)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -54,9 +44,16 @@ class HelpScreen(ModalScreen[None]):
         self.screens = screens
 
     def compose(self) -> ComposeResult:
-        rows = "\n".join(f"| `{key}` | {title} screen |" for key, title in self.screens.values())
+        table = Table(box=box.SIMPLE_HEAD, expand=True, title="jitprov: keys")
+        table.add_column("key", style="bold cyan", no_wrap=True)
+        table.add_column("where", style="dim")
+        table.add_column("what")
+        for key, title in self.screens.values():
+            table.add_row(key, "everywhere", f"the {title} screen")
+        for row in KEYS:
+            table.add_row(*row)
         with VerticalScroll(id="help"):
-            yield Markdown(HELP.format(screens=rows))
+            yield Static(Group(table, Text(NOTE, style="italic")))
 
     def action_close(self) -> None:
         self.dismiss(None)
