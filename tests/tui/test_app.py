@@ -162,3 +162,18 @@ def test_tui_honours_config_and_opens_the_app(
     assert cli.run(["tui", "--config", str(config_path)]) == 0
     assert cli.run(["--config", str(config_path.parent)]) == 0
     assert opened == [config_path.resolve(), config_path.resolve()]
+
+
+async def test_first_rules_file_unreadable_leaves_the_editor_read_only(facade: Facade) -> None:
+    facade.config.connections["okta"].rules.write_bytes(b"\xff\xfe")
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+        rules = app.screen
+        assert isinstance(rules, RulesScreen)
+        assert rules.connection_id is None and rules.editor.read_only
+        rules.request_open("entra")
+        await settle(pilot)
+        assert rules.connection_id == "entra" and not rules.editor.read_only

@@ -88,6 +88,7 @@ class RulesScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#rules-connections").border_title = "connections"
         self.editor.border_title = "no rules file open"
+        self.editor.read_only = True  # until a file opens
         self.query_one(PreviewPanel).border_title = "preview (dry run)"
         self.query_one(PreviewPanel).show(None)
         self.load_connections()
@@ -149,6 +150,7 @@ class RulesScreen(Screen[None]):
         self.saved_text = text
         self.check = None
         self._good_preview = None
+        self.editor.read_only = False
         self.editor.load_text(text)
         self.editor.border_title = self.file_label
         self.modified = False
