@@ -220,3 +220,17 @@ async def test_preview_diffs_against_the_stored_account_and_underlines_problems(
         await settle(pilot)
         marks = [kind for line in screen.editor._highlights.values() for *_, kind in line]
         assert "problem.error" in marks
+
+
+async def test_the_problem_under_the_cursor_is_named_below_the_panel(app: JitprovApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_rules(app, pilot)
+        screen.editor.insert("email = nosuchname\n", (2, 0))
+        await settle(pilot)
+        panel = screen.query_one(ProblemList)
+        screen.editor.move_cursor((2, 3))
+        await settle(pilot)
+        assert "E010" in str(panel.border_subtitle)
+        screen.editor.move_cursor((0, 0))
+        await settle(pilot)
+        assert not panel.border_subtitle

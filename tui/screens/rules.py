@@ -180,6 +180,16 @@ class RulesScreen(Screen[None]):
             self._timer.stop()
         self._timer = self.set_timer(DEBOUNCE_SECONDS, self._check_now)
 
+    def on_text_area_selection_changed(self, event: TextArea.SelectionChanged) -> None:
+        self._show_problem_at_cursor()
+
+    def _show_problem_at_cursor(self) -> None:
+        """The problem on the cursor's line, under the problems panel (as in a status line)."""
+        row = self.editor.cursor_location[0] + 1
+        problems = self.check.problems if self.check else ()
+        here = next((p for p in problems if p.line <= row <= p.end_line), None)
+        self.query_one(ProblemList).border_subtitle = here.label if here else ""
+
     def on_preview_panel_token_chosen(self, event: PreviewPanel.TokenChosen) -> None:
         self.token = event.path
         self.generation += 1
@@ -218,6 +228,7 @@ class RulesScreen(Screen[None]):
         self.preview = preview
         self.editor.set_marks([_mark(p) for p in check.problems])
         self.query_one(ProblemList).show(check.problems)
+        self._show_problem_at_cursor()
         panel = self.query_one(PreviewPanel)
         panel.show(preview)
         token = preview.token if preview and preview.token else "no token"
