@@ -21,7 +21,7 @@ from engine.config import Config, ConfigError, Connection, load_config
 from engine.config_edit import save_connection, write_atomically
 from rules import SourceMap
 from rules import check as check_rules
-from rules.diagnostics import Diagnostic, sort_key
+from rules.diagnostics import Diagnostic
 from tui.widgets.views import (
     PAGE,
     USER_COLUMNS,
@@ -136,30 +136,17 @@ class Facade:
 
     def check(self, connection_id: str, source: str) -> Check:
         """Check `source` as `connection_id`'s rules (its fields and attributes) and, when
-        it has no errors, make it evaluable for the preview.
-
-        Why not `compile_rules`: generating and compiling the Python evaluator costs
-        about 90 ms on a 500-line file, and the editor re-checks on every keystroke for
-        one dry run. Parse and check are `compile_rules`'s own steps; the evaluator is
-        the rules package's reference (tree-walking) one, which gives the same plans.
-        """
-        from rules import CompiledRules, parse
-        from rules.check import check_program, merged_fields
-        from rules.evaluate import ReferenceEvaluator
+        it has no errors, make it evaluable for the preview. The editor re-checks on every
+        keystroke and evaluates once, so it skips generating the compiled evaluator
+        (`generate=False`: the reference evaluator gives the same plans)."""
+        from rules import compile_rules
 
         connection = self.connection(connection_id)
-        source_map = SourceMap(source)
-        program, diagnostics = parse(source)
-        compiled = None
-        if program is not None and not any(d.severity == "error" for d in diagnostics):
-            fields = merged_fields(self.config.fields)
-            checked = check_program(program, source_map, fields, connection.attributes)
-            diagnostics = [*diagnostics, *checked.diagnostics]
-            if checked.ok:
-                evaluator = ReferenceEvaluator(program, fields, source_map).evaluate
-                compiled = CompiledRules(program, evaluator, source_map, fields)
-        problems = tuple(_problem(d, source_map) for d in sorted(diagnostics, key=sort_key))
-        return Check(source, problems, compiled)
+        result = compile_rules(
+            source, self.config.fields, attributes=connection.attributes, generate=False
+        )
+        problems = tuple(_problem(d, result.source) for d in result.diagnostics)
+        return Check(source, problems, result.rules)
 
     def status(self, connection_id: str, source: str) -> tuple[int, int]:
         """(errors, warnings) of a rules text, through `rules.check`."""
