@@ -37,7 +37,6 @@ from tui.widgets.views import (
     UsersPage,
     audit_line,
     cell,
-    haystack,
     preview_of,
 )
 
@@ -346,24 +345,18 @@ class Facade:
             raise FacadeError(f"store: {exc}") from None
 
     def users(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> UsersPage:
-        """A page of accounts whose username, email or display name contains `query`."""
+        """A page of accounts whose text fields contain `query` (searched in SQL)."""
         from engine.store import StoreError
 
         store = self._store()
         try:
-            users = store.users()
+            users, total = store.search_users(query, limit=limit, offset=offset)
         except StoreError as exc:
             raise FacadeError(f"store: {exc}") from None
         finally:
             store.close()
-        needle = query.casefold().strip()
-        scalars = [f for f, kind in self.config.fields.items() if kind != "set"]
-        matched = [u for u in users if not needle or needle in haystack(u.fields, scalars)]
-        rows = tuple(
-            UserRow(u.id, *(cell(u.fields.get(f)) for f in USER_COLUMNS))
-            for u in matched[offset : offset + limit]
-        )
-        return UsersPage(rows, len(matched), offset)
+        rows = tuple(UserRow(u.id, *(cell(u.fields.get(f)) for f in USER_COLUMNS)) for u in users)
+        return UsersPage(rows, total, offset)
 
     def user(self, user_id: int) -> UserDetail:
         """One account: every field, its sets with their sources, links, audit rows."""
@@ -400,21 +393,17 @@ class Facade:
         )
 
     def audit(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> AuditPage:
-        """A page of audit rows, newest first, whose text contains `query`."""
+        """A page of audit rows, newest first, whose text contains `query` (in SQL)."""
         from engine.store import StoreError
 
         store = self._store()
         try:
-            rows = store.audit(limit=None if query else offset + limit)
+            rows, total = store.search_audit(query, limit=limit, offset=offset)
         except StoreError as exc:
             raise FacadeError(f"store: {exc}") from None
         finally:
             store.close()
-        shown = [audit_line(r) for r in rows]
-        needle = query.casefold().strip()
-        if needle:
-            shown = [r for r in shown if needle in " ".join(map(str, r)).casefold()]
-        return AuditPage(tuple(shown[offset : offset + limit]), len(shown), offset)
+        return AuditPage(tuple(audit_line(r) for r in rows), total, offset)
 
 
 def _problem(diagnostic: Diagnostic, source_map: SourceMap) -> Problem:

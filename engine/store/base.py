@@ -148,6 +148,20 @@ class Store(Protocol):
         """Newest first."""
         ...
 
+    def search_users(
+        self, query: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[StoredUser], int]:
+        """A page of accounts (by id) whose single-valued text fields contain `query`
+        (case-insensitively; "" matches all), and how many match in all."""
+        ...
+
+    def search_audit(
+        self, query: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[AuditRow], int]:
+        """A page of audit rows (newest first) whose connection, subject, token id,
+        outcome, reason or message contains `query`, and how many match in all."""
+        ...
+
     def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
         """Add member rows outside the pipeline (tests, fixtures, administrators)."""
         ...

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from engine.store.base import (
     AuditRow,
@@ -351,10 +352,7 @@ class SqliteStore:
         return self.atomic(read, write=False)
 
     def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
-        sql = (
-            "SELECT id, at, connection, subject, token_id, outcome, reason, message, user_id,"
-            " changes, trace, rules_sha256 FROM audit"
-        )
+        sql = _SELECT_AUDIT
         params: list[object] = []
         if user_id is not None:
             sql += " WHERE user_id = ?"
@@ -365,23 +363,39 @@ class SqliteStore:
             params.append(limit)
 
         def read(_: SqliteTransaction) -> list[AuditRow]:
-            return [
-                AuditRow(
-                    id=r[0],
-                    at=r[1],
-                    connection=r[2],
-                    subject=r[3],
-                    token_id=r[4],
-                    outcome=r[5],
-                    reason=r[6],
-                    message=r[7],
-                    user_id=r[8],
-                    changes=_json(r[9]),
-                    trace=_json(r[10]),
-                    rules_sha256=r[11],
-                )
-                for r in self.conn.execute(sql, params)
-            ]
+            return [_audit_row(r) for r in self.conn.execute(sql, params)]
+
+        return self.atomic(read, write=False)
+
+    def search_users(
+        self, query: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[StoredUser], int]:
+        texts = [n for n, kind in self.layout.scalars.items() if kind == "text"]
+        where, params = _contains(query, [f"[{n}]" for n in texts])
+
+        def read(_: SqliteTransaction) -> tuple[list[StoredUser], int]:
+            total = self.conn.execute(f"SELECT count(*) FROM users{where}", params).fetchone()
+            rows = self.conn.execute(
+                f"{self._select_user}{where} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+            return [self.complete(row) for row in rows], int(total[0])
+
+        return self.atomic(read, write=False)
+
+    def search_audit(
+        self, query: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[AuditRow], int]:
+        columns = ["connection", "subject", "token_id", "outcome", "reason", "message"]
+        where, params = _contains(query, columns)
+
+        def read(_: SqliteTransaction) -> tuple[list[AuditRow], int]:
+            total = self.conn.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()
+            rows = self.conn.execute(
+                f"{_SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+            return [_audit_row(r) for r in rows], int(total[0])
 
         return self.atomic(read, write=False)
 
@@ -474,6 +488,38 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
     except sqlite3.Error:
         pass
+
+
+_SELECT_AUDIT = (
+    "SELECT id, at, connection, subject, token_id, outcome, reason, message, user_id,"
+    " changes, trace, rules_sha256 FROM audit"
+)
+
+
+def _audit_row(r: tuple[Any, ...]) -> AuditRow:
+    return AuditRow(
+        id=r[0],
+        at=r[1],
+        connection=r[2],
+        subject=r[3],
+        token_id=r[4],
+        outcome=r[5],
+        reason=r[6],
+        message=r[7],
+        user_id=r[8],
+        changes=_json(r[9]),
+        trace=_json(r[10]),
+        rules_sha256=r[11],
+    )
+
+
+def _contains(query: str, columns: list[str]) -> tuple[str, list[object]]:
+    """A WHERE clause: any of `columns` contains `query`, compared casefolded."""
+    needle = query.strip().casefold()
+    if not needle or not columns:
+        return "", []
+    tests = " OR ".join(f"instr(jitprov_casefold({c}), ?) > 0" for c in columns)
+    return f" WHERE ({tests})", [needle] * len(columns)
 
 
 def _casefold_sql(value: object) -> str | None:

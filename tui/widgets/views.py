@@ -7,7 +7,6 @@ at the end of this module (which read only plain values: JSON-ready dicts and ro
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,11 +173,6 @@ def cell(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def haystack(fields: Mapping[str, object], names: list[str]) -> str:
-    """The searchable text of an account: its scalar fields, case-folded."""
-    return " ".join(cell(fields.get(name)) for name in names).casefold()
 
 
 def audit_line(row: Any) -> AuditLine:

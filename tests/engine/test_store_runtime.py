@@ -1,4 +1,4 @@
-"""Writers queue on `<store>.lock` (an advisory file lock) before SQLite's own lock."""
+"""The store at run time: the writers' lock, background checkpoints, search in SQL."""
 
 from __future__ import annotations
 
@@ -64,3 +64,21 @@ def test_wal_checkpoints_run_in_the_background(tmp_path: Path, monkeypatch: Any)
     assert outcomes == {"created"}
     assert checkpointer.runs >= 1
     assert not checkpointer._thread.is_alive()  # closed with the store
+
+
+def test_search_pages_users_and_audit_in_sql(tmp_path: Path) -> None:
+    provisioner = Provisioner(load_config(workspace(tmp_path)))
+    for n in range(25):
+        provisioner.apply("okta", person(f"user{n:02d}"), allow_samples=True)
+    store = provisioner.store()
+    page, total = store.search_users("USER1", limit=5)
+    assert total == 10  # user10 … user19, case-insensitively
+    assert [u.fields["username"] for u in page] == [f"user1{n}" for n in range(5)]
+    assert all(u.links for u in page)  # whole accounts, members and links included
+    page, total = store.search_users("", limit=10, offset=20)
+    assert (len(page), total) == (5, 25)
+    rows, total = store.search_audit("user07", limit=10)
+    assert total == 1 and rows[0].outcome == "created"
+    rows, total = store.search_audit("%", limit=10)  # no wildcard meaning
+    assert total == 0
+    provisioner.close()
