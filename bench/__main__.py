@@ -65,6 +65,10 @@ def table(results: list[Comparison]) -> str:
     return "\n".join(lines)
 
 
+def _short(label: str, width: int = 60) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def plot(results: list[Comparison], folder: Path) -> list[Path]:
     """Bar charts of the ratios, and any curves stages put in `extra["curve"]`."""
     try:
@@ -77,16 +81,19 @@ def plot(results: list[Comparison], folder: Path) -> list[Path]:
         return []
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(results) + 1.5))
-    labels = [f"{c.stage}: {c.subject} / {c.baseline}" for c in results]
+    fig, ax = plt.subplots(figsize=(11, 0.6 * len(results) + 1.5))
+    labels = [_short(f"{c.stage}: {c.subject}") + "\n  vs " + _short(c.baseline) for c in results]
     ratios = [c.ratio for c in results]
     colors = ["tab:green" if c.met in (True, None) else "tab:red" for c in results]
-    ax.barh(labels, ratios, color=colors)
+    positions = list(range(len(results)))
+    ax.barh(positions, ratios, color=colors)
+    ax.set_yticks(positions, labels, fontsize=8)
     for index, c in enumerate(results):
         if c.target is not None:
             ax.plot([c.target, c.target], [index - 0.4, index + 0.4], color="black")
     ax.axvline(1.0, color="grey", linestyle=":")
-    ax.set_xlabel("time ratio, jitprov / baseline (lower is better; black tick = target)")
+    ax.set_xscale("log")
+    ax.set_xlabel("time ratio, jitprov / baseline, log scale (lower is better; black = target)")
     ax.invert_yaxis()
     fig.tight_layout()
     path = folder / "ratios.png"
