@@ -122,3 +122,17 @@ def test_fmt_leaves_a_file_with_syntax_errors_alone(
     assert run(["fmt", "broken.rules"]) == 1
     assert (workspace / "broken.rules").read_text() == "username = lower(subject\n"
     assert "broken.rules: not formatted (syntax errors)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["apply"], ["no-such-command"], ["fmt", "--bogus"], ["apply", "-c", "okta", "--at"]],
+)
+def test_usage_errors_exit_1_not_argparse_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit code 2 means "denied" (product.md §3): a usage error must never look like one."""
+    with pytest.raises(SystemExit) as info:
+        run(argv)
+    assert info.value.code == 1
+    assert "error:" in capsys.readouterr().err
