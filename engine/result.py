@@ -30,7 +30,6 @@ class Result:
     outcome: Outcome
     connection: str
     subject: str | None = None
-    user: dict[str, Any] | None = None
     changes: dict[str, Any] = field(default_factory=dict)
     reason: str | None = None
     message: str | None = None
@@ -46,6 +45,20 @@ class Result:
     rules_sha256: str | None = None
     dry_run: bool = False
     audit_written: bool | None = None  # None: not attempted (dry run)
+    # The account after the write (or as planned): `user` is built from it on first use,
+    # outside the store transaction and only when something shows it.
+    account: tuple[StoredUser, Layout] | None = field(default=None, repr=False, compare=False)
+    _user: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def user(self) -> dict[str, Any] | None:
+        """The `users show` object of the account (None for denied, rejected, error);
+        `id` is null for an account a dry run would create."""
+        if self._user is None and self.account is not None:
+            stored, layout = self.account
+            self._user = user_json(stored, layout)
+            self._user["id"] = stored.id or None
+        return self._user
 
     @property
     def ok(self) -> bool:

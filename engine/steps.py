@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from engine.changes import Planned, clean, plan_write
 from engine.config import Connection
-from engine.result import Result, trace_json, user_json
+from engine.result import Result, trace_json
 from engine.store import StoredUser, Transaction, UserWrite
 from engine.store.base import AuditRow
 from engine.store.schema import Layout
@@ -270,11 +270,9 @@ class Job:
             stored.created_at if stored else stamp,
             stamp if stored is None or planned.write else stored.updated_at,
         )
-        user = user_json(after, self.layout)
-        user["id"] = user_id
         return self.result(
             outcome,
-            user=user,
+            account=(after, self.layout),
             user_id=user_id,
             changes=planned.changes,
             sso="continue",
