@@ -29,67 +29,46 @@ from engine.saml.keys import TrustedCert
 from engine.saml.xml import DS
 from engine.token import TokenRejected
 
-C14N = {
-    t.href
-    for t in (
-        xc.TransformInclC14N,
-        xc.TransformInclC14NWithComments,
-        xc.TransformExclC14N,
-        xc.TransformExclC14NWithComments,
-        xc.TransformInclC14N11,
-        xc.TransformInclC14N11WithComments,
-    )
-}
+_C14N = (
+    xc.TransformInclC14N,
+    xc.TransformInclC14NWithComments,
+    xc.TransformExclC14N,
+    xc.TransformExclC14NWithComments,
+    xc.TransformInclC14N11,
+    xc.TransformInclC14N11WithComments,
+)
+_SIGNATURE_METHODS = (
+    xc.TransformRsaSha224,
+    xc.TransformRsaSha256,
+    xc.TransformRsaSha384,
+    xc.TransformRsaSha512,
+    xc.TransformEcdsaSha224,
+    xc.TransformEcdsaSha256,
+    xc.TransformEcdsaSha384,
+    xc.TransformEcdsaSha512,
+)
+_SHA1_SIGNATURE_METHODS = (xc.TransformRsaSha1, xc.TransformDsaSha1, xc.TransformEcdsaSha1)
+_DIGESTS = (xc.TransformSha224, xc.TransformSha256, xc.TransformSha384, xc.TransformSha512)
+_SHA1_DIGESTS = (xc.TransformSha1,)
+
+C14N = {t.href for t in _C14N}
 ENVELOPED = xc.TransformEnveloped.href
-SIGNATURE_METHODS = {
-    t.href
-    for t in (
-        xc.TransformRsaSha224,
-        xc.TransformRsaSha256,
-        xc.TransformRsaSha384,
-        xc.TransformRsaSha512,
-        xc.TransformEcdsaSha224,
-        xc.TransformEcdsaSha256,
-        xc.TransformEcdsaSha384,
-        xc.TransformEcdsaSha512,
-    )
-}
-SHA1_SIGNATURE_METHODS = {
-    t.href for t in (xc.TransformRsaSha1, xc.TransformDsaSha1, xc.TransformEcdsaSha1)
-}
-DIGESTS = {
-    t.href for t in (xc.TransformSha224, xc.TransformSha256, xc.TransformSha384, xc.TransformSha512)
-}
-SHA1_DIGESTS = {xc.TransformSha1.href}
+SIGNATURE_METHODS = {t.href for t in _SIGNATURE_METHODS}
+SHA1_SIGNATURE_METHODS = {t.href for t in _SHA1_SIGNATURE_METHODS}
+DIGESTS = {t.href for t in _DIGESTS}
+SHA1_DIGESTS = {t.href for t in _SHA1_DIGESTS}
 
 # The xmlsec transform for each accepted algorithm URI: only the ones a signature
 # names are enabled in its context (anything else makes xmlsec refuse, too).
 _BY_HREF = {
     t.href: t
     for t in (
-        xc.TransformInclC14N,
-        xc.TransformInclC14NWithComments,
-        xc.TransformExclC14N,
-        xc.TransformExclC14NWithComments,
-        xc.TransformInclC14N11,
-        xc.TransformInclC14N11WithComments,
+        *_C14N,
         xc.TransformEnveloped,
-        xc.TransformRsaSha1,
-        xc.TransformDsaSha1,
-        xc.TransformEcdsaSha1,
-        xc.TransformRsaSha224,
-        xc.TransformRsaSha256,
-        xc.TransformRsaSha384,
-        xc.TransformRsaSha512,
-        xc.TransformEcdsaSha224,
-        xc.TransformEcdsaSha256,
-        xc.TransformEcdsaSha384,
-        xc.TransformEcdsaSha512,
-        xc.TransformSha1,
-        xc.TransformSha224,
-        xc.TransformSha256,
-        xc.TransformSha384,
-        xc.TransformSha512,
+        *_SIGNATURE_METHODS,
+        *_SHA1_SIGNATURE_METHODS,
+        *_DIGESTS,
+        *_SHA1_DIGESTS,
     )
 }
 
