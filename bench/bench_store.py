@@ -16,6 +16,7 @@ logins. Per-token medians and p99 at several store sizes (1M accounts in full mo
 from __future__ import annotations
 
 import gc
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -52,6 +53,14 @@ certificate = "idp.pem"
 audience = "https://sp.example/"
 rules = "okta.rules"
 """
+# What a hand-written mapping of RULES records in each audit row, as constants.
+TRACE = json.dumps(
+    [
+        {"field": f, "line": n, "rule": None}
+        for n, f in enumerate(("username", "email", "department", "groups"), 1)
+    ]
+)
+RULES_SHA256 = hashlib.sha256(RULES.encode()).hexdigest()
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 STAMP = "2025-05-01T12:00:00Z"
 
@@ -146,7 +155,9 @@ def ours(
 
 
 def baseline(db: Path) -> tuple[Callable[[Token], object], Callable[[], None]]:
-    """The same reads and writes by hand: prepared statements, no abstraction."""
+    """The same reads and writes by hand: prepared statements, no abstraction. It leaves
+    a store identical to jitprov's, audit rows included (the trace and the rules' digest
+    are constants here); tests/test_bench_store.py compares the two stores row by row."""
     conn = sqlite3.connect(db, isolation_level=None, timeout=5.0)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
@@ -166,23 +177,30 @@ def baseline(db: Path) -> tuple[Callable[[Token], object], Callable[[], None]]:
             (f"s{t.n}",),
         ).fetchone()
         changes: dict[str, object] = {}
+        wanted = set(t.groups)
         if row is None:
-            username = f"u{t.n}"
+            username, email = f"u{t.n}", f"u{t.n}@example.com"
             assert ex("SELECT id FROM users WHERE username_key = ?", (username,)).fetchone() is None
             user_id = ex(
                 "INSERT INTO users (username, username_key, email, department, created_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (username, username, f"u{t.n}@example.com", t.department, STAMP, STAMP),
+                (username, username, email, t.department, STAMP, STAMP),
             ).lastrowid
             conn.executemany(
                 "INSERT INTO user_groups (user_id, value, source) VALUES (?, ?, 'okta')",
-                [(user_id, g) for g in t.groups],
+                [(user_id, g) for g in sorted(wanted)],
             )
             ex(
                 "INSERT INTO identity_links (connection, subject, subject_key, user_id,"
                 " created_at, last_seen_at) VALUES ('okta', ?, ?, ?, ?, ?)",
                 (f"s{t.n}", f"s{t.n}", user_id, STAMP, STAMP),
             )
+            changes = {
+                "username": [None, username],
+                "email": [None, email],
+                "department": [None, t.department],
+                "groups": {"added": sorted(wanted), "removed": []},
+            }
             outcome = "created"
         else:
             user_id = row[0]
@@ -191,14 +209,15 @@ def baseline(db: Path) -> tuple[Callable[[Token], object], Callable[[], None]]:
             ).fetchone()
             members = set(ex("SELECT value, source FROM user_groups WHERE user_id = ?", (user_id,)))
             ex("SELECT connection, subject FROM identity_links WHERE user_id = ?", (user_id,))
-            wanted = {(g, "okta") for g in t.groups}
-            keep = {m for m in members if m[1] != "okta"} | wanted
+            keep = {m for m in members if m[1] != "okta"} | {(g, "okta") for g in wanted}
             if user[3] != t.department:
                 ex(
                     "UPDATE users SET department = ?, updated_at = ? WHERE id = ?",
                     (t.department, STAMP, user_id),
                 )
                 changes["department"] = [user[3], t.department]
+            elif keep != members:
+                ex("UPDATE users SET updated_at = ? WHERE id = ?", (STAMP, user_id))
             conn.executemany(
                 "DELETE FROM user_groups WHERE user_id = ? AND value = ? AND source = ?",
                 [(user_id, v, s) for v, s in members - keep],
@@ -212,12 +231,24 @@ def baseline(db: Path) -> tuple[Callable[[Token], object], Callable[[], None]]:
                 " AND subject_key = ?",
                 (STAMP, f"s{t.n}"),
             )
-            outcome = "updated"
+            old, new = {v for v, _ in members}, {v for v, _ in keep}
+            if old != new:
+                changes["groups"] = {"added": sorted(new - old), "removed": sorted(old - new)}
+            outcome = "updated" if changes or keep != members else "unchanged"
         ex(
             "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
             " user_id, changes, trace, rules_sha256) VALUES (?, 'okta', ?, ?, ?, NULL, NULL,"
-            " ?, ?, '[]', NULL)",
-            (STAMP, f"s{t.n}", t.token_id, outcome, user_id, json.dumps(changes)),
+            " ?, ?, ?, ?)",
+            (
+                STAMP,
+                f"s{t.n}",
+                t.token_id,
+                outcome,
+                user_id,
+                json.dumps(changes),
+                TRACE,
+                RULES_SHA256,
+            ),
         )
         ex("COMMIT")
         return outcome
