@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,14 @@ from engine.store.values import fold, from_column, iso, to_column
 from rules.plan import Scalar
 
 _BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
-_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # built once: the hot path
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
+# The C encoder behind _JSON, made once: JSONEncoder.encode builds a new one per call,
+# which is most of the cost of encoding an audit row's small `changes` object.
+_ENCODE = (
+    None
+    if c_make_encoder is None
+    else c_make_encoder(None, str, encode_basestring, None, ": ", ", ", False, False, True)
+)
 
 
 class SqliteTransaction:
@@ -110,14 +118,15 @@ class SqliteTransaction:
         for name, rows in write.delete.items():
             if rows:
                 self._conn.executemany(
-                    f"DELETE FROM [{set_table(name)}]"
-                    " WHERE user_id = ? AND value = ? AND source = ?",
+                    _member_sql(
+                        "DELETE FROM [{}] WHERE user_id = ? AND value = ? AND source = ?", name
+                    ),
                     [(user_id, value, source) for value, source in rows],
                 )
         for name, rows in write.insert.items():
             if rows:
                 self._conn.executemany(
-                    f"INSERT INTO [{set_table(name)}] (user_id, value, source) VALUES (?, ?, ?)",
+                    _member_sql("INSERT INTO [{}] (user_id, value, source) VALUES (?, ?, ?)", name),
                     [(user_id, value, source) for value, source in rows],
                 )
 
@@ -195,7 +204,9 @@ class SqliteStore:
         except StoreError:
             self.conn.close()
             raise
+        self._txn = SqliteTransaction(self)  # stateless: one serves every transaction
         self.insert_sql = self._insert_sql()
+        self._scalars = tuple(layout.scalars)
         self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
         columns = ", ".join(f"[{name}]" for name in layout.scalars)
         self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
@@ -246,46 +257,57 @@ class SqliteStore:
     # -- transactions ---------------------------------------------------------------
 
     def atomic(self, work: Callable[[SqliteTransaction], T], *, write: bool = True) -> T:
-        def attempt() -> T:
-            self.conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                value = work(SqliteTransaction(self))
-                self.conn.execute("COMMIT" if write else "ROLLBACK")
-                return value
-            except BaseException:
-                _rollback(self.conn)
-                raise
-
-        if write and self._lock_fd is None:
+        if not write:
+            return self._transaction(work, "BEGIN", "ROLLBACK")
+        if self._lock_fd is None:
             self._lock_fd = _writer_lock(self.path)
-        if write and self.path != ":memory:":
-            self._commits += 1
-            if self._commits % _CHECKPOINT_EVERY == 0:
-                if self._checkpointer is None:
-                    self._checkpointer = _Checkpointer(self.path)
-                self._checkpointer.poke()
-        if not write or self._lock_fd is None:
-            return self._retrying(attempt)
+            if self._lock_fd is None:
+                return self._transaction(work, "BEGIN IMMEDIATE", "COMMIT")
+        self._commits += 1
+        if self._commits % _CHECKPOINT_EVERY == 0:
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.poke()
         # Writers queue on an advisory file lock first: the kernel wakes the next one
         # the moment the lock is released, where SQLite's busy handler would sleep in
         # steps of up to 100 ms. SQLite's own locking still guards against writers
         # that do not take this lock (another tool on the same file).
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
-            return self._retrying(attempt)
+            return self._transaction(work, "BEGIN IMMEDIATE", "COMMIT")
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def _transaction(self, work: Callable[[SqliteTransaction], T], begin: str, end: str) -> T:
+        """`work` in one transaction (`begin` ... `end`); retried whole while busy."""
+        try:
+            return self._attempt(work, begin, end)
+        except sqlite3.Error as exc:
+            if not _busy(exc):
+                raise StoreError(f"store {self.path}: {exc}") from exc
+        return self._retrying(lambda: self._attempt(work, begin, end))
+
+    def _attempt(self, work: Callable[[SqliteTransaction], T], begin: str, end: str) -> T:
+        conn = self.conn
+        conn.execute(begin)
+        try:
+            value = work(self._txn)
+            conn.execute(end)
+            return value
+        except BaseException:
+            _rollback(conn)
+            raise
+
     def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt`, again while SQLite reports busy; other errors → StoreError."""
+        """Run `attempt`, again while SQLite reports busy, for up to `retry_seconds`;
+        other errors → StoreError."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.002
         while True:
             try:
                 return attempt()
             except sqlite3.Error as exc:
-                code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-                if code in _BUSY_CODES and time.monotonic() < deadline:
+                if _busy(exc) and time.monotonic() < deadline:
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.1)
                     continue
@@ -301,25 +323,29 @@ class SqliteStore:
         row = self.conn.execute(self._select_user + " WHERE id = ?", (user_id,)).fetchone()
         return None if row is None else self.complete(row)
 
-    def complete(self, row: tuple[object, ...]) -> StoredUser:
+    def complete(self, row: tuple[Any, ...]) -> StoredUser:
         """An account from its `users` row, with its members and links read."""
         user = self._user(row)
-        sets = self.layout.sets
-        rows = self.conn.execute(self._select_members, (user.id,) * self._member_params)
-        for index, first, second in rows:
+        sets, members, links = self.layout.sets, user.members, user.links
+        for index, first, second in self.conn.execute(
+            self._select_members, (user.id,) * self._member_params
+        ):
             if index < 0:
-                user.links.append((first, second))
+                links.append((first, second))
             else:
-                user.members[sets[index]].add((first, second))
-        user.links.sort()
+                members[sets[index]].add((first, second))
+        links.sort()
         return user
 
-    def _user(self, row: tuple[object, ...]) -> StoredUser:
-        fields: dict[str, Scalar] = dict(zip(self.layout.scalars, row[3:], strict=True))  # type: ignore[arg-type]
-        for name, kind in self._typed:  # text comes back as text; the rest is converted
-            fields[name] = from_column(kind, fields[name])
+    def _user(self, row: tuple[Any, ...]) -> StoredUser:
+        """An account from its `users` row (id, created_at, updated_at, the scalars), no
+        members yet. Text columns come back as text; the other kinds are converted."""
+        fields: dict[str, Scalar] = dict(zip(self._scalars, row[3:], strict=True))
+        for name, kind in self._typed:
+            if fields[name] is not None:
+                fields[name] = from_column(kind, fields[name])
         members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
-        return StoredUser(int(str(row[0])), fields, members, [], _text(row[1]), _text(row[2]))
+        return StoredUser(row[0], fields, members, [], row[1], row[2])
 
     def users(self) -> list[StoredUser]:
         def read(_: SqliteTransaction) -> list[StoredUser]:
@@ -476,9 +502,24 @@ def _update_sql(columns: tuple[str, ...]) -> str:
     return f"UPDATE users SET {assignments}, updated_at = ? WHERE id = ?"
 
 
+@functools.lru_cache(maxsize=256)
+def _member_sql(template: str, set_field: str) -> str:
+    """A statement on a set field's member table (built once per table)."""
+    return template.format(set_table(set_field))
+
+
 def _encoded(value: object) -> str:
     """JSON text for a column: a value is encoded, text given already encoded is kept."""
-    return value if isinstance(value, str) else _JSON.encode(value)
+    if isinstance(value, str):
+        return value
+    if _ENCODE is not None and isinstance(value, dict | list):
+        return "".join(_ENCODE(value, 0))
+    return _JSON.encode(value)
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock; try again."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY_CODES
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -524,10 +565,6 @@ def _contains(query: str, columns: list[str]) -> tuple[str, list[object]]:
 
 def _casefold_sql(value: object) -> str | None:
     return None if value is None else str(value).casefold()
-
-
-def _text(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def _json(text: object) -> object:
