@@ -44,20 +44,26 @@ def clean(value: Scalar) -> Scalar:
 
 def plan_write(stored: StoredUser | None, plan: Plan, connection: str, layout: Layout) -> Planned:
     """What applying `plan` for `connection` does to `stored` (None: a creation)."""
-    before = stored.fields if stored else dict.fromkeys(layout.scalars)
-    planned = Planned(UserWrite(), fields=dict(before))
+    scalars = layout.scalars
+    before = stored.fields if stored else dict.fromkeys(scalars)
+    write = UserWrite()
+    planned = Planned(write, fields=dict(before))
+    after_fields, changes = planned.fields, planned.changes
     for name, raw in plan.fields.items():
-        if name not in layout.scalars:
+        if name not in scalars:
             continue
-        new, old = clean(raw), before.get(name)
+        new = None if raw == "" else raw
+        old = before.get(name)
         if (new == old and type(new) is type(old)) or to_column(new) == to_column(old):
             continue
-        planned.write.fields[name] = new
-        planned.fields[name] = new
-        planned.changes[name] = [json_value(old), json_value(new)]
+        write.fields[name] = after_fields[name] = new
+        changes[name] = [json_value(old), json_value(new)]
     ops: dict[str, list[SetOp]] = {}
     for op in plan.set_ops:
-        ops.setdefault(op.field, []).append(op)
+        if op.field in ops:
+            ops[op.field].append(op)
+        else:
+            ops[op.field] = [op]
     for name in layout.sets:
         rows = stored.members.get(name, set()) if stored else set()
         if name not in ops:  # untouched: share the stored rows, nothing to compare
@@ -69,13 +75,13 @@ def plan_write(stored: StoredUser | None, plan: Plan, connection: str, layout: L
             continue
         insert, delete = after - rows, rows - after
         if insert:
-            planned.write.insert[name] = sorted(insert)
+            write.insert[name] = sorted(insert)
         if delete:
-            planned.write.delete[name] = sorted(delete)
+            write.delete[name] = sorted(delete)
         old_values = {v for v, _ in rows}
         new_values = {v for v, _ in after}
         if old_values != new_values:
-            planned.changes[name] = {
+            changes[name] = {
                 "added": sorted(new_values - old_values),
                 "removed": sorted(old_values - new_values),
             }
@@ -84,13 +90,15 @@ def plan_write(stored: StoredUser | None, plan: Plan, connection: str, layout: L
 
 def apply_set_ops(rows: set[Member], ops: list[SetOp], connection: str) -> set[Member]:
     """A set's member rows after `ops`, in file order (rules-language.md §7)."""
-    rows = set(rows)
     for op in ops:
         values = {v for v in op.values if v != ""}
-        if op.kind in ("replace", "clear"):
+        kind = op.kind
+        if kind == "replace" or kind == "clear":
             rows = {r for r in rows if r[1] != connection}
-        if op.kind in ("replace", "add"):
-            rows |= {(v, connection) for v in values}
-        elif op.kind == "remove":
+            if kind == "replace":
+                rows.update((v, connection) for v in values)
+        elif kind == "add":
+            rows = rows | {(v, connection) for v in values}
+        elif kind == "remove":
             rows = {r for r in rows if r[0] not in values}
     return rows

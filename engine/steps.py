@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from engine.changes import Planned, clean, plan_write
 from engine.config import Connection
@@ -42,8 +41,7 @@ class _Deny(Exception):
     """Internal: a step said no; carries the message of the `denied` result."""
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+class Subject(NamedTuple):
     """The identity an account is linked under (product.md §2 step 4)."""
 
     value: str
@@ -76,14 +74,33 @@ def _trace_text(trace: tuple[TraceEntry, ...]) -> str:
     return json.dumps(trace_json(list(trace)), ensure_ascii=False)
 
 
-def user_view(user: StoredUser | None) -> dict[str, Any] | None:
-    """The account as the rules see it (`user.FIELD`): sets as their distinct values."""
-    if user is None:
-        return None
-    view: dict[str, Any] = dict(user.fields)
-    for name in user.members:
-        view[name] = user.distinct(name)
-    return view
+class UserView(Mapping[str, Any]):
+    """The account as the rules see it (`user.FIELD`): sets as their sorted distinct
+    values. Read on demand: most rules never look at the stored account."""
+
+    __slots__ = ("_user",)
+
+    def __init__(self, user: StoredUser) -> None:
+        self._user = user
+
+    def __getitem__(self, name: str) -> Any:
+        user = self._user
+        if name in user.fields:
+            return user.fields[name]
+        if name in user.members:
+            return user.distinct(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._user.fields
+        yield from self._user.members
+
+    def __len__(self) -> int:
+        return len(self._user.fields) + len(self._user.members)
+
+
+def user_view(user: StoredUser | None) -> UserView | None:
+    return None if user is None else UserView(user)
 
 
 class Job:
@@ -276,8 +293,8 @@ class Job:
             user_id=user_id,
             changes=planned.changes,
             sso="continue",
-            trace=list(plan.trace),
-            skipped=list(plan.skipped),
+            trace=plan.trace,
+            skipped=plan.skipped,
             plan=plan,
         )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 from rules.vocabulary import BUILTIN_FIELDS, CONTEXT_NAMES, REQUIRED_FIELDS, FieldType
 
@@ -40,9 +40,9 @@ class Context:
     authn_context: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TraceEntry:
-    """One assignment or set operation that took effect: which line, which rule."""
+class TraceEntry(NamedTuple):
+    """One assignment or set operation that took effect: which line, which rule. (A
+    named tuple: it is hashed for every audit row, and a tuple hashes in C.)"""
 
     field: str
     line: int
