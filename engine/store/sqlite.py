@@ -53,6 +53,9 @@ class SqliteTransaction:
     def __init__(self, store: SqliteStore) -> None:
         self._store = store
         self._conn = store.conn
+        # The row id of the link find_linked_user found in this transaction, so that
+        # touch_link updates it without a second search of the links index.
+        self.found_link: tuple[str, str, int] | None = None
 
     def claim_token(
         self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
@@ -77,7 +80,10 @@ class SqliteTransaction:
 
     def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
         row = self._conn.execute(self._store.select_linked, (connection, subject_key)).fetchone()
-        return None if row is None else self._store.complete(row)
+        if row is None:
+            return None
+        self.found_link = (connection, subject_key, row[-1])
+        return self._store.complete(row)
 
     def find_by_key(self, field: str, value: Scalar) -> list[int]:
         if field not in self._store.layout.keys:
@@ -142,6 +148,12 @@ class SqliteTransaction:
         )
 
     def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
+        found = self.found_link
+        if found is not None and found[0] == connection and found[1] == subject_key:
+            self._conn.execute(
+                "UPDATE identity_links SET last_seen_at = ? WHERE rowid = ?", (iso(now), found[2])
+            )
+            return
         self._conn.execute(
             "UPDATE identity_links SET last_seen_at = ? WHERE connection = ? AND subject_key = ?",
             (iso(now), connection, subject_key),
@@ -211,8 +223,8 @@ class SqliteStore:
         columns = ", ".join(f"[{name}]" for name in layout.scalars)
         self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
         prefixed = ", ".join(f"u.[{name}]" for name in layout.scalars)
-        self.select_linked = (  # the link and the account's row in one statement
-            f"SELECT u.id, u.created_at, u.updated_at, {prefixed} FROM identity_links l"
+        self.select_linked = (  # the account's row and the link's row id in one statement
+            f"SELECT u.id, u.created_at, u.updated_at, {prefixed}, l.rowid FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = ? AND l.subject_key = ?"
         )
         # One statement for every set's member rows and the links (index -1): the account's
@@ -289,6 +301,7 @@ class SqliteStore:
 
     def _attempt(self, work: Callable[[SqliteTransaction], T], begin: str, end: str) -> T:
         conn = self.conn
+        self._txn.found_link = None
         conn.execute(begin)
         try:
             value = work(self._txn)
@@ -338,9 +351,10 @@ class SqliteStore:
         return user
 
     def _user(self, row: tuple[Any, ...]) -> StoredUser:
-        """An account from its `users` row (id, created_at, updated_at, the scalars), no
-        members yet. Text columns come back as text; the other kinds are converted."""
-        fields: dict[str, Scalar] = dict(zip(self._scalars, row[3:], strict=True))
+        """An account from its `users` row (id, created_at, updated_at, the scalars, then
+        anything else), no members yet. Text columns come back as text; the other kinds are converted."""
+        scalars = self._scalars
+        fields: dict[str, Scalar] = dict(zip(scalars, row[3 : 3 + len(scalars)], strict=True))
         for name, kind in self._typed:
             if fields[name] is not None:
                 fields[name] = from_column(kind, fields[name])

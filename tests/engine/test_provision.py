@@ -85,6 +85,24 @@ def test_unchanged_touches_only_last_seen_at(tmp_path: Path) -> None:
     assert seen == "2025-05-01T13:00:00Z"
 
 
+def test_a_sign_in_touches_its_own_link_only(tmp_path: Path) -> None:
+    bench = make(tmp_path)
+    bench.apply(person("ann"))
+    with bench.store.conn:  # a second link for ann: link row ids no longer match user ids
+        bench.store.conn.execute(
+            "INSERT INTO identity_links (connection, subject, subject_key, user_id, created_at,"
+            " last_seen_at) VALUES ('other', 'a', 'a', 1, 'then', 'then')"
+        )
+    bench.apply(person("bob"))
+    assert bench.apply(person("bob"), now=NOW + timedelta(hours=1)).outcome == "unchanged"
+    seen = bench.rows("SELECT subject, last_seen_at FROM identity_links ORDER BY rowid")
+    assert seen == [
+        ("ann-subject", "2025-05-01T12:00:00Z"),
+        ("a", "then"),
+        ("bob-subject", "2025-05-01T13:00:00Z"),
+    ]
+
+
 def test_null_leaves_stored_values_alone(bench: Bench) -> None:
     bench.apply(person("jdoe", department="Sales", name="J. Doe"))
     result = bench.apply(person("jdoe"))  # no department, no name attribute: null
