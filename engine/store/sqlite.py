@@ -11,19 +11,16 @@ provision into one file and nobody sees "database is locked".
 from __future__ import annotations
 
 import fcntl
-import functools
-import json
 import os
 import random
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
+from engine.store import sqlite_writers as writers
 from engine.store.base import (
     AuditRow,
     Member,
@@ -33,18 +30,24 @@ from engine.store.base import (
     UserWrite,
 )
 from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current, set_table
+from engine.store.sqlite_sql import (
+    SELECT_AUDIT,
+    audit_row_from,
+    casefold_sql,
+    contains,
+    encoded,
+    member_sql,
+    update_sql,
+)
+from engine.store.sqlite_writers import (
+    AUTOCHECKPOINT_PAGES,
+    Checkpointer,
+    busy,
+    rollback,
+    writer_lock,
+)
 from engine.store.values import fold, from_column, iso, to_column
 from rules.plan import Scalar
-
-_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
-_JSON = json.JSONEncoder(ensure_ascii=False, default=str)
-# The C encoder behind _JSON, made once: JSONEncoder.encode builds a new one per call,
-# which is most of the cost of encoding an audit row's small `changes` object.
-_ENCODE = (
-    None
-    if c_make_encoder is None
-    else c_make_encoder(None, str, encode_basestring, None, ": ", ", ", False, False, True)
-)
 
 
 class SqliteTransaction:
@@ -115,7 +118,7 @@ class SqliteTransaction:
                 if name in layout.keys:
                     names.append(key_column(name))
                     values.append(fold(value))
-            self._conn.execute(_update_sql(tuple(names)), (*values, iso(now), user_id))
+            self._conn.execute(update_sql(tuple(names)), (*values, iso(now), user_id))
         elif write:
             self._conn.execute("UPDATE users SET updated_at = ? WHERE id = ?", (iso(now), user_id))
         self.write_members(user_id, write)
@@ -124,7 +127,7 @@ class SqliteTransaction:
         for name, rows in write.delete.items():
             if rows:
                 self._conn.executemany(
-                    _member_sql(
+                    member_sql(
                         "DELETE FROM [{}] WHERE user_id = ? AND value = ? AND source = ?", name
                     ),
                     [(user_id, value, source) for value, source in rows],
@@ -132,7 +135,7 @@ class SqliteTransaction:
         for name, rows in write.insert.items():
             if rows:
                 self._conn.executemany(
-                    _member_sql("INSERT INTO [{}] (user_id, value, source) VALUES (?, ?, ?)", name),
+                    member_sql("INSERT INTO [{}] (user_id, value, source) VALUES (?, ?, ?)", name),
                     [(user_id, value, source) for value, source in rows],
                 )
 
@@ -172,8 +175,8 @@ class SqliteTransaction:
                 row.reason,
                 row.message,
                 row.user_id,
-                _encoded(row.changes),
-                _encoded(row.trace),
+                encoded(row.changes),
+                encoded(row.trace),
                 row.rules_sha256,
             ),
         )
@@ -198,7 +201,7 @@ class SqliteStore:
         self.layout = layout
         self.retry_seconds = retry_seconds
         self._lock_fd: int | None = None  # opened on the first write (dry runs make none)
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._commits = 0
         try:
             self.conn = sqlite3.connect(
@@ -210,7 +213,7 @@ class SqliteStore:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {exc}") from None
-        self.conn.create_function("jitprov_casefold", 1, _casefold_sql, deterministic=True)
+        self.conn.create_function("jitprov_casefold", 1, casefold_sql, deterministic=True)
         try:
             self._retrying(lambda: self._setup(synchronous, pragmas or {}))
         except StoreError:
@@ -244,9 +247,9 @@ class SqliteStore:
             if str(mode).lower() != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
-        # Checkpoints run in a background thread (_Checkpointer) so that no sign-in pays
+        # Checkpoints run in a background thread (Checkpointer) so that no sign-in pays
         # for one; SQLite's own automatic checkpoint stays as a backstop, far later.
-        conn.execute(f"PRAGMA wal_autocheckpoint = {_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
         if not schema_is_current(conn, self.layout):
             conn.execute("BEGIN IMMEDIATE")
@@ -254,7 +257,7 @@ class SqliteStore:
                 ensure_schema(conn, self.layout)
                 conn.execute("COMMIT")
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
         for name, value in pragmas.items():  # e.g. tests' query_only, max_page_count
             conn.execute(f"PRAGMA {name} = {value}")
@@ -272,13 +275,13 @@ class SqliteStore:
         if not write:
             return self._transaction(work, "BEGIN", "ROLLBACK")
         if self._lock_fd is None:
-            self._lock_fd = _writer_lock(self.path)
+            self._lock_fd = writer_lock(self.path)
             if self._lock_fd is None:
                 return self._transaction(work, "BEGIN IMMEDIATE", "COMMIT")
         self._commits += 1
-        if self._commits % _CHECKPOINT_EVERY == 0:
+        if self._commits % writers.CHECKPOINT_EVERY == 0:
             if self._checkpointer is None:
-                self._checkpointer = _Checkpointer(self.path)
+                self._checkpointer = Checkpointer(self.path)
             self._checkpointer.poke()
         # Writers queue on an advisory file lock first: the kernel wakes the next one
         # the moment the lock is released, where SQLite's busy handler would sleep in
@@ -295,7 +298,7 @@ class SqliteStore:
         try:
             return self._attempt(work, begin, end)
         except sqlite3.Error as exc:
-            if not _busy(exc):
+            if not busy(exc):
                 raise StoreError(f"store {self.path}: {exc}") from exc
         return self._retrying(lambda: self._attempt(work, begin, end))
 
@@ -308,7 +311,7 @@ class SqliteStore:
             conn.execute(end)
             return value
         except BaseException:
-            _rollback(conn)
+            rollback(conn)
             raise
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
@@ -320,7 +323,7 @@ class SqliteStore:
             try:
                 return attempt()
             except sqlite3.Error as exc:
-                if _busy(exc) and time.monotonic() < deadline:
+                if busy(exc) and time.monotonic() < deadline:
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.1)
                     continue
@@ -392,7 +395,7 @@ class SqliteStore:
         return self.atomic(read, write=False)
 
     def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
-        sql = _SELECT_AUDIT
+        sql = SELECT_AUDIT
         params: list[object] = []
         if user_id is not None:
             sql += " WHERE user_id = ?"
@@ -403,7 +406,7 @@ class SqliteStore:
             params.append(limit)
 
         def read(_: SqliteTransaction) -> list[AuditRow]:
-            return [_audit_row(r) for r in self.conn.execute(sql, params)]
+            return [audit_row_from(r) for r in self.conn.execute(sql, params)]
 
         return self.atomic(read, write=False)
 
@@ -411,7 +414,7 @@ class SqliteStore:
         self, query: str, *, limit: int, offset: int = 0
     ) -> tuple[list[StoredUser], int]:
         texts = [n for n, kind in self.layout.scalars.items() if kind == "text"]
-        where, params = _contains(query, [f"[{n}]" for n in texts])
+        where, params = contains(query, [f"[{n}]" for n in texts])
 
         def read(_: SqliteTransaction) -> tuple[list[StoredUser], int]:
             total = self.conn.execute(f"SELECT count(*) FROM users{where}", params).fetchone()
@@ -427,15 +430,15 @@ class SqliteStore:
         self, query: str, *, limit: int, offset: int = 0
     ) -> tuple[list[AuditRow], int]:
         columns = ["connection", "subject", "token_id", "outcome", "reason", "message"]
-        where, params = _contains(query, columns)
+        where, params = contains(query, columns)
 
         def read(_: SqliteTransaction) -> tuple[list[AuditRow], int]:
             total = self.conn.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()
             rows = self.conn.execute(
-                f"{_SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                f"{SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ? OFFSET ?",
                 [*params, limit, offset],
             )
-            return [_audit_row(r) for r in rows], int(total[0])
+            return [audit_row_from(r) for r in rows], int(total[0])
 
         return self.atomic(read, write=False)
 
@@ -451,140 +454,3 @@ class SqliteStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-
-_CHECKPOINT_EVERY = 100  # write transactions between background checkpoints
-_AUTOCHECKPOINT_PAGES = 20_000  # SQLite's own checkpoint: a backstop only
-
-
-class _Checkpointer:
-    """Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection in a daemon thread
-    when poked. A passive checkpoint never blocks writers, and the sqlite3 module lets go
-    of the GIL while it copies pages, so the tail latency of provisioning stays low."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-        self._wake = threading.Event()
-        self._closed = False
-        self.runs = 0  # checkpoints completed (for tests and diagnostics)
-        self._thread = threading.Thread(target=self._run, name="jitprov-checkpoint", daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        self._wake.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(self._path, isolation_level=None, timeout=1.0)
-        except sqlite3.Error:
-            return
-        try:
-            while True:
-                self._wake.wait()
-                self._wake.clear()
-                if self._closed:
-                    return
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                    self.runs += 1
-                except sqlite3.Error:
-                    continue  # busy or gone: SQLite's automatic checkpoint still applies
-        finally:
-            conn.close()
-
-
-def _writer_lock(path: str) -> int | None:
-    """The descriptor of `<store>.lock`, the writers' queue; None for an in-memory store
-    or where the lock file cannot be created (then SQLite's busy handling alone serves)."""
-    if path == ":memory:" or path.startswith("file:"):
-        return None
-    try:
-        return os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=128)
-def _update_sql(columns: tuple[str, ...]) -> str:
-    """The UPDATE for one set of changed columns (few distinct sets: built once each)."""
-    assignments = ", ".join(f"[{n}] = ?" for n in columns)
-    return f"UPDATE users SET {assignments}, updated_at = ? WHERE id = ?"
-
-
-@functools.lru_cache(maxsize=256)
-def _member_sql(template: str, set_field: str) -> str:
-    """A statement on a set field's member table (built once per table)."""
-    return template.format(set_table(set_field))
-
-
-def _encoded(value: object) -> str:
-    """JSON text for a column: a value is encoded, text given already encoded is kept."""
-    if isinstance(value, str):
-        return value
-    if _ENCODE is not None and isinstance(value, dict | list):
-        return "".join(_ENCODE(value, 0))
-    return _JSON.encode(value)
-
-
-def _busy(exc: sqlite3.Error) -> bool:
-    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock; try again."""
-    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY_CODES
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    """Roll back if a transaction is open; a failing rollback must not hide the cause."""
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
-
-
-_SELECT_AUDIT = (
-    "SELECT id, at, connection, subject, token_id, outcome, reason, message, user_id,"
-    " changes, trace, rules_sha256 FROM audit"
-)
-
-
-def _audit_row(r: tuple[Any, ...]) -> AuditRow:
-    return AuditRow(
-        id=r[0],
-        at=r[1],
-        connection=r[2],
-        subject=r[3],
-        token_id=r[4],
-        outcome=r[5],
-        reason=r[6],
-        message=r[7],
-        user_id=r[8],
-        changes=_json(r[9]),
-        trace=_json(r[10]),
-        rules_sha256=r[11],
-    )
-
-
-def _contains(query: str, columns: list[str]) -> tuple[str, list[object]]:
-    """A WHERE clause: any of `columns` contains `query`, compared casefolded."""
-    needle = query.strip().casefold()
-    if not needle or not columns:
-        return "", []
-    tests = " OR ".join(f"instr(jitprov_casefold({c}), ?) > 0" for c in columns)
-    return f" WHERE ({tests})", [needle] * len(columns)
-
-
-def _casefold_sql(value: object) -> str | None:
-    return None if value is None else str(value).casefold()
-
-
-def _json(text: object) -> object:
-    if text is None:
-        return None
-    try:
-        return json.loads(str(text))
-    except ValueError:
-        return text

@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.config import load_config
 from engine.provision import Provisioner
-from engine.store import sqlite as sqlite_store
+from engine.store import sqlite_writers
 from tests.engine.provision_fixtures import person, workspace
 
 
@@ -49,7 +49,7 @@ def test_a_write_waits_for_the_lock_holder_and_then_proceeds(tmp_path: Path) -> 
 
 def test_wal_checkpoints_run_in_the_background(tmp_path: Path, monkeypatch: Any) -> None:
     """No sign-in pays for a checkpoint: they run on their own connection and thread."""
-    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_EVERY", 5)
+    monkeypatch.setattr(sqlite_writers, "CHECKPOINT_EVERY", 5)
     provisioner = Provisioner(load_config(workspace(tmp_path)))
     outcomes = {
         provisioner.apply("okta", person(f"u{n}"), allow_samples=True).outcome for n in range(30)
