@@ -21,7 +21,7 @@ import re
 import tomllib
 import zlib
 from datetime import datetime
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from engine.config import Connection
 from engine.oidc import validate_id_token
@@ -60,7 +60,7 @@ def read_token(
             f"expected at most {connection.max_token_bytes} bytes (max_token_bytes), "
             f"found {len(raw)}",
         )
-    form = detect_form(raw)
+    form, table = _detect(raw)
     if form == "sample":
         if not allow_samples:
             raise TokenRejected(
@@ -68,7 +68,7 @@ def read_token(
                 "samples are accepted only with --unsigned-samples (a sample is an unsigned "
                 "stand-in for a token, for rule testing only)",
             )
-        return load_sample(raw, connection)
+        return load_sample(raw, connection, parsed=table)
     if form == "jwt" or (form == "unknown" and connection.protocol == "oidc"):
         if connection.protocol != "oidc":
             raise TokenRejected(
@@ -97,16 +97,23 @@ def read_token(
 
 def detect_form(raw: bytes) -> Form:
     """Which form `raw` is in, from its shape alone (nothing is validated here)."""
+    return _detect(raw)[0]
+
+
+def _detect(raw: bytes) -> tuple[Form, dict[str, Any] | None]:
+    """The form, and for a sample its parsed TOML when it parsed (so that intake reads a
+    sample's TOML once)."""
     if raw.startswith(_UTF16_XML):
-        return "saml-xml"
+        return "saml-xml", None
     data = strip_token(raw)
     if data.startswith(b"<"):
-        return "saml-xml"
+        return "saml-xml", None
     if _is_jwt(data):
-        return "jwt"
-    if _is_sample(data):
-        return "sample"
-    return _base64_form(data)
+        return "jwt", None
+    sample, table = _sample_table(data)
+    if sample:
+        return "sample", table
+    return _base64_form(data), None
 
 
 def _is_jwt(data: bytes) -> bool:
@@ -120,17 +127,20 @@ def _is_jwt(data: bytes) -> bool:
     return json_object(header) is not None
 
 
-def _is_sample(data: bytes) -> bool:
+def _sample_table(data: bytes) -> tuple[bool, dict[str, Any] | None]:
+    """Whether `data` is a sample, and its TOML table when it parses."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return False
+        return False, None
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
         # Broken TOML that reads like a sample: let the sample parser say what is wrong.
-        return bool(_SAMPLE_HINT.search(text))
-    return "subject" in table or isinstance(table.get("attributes"), dict)
+        return bool(_SAMPLE_HINT.search(text)), None
+    if "subject" in table or isinstance(table.get("attributes"), dict):
+        return True, table
+    return False, None
 
 
 def _base64_form(data: bytes) -> Form:

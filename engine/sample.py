@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -57,6 +58,11 @@ def parse_sample_text(text: str) -> Sample:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TokenRejected("malformed", f"sample: invalid TOML: {exc}") from None
+    return sample_from_table(data)
+
+
+def sample_from_table(data: Mapping[str, Any]) -> Sample:
+    """Check a sample's parsed TOML; raises TokenRejected("malformed") naming the key."""
     for key in data:
         if key not in _KEYS:
             raise TokenRejected(
@@ -84,18 +90,24 @@ def parse_sample_text(text: str) -> Sample:
     return Sample(subject=subject, attributes=attributes, **texts)
 
 
-def load_sample(data: bytes | str, connection: Connection) -> Token:
+def load_sample(
+    data: bytes | str, connection: Connection, *, parsed: Mapping[str, Any] | None = None
+) -> Token:
     """A sample as a Token for `connection`: checks its issuer, drops empty values.
+    `parsed` is `data`'s TOML table when the caller has parsed it already.
 
     The token never expires for replay (`expires_at` None), and has no id (so no replay
     check) unless the sample gives `token_id`.
     """
-    if isinstance(data, bytes):
-        try:
-            data = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise TokenRejected("malformed", f"sample: not UTF-8 text: {exc}") from None
-    sample = parse_sample_text(data.lstrip("\ufeff"))
+    if parsed is not None:
+        sample = sample_from_table(parsed)
+    else:
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TokenRejected("malformed", f"sample: not UTF-8 text: {exc}") from None
+        sample = parse_sample_text(data.lstrip("\ufeff"))
     if sample.issuer is not None and sample.issuer != connection.issuer:
         raise TokenRejected(
             "wrong-issuer",
