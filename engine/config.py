@@ -26,6 +26,7 @@ ON_ERROR = ("abort", "continue")
 FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 DEFAULT_MAX_TOKEN_BYTES = 1_048_576
 DEFAULT_CLOCK_SKEW = 120
+DEFAULT_AUDIENCE = "urn:jitprov:sp"  # the SP entity ID when a workspace names none
 
 
 class ConfigError(Exception):

@@ -24,7 +24,6 @@ from engine.config import Connection
 from engine.flatten import flatten_claims
 from engine.oidc.claims import build_token, check_claims, check_required
 from engine.oidc.compact import decode_compact
-from engine.oidc.keys import verify_signature
 from engine.token import Token, TokenRejected
 
 __all__ = ["validate_id_token"]
@@ -66,6 +65,10 @@ def validate_id_token(
     if "b64" in header:
         raise TokenRejected("unsupported", "unencoded payloads (the b64 header) are not supported")
     check_required(token.claims)
+    # Imported on use: joserfc is a twentieth of a second of every command's start, and
+    # most commands (and every SAML or sample token) never verify a JWT.
+    from engine.oidc.keys import verify_signature
+
     try:
         verify_signature(token, connection)
         check_claims(token.claims, connection, now, nonce)

@@ -18,11 +18,10 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.config import ConfigError
+from engine.config import DEFAULT_AUDIENCE, ConfigError
 from engine.config_edit import save_connection
 from engine.saml.metadata import MetadataError, parse_metadata
 
-DEFAULT_AUDIENCE = "urn:jitprov:sp"
 STARTER_RULES = "# Rules for this connection (see rules-language.md).\nusername = subject\n"
 _ID = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 

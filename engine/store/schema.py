@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from engine.store.base import SchemaError
 from rules.vocabulary import FieldType
 
@@ -79,7 +77,12 @@ def schema_is_current(conn: sqlite3.Connection, layout: Layout) -> bool:
 
 def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     """Create missing tables, columns and indexes. Call inside a write transaction:
-    sqlite-utils nests its own work in savepoints, so concurrent openers serialise."""
+    sqlite-utils nests its own work in savepoints, so concurrent openers serialise.
+    sqlite-utils is imported here, on use: most runs open a store whose schema is
+    current, and importing it (with numpy or pandas when they are installed) is a tenth
+    of a second of every command's start."""
+    import sqlite_utils
+
     db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
     users = db.table("users")
     user_columns: dict[str, Any] = {"id": int}

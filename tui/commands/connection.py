@@ -7,8 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.saml.metadata import MetadataError
-from engine.saml.workspace import DEFAULT_AUDIENCE, import_metadata
+from engine.config import DEFAULT_AUDIENCE
 from tui.cli import EXIT_OK, CommandError, Workspace, print_json
 
 
@@ -53,6 +52,10 @@ def _missing_action(args: argparse.Namespace, ws: Workspace) -> int:
 
 def run_import(args: argparse.Namespace, ws: Workspace) -> int:
     config_path = ws.config.path
+    # On use: the SAML stack (lxml, xmlsec) is slow to import and other commands skip it.
+    from engine.saml.metadata import MetadataError
+    from engine.saml.workspace import import_metadata
+
     try:
         done = import_metadata(
             config_path,

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, Connection
-from engine.saml.mint import MintError, mint
 from engine.sample import parse_sample_text
 from engine.token import TokenRejected
 from tui.cli import EXIT_OK, CommandError, Workspace
@@ -114,6 +113,8 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     except TokenRejected as exc:
         raise CommandError(f"{args.sample}: {exc.message}") from None
     encrypt_for = _read(Path(args.encrypt_for), "--encrypt-for") if args.encrypt_for else None
+    from engine.saml.mint import MintError, mint  # on use: the SAML stack is slow to import
+
     try:
         token = mint(
             sample,

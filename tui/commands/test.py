@@ -13,14 +13,12 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.text import Text
-
-from engine.cases import CaseResult, discover, run_cases, select, update_case, write_junit
 from tui.cli import EXIT_OK, EXIT_USAGE, CommandError, Workspace, print_json
+
+if TYPE_CHECKING:
+    from engine.cases import CaseResult
 
 PROGRESS_FROM = 20  # fewer cases finish before a bar would be worth drawing
 STYLES = {
@@ -67,6 +65,9 @@ def shown_path(path: Path, cwd: Path) -> str:
 
 
 def run(args: argparse.Namespace, ws: Workspace) -> int:
+    # The case runner and rich are imported here, on use, not at every command's start.
+    from engine.cases import discover, select, write_junit
+
     config = ws.config
     cwd = Path.cwd().resolve()
     roots = [Path(p) for p in args.paths] or [config.root / "tests"]
@@ -116,6 +117,11 @@ def summary_line(results: list[CaseResult]) -> str:
 
 
 def _run_with_progress(config: Any, items: list[Any], jobs: int | None) -> list[CaseResult]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine.cases import run_cases
+
     if len(items) < PROGRESS_FROM or not sys.stderr.isatty():
         return run_cases(config, items, jobs=jobs)
     console = Console(stderr=True)
@@ -133,6 +139,8 @@ def _run_with_progress(config: Any, items: list[Any], jobs: int | None) -> list[
 
 def _update(results: list[CaseResult]) -> set[str]:
     """Rewrite failing cases; returns the shown paths of those rewritten."""
+    from engine.cases import update_case
+
     updated: set[str] = set()
     for result in results:
         if result.status != "failed" or result.actual is None:
@@ -147,6 +155,9 @@ def _update(results: list[CaseResult]) -> set[str]:
 
 
 def _print(results: list[CaseResult], updated: set[str]) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
     console = Console(highlight=False, soft_wrap=True)
     for result in results:
         label, style = STYLES[result.status]
