@@ -38,3 +38,23 @@ def test_rules_imports_nothing_of_ours_nor_heavy_libraries() -> None:
         [sys.executable, "-c", RULES_PROBE], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == ""
+
+
+START_PROBE = """
+import sys
+from tui.cli import build_parser
+build_parser()
+heavy = {"sqlite_utils", "joserfc", "xmlsec", "lxml", "cryptography", "textual", "numpy"}
+found = sorted({m.split(".")[0] for m in sys.modules} & heavy)
+found += sorted(m for m in sys.modules if m.startswith(("engine.cases", "engine.saml")))
+print(",".join(found))
+"""
+
+
+def test_commands_start_without_the_heavy_libraries() -> None:
+    """Building the command line (every command's start) leaves the SAML stack, JWT
+    keys, schema tooling, the case runner and the TUI for the commands that use them."""
+    done = subprocess.run(
+        [sys.executable, "-c", START_PROBE], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == ""
