@@ -49,9 +49,9 @@ def open_store(config: Config, *, read_only_if_missing: bool = False) -> Store:
     in-memory store instead of creating it (dry runs and listings write nothing).
     """
     if config.store.url is not None:
-        raise StoreError(
-            "the PostgreSQL store is not available in this build; set [store] path instead"
-        )
+        from engine.store.postgres import PostgresStore  # psycopg only when configured
+
+        return PostgresStore(config.store.url, layout_for(config))
     path = config.store.path or Path(config.root, "jitprov.db")
     layout = layout_for(config)
     if read_only_if_missing and not path.exists():

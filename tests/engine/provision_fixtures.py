@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,8 @@ _real_rules_package()
 from engine.config import Config, load_config  # noqa: E402
 from engine.provision import Provisioner  # noqa: E402
 from engine.result import Result  # noqa: E402
-from engine.store import SqliteStore, StoredUser, layout_for  # noqa: E402
+from engine.store import SqliteStore, Store, StoredUser, layout_for  # noqa: E402
+from engine.store.postgres import PostgresStore  # noqa: E402
 
 EMAIL = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"
 TRANSIENT = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient"
@@ -59,6 +61,11 @@ def toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+# Set by the `store_backend` fixture (tests/engine/conftest.py) while a test runs against
+# PostgreSQL: makes a fresh database and returns its URL, for each workspace written.
+NEW_DATABASE: Callable[[], str] | None = None
+
+
 def workspace(
     root: Path,
     rules: str | dict[str, str] = BASIC_RULES,
@@ -75,7 +82,10 @@ def workspace(
     connections = connections if connections is not None else {"okta": {}}
     (root / "rules").mkdir(parents=True, exist_ok=True)
     (root / "idp.pem").write_text("not read by these tests\n")
-    lines = ["[store]", f"path = {toml_value(store)}", "", "[store.fields]"]
+    if NEW_DATABASE is not None and store == "jitprov.db":
+        lines = ["[store]", f"url = {toml_value(NEW_DATABASE())}", "", "[store.fields]"]
+    else:
+        lines = ["[store]", f"path = {toml_value(store)}", "", "[store.fields]"]
     for name, kind in ({"department": "text"} | (fields or {})).items():
         lines.append(f"{name} = {toml_value(kind)}")
     for conn_id, extra in connections.items():
@@ -141,16 +151,25 @@ class Bench:
         return self.provisioner.apply(connection, raw, dry_run=dry_run, allow_samples=True, **kw)
 
     @property
-    def store(self) -> SqliteStore:
-        store = self.provisioner.store()
-        assert isinstance(store, SqliteStore)
+    def store(self) -> Any:
+        """The open store: SQLite, or PostgreSQL under the `store_backend` fixture."""
+        store: Store = self.provisioner.store()
+        assert isinstance(store, SqliteStore | PostgresStore)
         return store
+
+    @property
+    def postgres(self) -> bool:
+        return isinstance(self.store, PostgresStore)
 
     def user(self, username: str) -> StoredUser | None:
         return self.store.user_by_username(username)
 
     def rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        return list(self.store.conn.execute(sql, params))
+        return [tuple(row) for row in self.store.conn.execute(sql, params)]
+
+    def execute(self, sql: str, *params: Any) -> None:
+        """One statement on the store, committed (both stores' connections autocommit)."""
+        self.store.conn.execute(sql, params)
 
     def snapshot(self) -> dict[str, Any]:
         """The store's content without ids and timestamps (for equality of stores)."""
@@ -160,7 +179,7 @@ class Bench:
         self.provisioner.close()
 
 
-def snapshot(store: SqliteStore) -> dict[str, Any]:
+def snapshot(store: SqliteStore | PostgresStore) -> dict[str, Any]:
     """Users (by username), their members with sources, links; audit outcomes counted."""
     users = {}
     for user in store.users():
@@ -169,7 +188,7 @@ def snapshot(store: SqliteStore) -> dict[str, Any]:
             "members": {k: sorted(v) for k, v in user.members.items()},
             "links": user.links,
         }
-    seen = sorted(store.conn.execute("SELECT connection, token_id FROM seen_tokens"))
+    seen = sorted(map(tuple, store.conn.execute("SELECT connection, token_id FROM seen_tokens")))
     return {"users": users, "seen": seen}
 
 

@@ -1,5 +1,6 @@
 """A batch killed with SIGKILL mid-way leaves every token fully applied or not at all, and
-running the batch again completes it."""
+running the batch again completes it. Run against SQLite and PostgreSQL
+(tests/engine/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,29 +14,37 @@ from typing import Any
 
 import pytest
 
+from engine.config import load_config
+from engine.store import open_store
+from engine.store.postgres import PostgresTransaction
 from engine.store.sqlite import SqliteTransaction
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from provision_fixtures import Bench, jitprov_process, jsonl, open_sqlite, person, workspace
+from provision_fixtures import Bench, jitprov_process, jsonl, person, workspace
 
+pytestmark = pytest.mark.usefixtures("store_backend")
 N = 400
 
 
 def _state(config: Path, i: int) -> tuple[bool, bool, bool, bool, bool]:
     """For token i: account, both set members, link, audit row, replay entry."""
-    store = open_sqlite(config)
+    store: Any = open_store(load_config(config))
+    mark = "?" if isinstance(store.conn, sqlite3.Connection) else "%s"
     try:
-        one = store.conn.execute
-        user = one("SELECT id FROM users WHERE username = ?", (f"u{i}",)).fetchone()
+
+        def one(sql: str, value: str) -> Any:
+            return store.conn.execute(sql.replace("?", mark), (value,)).fetchone()
+
+        user = one("SELECT id FROM users WHERE username = ?", f"u{i}")
         members = one(
             "SELECT count(*) FROM user_groups g JOIN users u ON u.id = g.user_id"
             " WHERE u.username = ?",
-            (f"u{i}",),
-        ).fetchone()[0]
-        link = one("SELECT 1 FROM identity_links WHERE subject = ?", (f"u{i}-subject",)).fetchone()
-        audit = one("SELECT 1 FROM audit WHERE token_id = ?", (f"t{i}",)).fetchone()
-        seen = one("SELECT 1 FROM seen_tokens WHERE token_id = ?", (f"t{i}",)).fetchone()
+            f"u{i}",
+        )[0]
+        link = one("SELECT 1 FROM identity_links WHERE subject = ?", f"u{i}-subject")
+        audit = one("SELECT 1 FROM audit WHERE token_id = ?", f"t{i}")
+        seen = one("SELECT 1 FROM seen_tokens WHERE token_id = ?", f"t{i}")
         return (
             user is not None,
             members == 2,
@@ -87,21 +96,26 @@ def test_a_failure_after_the_account_writes_rolls_the_whole_token_back(
     bench = Bench(workspace(tmp_path))
     assert bench.apply(person("ann", groups=["a"])).outcome == "created"
     before = bench.snapshot()
-    real = SqliteTransaction.write_audit
+    transaction: Any = PostgresTransaction if bench.postgres else SqliteTransaction
+    real = transaction.write_audit
     calls = []
 
-    def failing_once(self: SqliteTransaction, row: Any) -> int:
+    def failing_once(self: Any, row: Any) -> int:
         calls.append(row.outcome)
         if len(calls) == 1:  # the audit row is the last write of the token's transaction
-            raise sqlite3.OperationalError("disk I/O error")
-        return real(self, row)
+            if bench.postgres:
+                import psycopg
 
-    monkeypatch.setattr(SqliteTransaction, "write_audit", failing_once)
+                raise psycopg.OperationalError("disk I/O error")
+            raise sqlite3.OperationalError("disk I/O error")
+        return int(real(self, row))
+
+    monkeypatch.setattr(transaction, "write_audit", failing_once)
     result = bench.apply(person("jdoe", groups=["x"], token_id="t-err"))
     assert (result.outcome, result.audit_written) == ("error", True)
     assert "disk I/O error" in (result.message or "")
     assert bench.snapshot() == before  # no account, member, link or replay entry
     [row] = [r for r in bench.store.audit() if r.outcome == "error"]
     assert row.token_id == "t-err" and row.user_id is None
-    monkeypatch.setattr(SqliteTransaction, "write_audit", real)
+    monkeypatch.setattr(transaction, "write_audit", real)
     assert bench.apply(person("jdoe", groups=["x"], token_id="t-err")).outcome == "created"

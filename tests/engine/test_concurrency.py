@@ -1,5 +1,6 @@
-"""Four processes provisioning into one SQLite file at once, with shared subjects: no lost
-update, no "database is locked", and the same store as applying the tokens one by one."""
+"""Four processes provisioning into one store at once, with shared subjects: no lost
+update, no "database is locked", and the same store as applying the tokens one by one.
+Run against a SQLite file and against PostgreSQL (tests/engine/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
+import pytest
 from provision_fixtures import Bench, jitprov_process, jsonl, person, snapshot, workspace
+
+pytestmark = pytest.mark.usefixtures("store_backend")
 
 RULES = """\
 username   = first(@uid)
