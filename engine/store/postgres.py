@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from engine.store.base import AuditRow, Member, StoredUser, StoreError, T, UserWrite
+from engine.store.base import AuditRow, StoreError, T
 from engine.store.pg_schema import ensure_schema
-from engine.store.schema import Layout, key_column, set_table
-from engine.store.sqlite_sql import SELECT_AUDIT, audit_row_from, encoded
-from engine.store.values import fold, from_column, iso, to_column
-from rules.plan import Scalar
+from engine.store.reads import AccountReads
+from engine.store.schema import Layout, key_column
+from engine.store.writes import SqlTransaction
 
 # serialization_failure, deadlock_detected: the transaction is re-run and decides again.
 _RETRY_STATES = ("40001", "40P01")
@@ -35,136 +33,23 @@ _RETRY_STATES = ("40001", "40P01")
 _UNIQUE_VIOLATION, _UNIQUE_RETRIES = "23505", 3
 
 
-class PostgresTransaction:
-    """The Transaction of one token (see base.Transaction)."""
+class PostgresTransaction(SqlTransaction):
+    """The Transaction of one token on an open psycopg connection (see base.Transaction)."""
 
     def __init__(self, store: PostgresStore) -> None:
-        self._store = store
-        self._conn = store.conn
+        super().__init__(store, "%s")
 
-    def claim_token(
-        self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
-    ) -> bool:
-        cursor = self._conn.execute(
-            "INSERT INTO seen_tokens (connection, token_id, expires_at) VALUES (%s, %s, %s)"
-            " ON CONFLICT (connection, token_id) DO UPDATE SET expires_at = excluded.expires_at"
-            " WHERE seen_tokens.expires_at IS NOT NULL AND seen_tokens.expires_at <= %s",
-            (connection, token_id, None if expires_at is None else iso(expires_at), iso(now)),
-        )
-        return bool(cursor.rowcount == 1)
-
-    def token_seen(self, connection: str, token_id: str, now: datetime) -> bool:
-        row = self._conn.execute(
-            "SELECT expires_at FROM seen_tokens WHERE connection = %s AND token_id = %s",
-            (connection, token_id),
-        ).fetchone()
-        return row is not None and (row[0] is None or row[0] > iso(now))
-
-    def load_user(self, user_id: int) -> StoredUser | None:
-        return self._store.load_user(user_id)
-
-    def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
-        row = self._conn.execute(self._store.select_linked, (connection, subject_key)).fetchone()
-        return None if row is None else self._store.complete(row)
-
-    def find_by_key(self, field: str, value: Scalar) -> list[int]:
-        if field not in self._store.layout.keys:
-            raise StoreError(f"field {field!r} has no case-insensitive key column")
-        rows = self._conn.execute(
-            f'SELECT id FROM users WHERE "{key_column(field)}" = %s ORDER BY id LIMIT 2',
-            (fold(value),),
-        ).fetchall()
-        return [int(r[0]) for r in rows]
-
-    def insert_user(self, fields: Mapping[str, Scalar], now: datetime) -> int:
-        layout = self._store.layout
-        values = [to_column(fields.get(name)) for name in layout.scalars]
-        values += [fold(fields.get(name)) for name in layout.keys]
-        stamp = iso(now)
-        row = self._conn.execute(self._store.insert_sql, (*values, stamp, stamp)).fetchone()
+    def _insert(self, sql: str, values: Sequence[object]) -> int:
+        row = self._conn.execute(sql + " RETURNING id", values).fetchone()
         assert row is not None
         return int(row[0])
 
-    def update_user(self, user_id: int, write: UserWrite, now: datetime) -> None:
-        layout = self._store.layout
-        if write.fields:
-            assignments: list[str] = []
-            values: list[object] = []
-            for name, value in write.fields.items():
-                assignments.append(f'"{name}" = %s')
-                values.append(to_column(value))
-                if name in layout.keys:
-                    assignments.append(f'"{key_column(name)}" = %s')
-                    values.append(fold(value))
-            self._conn.execute(
-                f"UPDATE users SET {', '.join(assignments)}, updated_at = %s WHERE id = %s",
-                (*values, iso(now), user_id),
-            )
-        elif write:
-            self._conn.execute(
-                "UPDATE users SET updated_at = %s WHERE id = %s", (iso(now), user_id)
-            )
-        self.write_members(user_id, write)
-
-    def write_members(self, user_id: int, write: UserWrite) -> None:
+    def _many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
         with self._conn.cursor() as cursor:
-            for name, rows in write.delete.items():
-                if rows:
-                    cursor.executemany(
-                        f'DELETE FROM "{set_table(name)}"'
-                        " WHERE user_id = %s AND value = %s AND source = %s",
-                        [(user_id, value, source) for value, source in rows],
-                    )
-            for name, rows in write.insert.items():
-                if rows:
-                    cursor.executemany(
-                        f'INSERT INTO "{set_table(name)}" (user_id, value, source)'
-                        " VALUES (%s, %s, %s)",
-                        [(user_id, value, source) for value, source in rows],
-                    )
-
-    def write_link(
-        self, connection: str, subject: str, subject_key: str, user_id: int, now: datetime
-    ) -> None:
-        stamp = iso(now)
-        self._conn.execute(
-            "INSERT INTO identity_links"
-            " (connection, subject, subject_key, user_id, created_at, last_seen_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (connection, subject, subject_key, user_id, stamp, stamp),
-        )
-
-    def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
-        self._conn.execute(
-            "UPDATE identity_links SET last_seen_at = %s"
-            " WHERE connection = %s AND subject_key = %s",
-            (iso(now), connection, subject_key),
-        )
-
-    def write_audit(self, row: AuditRow) -> int:
-        found = self._conn.execute(
-            "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
-            " user_id, changes, trace, rules_sha256)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (
-                row.at,
-                row.connection,
-                row.subject,
-                row.token_id,
-                row.outcome,
-                row.reason,
-                row.message,
-                row.user_id,
-                encoded(row.changes),
-                encoded(row.trace),
-                row.rules_sha256,
-            ),
-        ).fetchone()
-        assert found is not None
-        return int(found[0])
+            cursor.executemany(sql, rows)
 
 
-class PostgresStore:
+class PostgresStore(AccountReads):
     """A PostgreSQL database holding users, links, audit and replay entries."""
 
     def __init__(self, url: str, layout: Layout, *, retry_seconds: float = 120.0) -> None:
@@ -189,27 +74,18 @@ class PostgresStore:
             self.conn.close()
             raise
         self._txn = PostgresTransaction(self)
-        self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
-        scalars = ", ".join(f'"{name}"' for name in layout.scalars)
+        self.init_reads(layout, "%s")
         keys = [key_column(k) for k in layout.keys]
         names = [*(f'"{n}"' for n in layout.scalars), *(f'"{k}"' for k in keys)]
         names += ["created_at", "updated_at"]
         self.insert_sql = (
-            f"INSERT INTO users ({', '.join(names)})"
-            f" VALUES ({', '.join('%s' for _ in names)}) RETURNING id"
+            f"INSERT INTO users ({', '.join(names)}) VALUES ({', '.join('%s' for _ in names)})"
         )
-        self._select_user = f"SELECT id, created_at, updated_at, {scalars} FROM users"
         prefixed = ", ".join(f'u."{name}"' for name in layout.scalars)
         self.select_linked = (
             f"SELECT u.id, u.created_at, u.updated_at, {prefixed} FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = %s AND l.subject_key = %s"
         )
-        parts = [
-            f'SELECT {i}, value, source FROM "{set_table(name)}" WHERE user_id = %(id)s'
-            for i, name in enumerate(layout.sets)
-        ]
-        parts.append("SELECT -1, connection, subject FROM identity_links WHERE user_id = %(id)s")
-        self._select_members = " UNION ALL ".join(parts)
 
     # -- transactions ---------------------------------------------------------------
 
@@ -263,109 +139,8 @@ class PostgresStore:
 
     # -- reads ----------------------------------------------------------------------
 
-    def load_user(self, user_id: int) -> StoredUser | None:
-        row = self.conn.execute(self._select_user + " WHERE id = %s", (user_id,)).fetchone()
-        return None if row is None else self.complete(row)
-
-    def complete(self, row: tuple[Any, ...]) -> StoredUser:
-        """An account from its `users` row, with its members and links read."""
-        user = self._user(row)
-        rows = self.conn.execute(self._select_members, {"id": user.id}).fetchall()
-        for index, first, second in rows:
-            if index < 0:
-                user.links.append((first, second))
-            else:
-                user.members[self.layout.sets[index]].add((first, second))
-        user.links.sort()
-        return user
-
-    def _user(self, row: tuple[Any, ...]) -> StoredUser:
-        fields: dict[str, Scalar] = dict(zip(self.layout.scalars, row[3:], strict=True))
-        for name, kind in self._typed:
-            if fields[name] is not None:
-                fields[name] = from_column(kind, fields[name])
-        members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
-        return StoredUser(int(row[0]), fields, members, [], row[1], row[2])
-
-    def users(self) -> list[StoredUser]:
-        def read(_: PostgresTransaction) -> list[StoredUser]:
-            rows = self.conn.execute(self._select_user + " ORDER BY id").fetchall()
-            users = {u.id: u for u in map(self._user, rows)}
-            for name in self.layout.sets:
-                sql = f'SELECT user_id, value, source FROM "{set_table(name)}"'
-                for user_id, value, source in self.conn.execute(sql).fetchall():
-                    if user_id in users:
-                        users[user_id].members[name].add((value, source))
-            sql = "SELECT user_id, connection, subject FROM identity_links"
-            for user_id, connection, subject in self.conn.execute(sql).fetchall():
-                if user_id in users:
-                    users[user_id].links.append((connection, subject))
-            for user in users.values():
-                user.links.sort()
-            return list(users.values())
-
-        return self.atomic(read, write=False)
-
-    def user_by_username(self, username: str) -> StoredUser | None:
-        def read(_: PostgresTransaction) -> StoredUser | None:
-            row = self.conn.execute(
-                "SELECT id FROM users WHERE username_key = %s", (username.casefold(),)
-            ).fetchone()
-            return None if row is None else self.load_user(int(row[0]))
-
-        return self.atomic(read, write=False)
-
-    def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
-        sql = SELECT_AUDIT
-        params: list[object] = []
-        if user_id is not None:
-            sql += " WHERE user_id = %s"
-            params.append(user_id)
-        sql += " ORDER BY id DESC"
-        if limit is not None:
-            sql += " LIMIT %s"
-            params.append(limit)
-
-        def read(_: PostgresTransaction) -> list[AuditRow]:
-            return [audit_row_from(r) for r in self.conn.execute(sql, params).fetchall()]
-
-        return self.atomic(read, write=False)
-
-    def search_users(
-        self, query: str, *, limit: int, offset: int = 0
-    ) -> tuple[list[StoredUser], int]:
-        texts = [f'"{n}"' for n, kind in self.layout.scalars.items() if kind == "text"]
-        where, params = _contains(query, texts)
-
-        def read(_: PostgresTransaction) -> tuple[list[StoredUser], int]:
-            total = self.conn.execute(f"SELECT count(*) FROM users{where}", params).fetchone()
-            rows = self.conn.execute(
-                f"{self._select_user}{where} ORDER BY id LIMIT %s OFFSET %s",
-                [*params, limit, offset],
-            ).fetchall()
-            return [self.complete(row) for row in rows], int(total[0])
-
-        return self.atomic(read, write=False)
-
-    def search_audit(
-        self, query: str, *, limit: int, offset: int = 0
-    ) -> tuple[list[AuditRow], int]:
-        columns = ["connection", "subject", "token_id", "outcome", "reason", "message"]
-        where, params = _contains(query, columns)
-
-        def read(_: PostgresTransaction) -> tuple[list[AuditRow], int]:
-            total = self.conn.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()
-            rows = self.conn.execute(
-                f"{SELECT_AUDIT}{where} ORDER BY id DESC LIMIT %s OFFSET %s",
-                [*params, limit, offset],
-            ).fetchall()
-            return [audit_row_from(r) for r in rows], int(total[0])
-
-        return self.atomic(read, write=False)
-
-    def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
-        rows = list(members)
-        self.atomic(lambda txn: txn.write_members(user_id, UserWrite(insert={set_field: rows})))
+    def contains(self, query: str, columns: list[str]) -> tuple[str, list[object]]:
+        return _contains(query, columns)
 
     def close(self) -> None:
         self.conn.close()

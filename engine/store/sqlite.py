@@ -15,7 +15,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,22 +23,11 @@ from typing import Any
 from engine.store import sqlite_writers as writers
 from engine.store.base import (
     AuditRow,
-    Member,
-    StoredUser,
     StoreError,
     T,
-    UserWrite,
 )
-from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current, set_table
-from engine.store.sqlite_sql import (
-    SELECT_AUDIT,
-    audit_row_from,
-    casefold_sql,
-    contains,
-    encoded,
-    member_sql,
-    update_sql,
-)
+from engine.store.reads import AccountReads
+from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current
 from engine.store.sqlite_writers import (
     AUTOCHECKPOINT_PAGES,
     Checkpointer,
@@ -46,109 +35,29 @@ from engine.store.sqlite_writers import (
     rollback,
     writer_lock,
 )
-from engine.store.values import fold, from_column, iso, to_column
-from rules.plan import Scalar
+from engine.store.values import iso
+from engine.store.writes import SqlTransaction
 
 
-class SqliteTransaction:
-    """The Transaction of one token on an open connection (see base.Transaction)."""
+class SqliteTransaction(SqlTransaction):
+    """The Transaction of one token on an open SQLite connection (see base.Transaction)."""
 
     def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-        self._conn = store.conn
+        super().__init__(store, "?")
         # The row id of the link find_linked_user found in this transaction, so that
         # touch_link updates it without a second search of the links index.
         self.found_link: tuple[str, str, int] | None = None
 
-    def claim_token(
-        self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
-    ) -> bool:
-        cursor = self._conn.execute(
-            "INSERT INTO seen_tokens (connection, token_id, expires_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (connection, token_id) DO UPDATE SET expires_at = excluded.expires_at"
-            " WHERE seen_tokens.expires_at IS NOT NULL AND seen_tokens.expires_at <= ?",
-            (connection, token_id, None if expires_at is None else iso(expires_at), iso(now)),
-        )
-        return cursor.rowcount == 1
+    def _insert(self, sql: str, values: Sequence[object]) -> int:
+        row_id = self._conn.execute(sql, values).lastrowid
+        assert row_id is not None
+        return int(row_id)
 
-    def token_seen(self, connection: str, token_id: str, now: datetime) -> bool:
-        row = self._conn.execute(
-            "SELECT expires_at FROM seen_tokens WHERE connection = ? AND token_id = ?",
-            (connection, token_id),
-        ).fetchone()
-        return row is not None and (row[0] is None or row[0] > iso(now))
+    def _many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
+        self._conn.executemany(sql, rows)
 
-    def load_user(self, user_id: int) -> StoredUser | None:
-        return self._store.load_user(user_id)
-
-    def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
-        row = self._conn.execute(self._store.select_linked, (connection, subject_key)).fetchone()
-        if row is None:
-            return None
+    def _found(self, connection: str, subject_key: str, row: tuple[Any, ...]) -> None:
         self.found_link = (connection, subject_key, row[-1])
-        return self._store.complete(row)
-
-    def find_by_key(self, field: str, value: Scalar) -> list[int]:
-        if field not in self._store.layout.keys:
-            raise StoreError(f"field {field!r} has no case-insensitive key column")
-        rows = self._conn.execute(
-            f"SELECT id FROM users WHERE [{key_column(field)}] = ? ORDER BY id LIMIT 2",
-            (fold(value),),
-        ).fetchall()
-        return [int(r[0]) for r in rows]
-
-    def insert_user(self, fields: Mapping[str, Scalar], now: datetime) -> int:
-        layout = self._store.layout
-        values = [to_column(fields.get(name)) for name in layout.scalars]
-        values += [fold(fields.get(name)) for name in layout.keys]
-        stamp = iso(now)
-        cursor = self._conn.execute(self._store.insert_sql, (*values, stamp, stamp))
-        user_id = cursor.lastrowid
-        assert user_id is not None
-        return user_id
-
-    def update_user(self, user_id: int, write: UserWrite, now: datetime) -> None:
-        layout = self._store.layout
-        if write.fields:
-            names: list[str] = []
-            values: list[object] = []
-            for name, value in write.fields.items():
-                names.append(name)
-                values.append(to_column(value))
-                if name in layout.keys:
-                    names.append(key_column(name))
-                    values.append(fold(value))
-            self._conn.execute(update_sql(tuple(names)), (*values, iso(now), user_id))
-        elif write:
-            self._conn.execute("UPDATE users SET updated_at = ? WHERE id = ?", (iso(now), user_id))
-        self.write_members(user_id, write)
-
-    def write_members(self, user_id: int, write: UserWrite) -> None:
-        for name, rows in write.delete.items():
-            if rows:
-                self._conn.executemany(
-                    member_sql(
-                        "DELETE FROM [{}] WHERE user_id = ? AND value = ? AND source = ?", name
-                    ),
-                    [(user_id, value, source) for value, source in rows],
-                )
-        for name, rows in write.insert.items():
-            if rows:
-                self._conn.executemany(
-                    member_sql("INSERT INTO [{}] (user_id, value, source) VALUES (?, ?, ?)", name),
-                    [(user_id, value, source) for value, source in rows],
-                )
-
-    def write_link(
-        self, connection: str, subject: str, subject_key: str, user_id: int, now: datetime
-    ) -> None:
-        stamp = iso(now)
-        self._conn.execute(
-            "INSERT INTO identity_links"
-            " (connection, subject, subject_key, user_id, created_at, last_seen_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (connection, subject, subject_key, user_id, stamp, stamp),
-        )
 
     def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
         found = self.found_link
@@ -157,35 +66,13 @@ class SqliteTransaction:
                 "UPDATE identity_links SET last_seen_at = ? WHERE rowid = ?", (iso(now), found[2])
             )
             return
-        self._conn.execute(
-            "UPDATE identity_links SET last_seen_at = ? WHERE connection = ? AND subject_key = ?",
-            (iso(now), connection, subject_key),
-        )
-
-    def write_audit(self, row: AuditRow) -> int:
-        cursor = self._conn.execute(
-            "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
-            " user_id, changes, trace, rules_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.at,
-                row.connection,
-                row.subject,
-                row.token_id,
-                row.outcome,
-                row.reason,
-                row.message,
-                row.user_id,
-                encoded(row.changes),
-                encoded(row.trace),
-                row.rules_sha256,
-            ),
-        )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        super().touch_link(connection, subject_key, now)
 
 
-class SqliteStore:
+class SqliteStore(AccountReads):
     """A SQLite file (or ":memory:") holding users, links, audit and replay entries."""
+
+    conn: sqlite3.Connection
 
     def __init__(
         self,
@@ -221,24 +108,12 @@ class SqliteStore:
             raise
         self._txn = SqliteTransaction(self)  # stateless: one serves every transaction
         self.insert_sql = self._insert_sql()
-        self._scalars = tuple(layout.scalars)
-        self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
-        columns = ", ".join(f"[{name}]" for name in layout.scalars)
-        self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
-        prefixed = ", ".join(f"u.[{name}]" for name in layout.scalars)
+        self.init_reads(layout, "?")
+        prefixed = ", ".join(f'u."{name}"' for name in layout.scalars)
         self.select_linked = (  # the account's row and the link's row id in one statement
             f"SELECT u.id, u.created_at, u.updated_at, {prefixed}, l.rowid FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = ? AND l.subject_key = ?"
         )
-        # One statement for every set's member rows and the links (index -1): the account's
-        # whole state in two round trips, however many set fields there are.
-        parts = [
-            f"SELECT {i}, value, source FROM [{set_table(name)}] WHERE user_id = ?"
-            for i, name in enumerate(layout.sets)
-        ]
-        parts.append("SELECT -1, connection, subject FROM identity_links WHERE user_id = ?")
-        self._select_members = " UNION ALL ".join(parts)
-        self._member_params = len(parts)
 
     def _setup(self, synchronous: str, pragmas: Mapping[str, object]) -> None:
         conn = self.conn
@@ -334,117 +209,13 @@ class SqliteStore:
 
     # -- reads ----------------------------------------------------------------------
 
-    def load_user(self, user_id: int) -> StoredUser | None:
-        """One account with its members and links (inside or outside a transaction)."""
-        row = self.conn.execute(self._select_user + " WHERE id = ?", (user_id,)).fetchone()
-        return None if row is None else self.complete(row)
-
-    def complete(self, row: tuple[Any, ...]) -> StoredUser:
-        """An account from its `users` row, with its members and links read."""
-        user = self._user(row)
-        sets, members, links = self.layout.sets, user.members, user.links
-        for index, first, second in self.conn.execute(
-            self._select_members, (user.id,) * self._member_params
-        ):
-            if index < 0:
-                links.append((first, second))
-            else:
-                members[sets[index]].add((first, second))
-        links.sort()
-        return user
-
-    def _user(self, row: tuple[Any, ...]) -> StoredUser:
-        """An account from its `users` row (id, created_at, updated_at, the scalars, then
-        anything else), no members yet. Text columns come back as text; the other kinds are converted."""
-        scalars = self._scalars
-        fields: dict[str, Scalar] = dict(zip(scalars, row[3 : 3 + len(scalars)], strict=True))
-        for name, kind in self._typed:
-            if fields[name] is not None:
-                fields[name] = from_column(kind, fields[name])
-        members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
-        return StoredUser(row[0], fields, members, [], row[1], row[2])
-
-    def users(self) -> list[StoredUser]:
-        def read(_: SqliteTransaction) -> list[StoredUser]:
-            users = {
-                u.id: u
-                for u in map(self._user, self.conn.execute(self._select_user + " ORDER BY id"))
-            }
-            for name in self.layout.sets:
-                sql = f"SELECT user_id, value, source FROM [{set_table(name)}]"
-                for user_id, value, source in self.conn.execute(sql):
-                    if user_id in users:
-                        users[user_id].members[name].add((value, source))
-            sql = "SELECT user_id, connection, subject FROM identity_links"
-            for user_id, connection, subject in self.conn.execute(sql):
-                if user_id in users:
-                    users[user_id].links.append((connection, subject))
-            for user in users.values():
-                user.links.sort()
-            return list(users.values())
-
-        return self.atomic(read, write=False)
-
-    def user_by_username(self, username: str) -> StoredUser | None:
-        def read(_: SqliteTransaction) -> StoredUser | None:
-            row = self.conn.execute(
-                "SELECT id FROM users WHERE username_key = ?", (username.casefold(),)
-            ).fetchone()
-            return None if row is None else self.load_user(int(row[0]))
-
-        return self.atomic(read, write=False)
-
-    def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
-        sql = SELECT_AUDIT
-        params: list[object] = []
-        if user_id is not None:
-            sql += " WHERE user_id = ?"
-            params.append(user_id)
-        sql += " ORDER BY id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-
-        def read(_: SqliteTransaction) -> list[AuditRow]:
-            return [audit_row_from(r) for r in self.conn.execute(sql, params)]
-
-        return self.atomic(read, write=False)
-
-    def search_users(
-        self, query: str, *, limit: int, offset: int = 0
-    ) -> tuple[list[StoredUser], int]:
-        texts = [n for n, kind in self.layout.scalars.items() if kind == "text"]
-        where, params = contains(query, [f"[{n}]" for n in texts])
-
-        def read(_: SqliteTransaction) -> tuple[list[StoredUser], int]:
-            total = self.conn.execute(f"SELECT count(*) FROM users{where}", params).fetchone()
-            rows = self.conn.execute(
-                f"{self._select_user}{where} ORDER BY id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            ).fetchall()
-            return [self.complete(row) for row in rows], int(total[0])
-
-        return self.atomic(read, write=False)
-
-    def search_audit(
-        self, query: str, *, limit: int, offset: int = 0
-    ) -> tuple[list[AuditRow], int]:
-        columns = ["connection", "subject", "token_id", "outcome", "reason", "message"]
-        where, params = contains(query, columns)
-
-        def read(_: SqliteTransaction) -> tuple[list[AuditRow], int]:
-            total = self.conn.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()
-            rows = self.conn.execute(
-                f"{SELECT_AUDIT}{where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-            return [audit_row_from(r) for r in rows], int(total[0])
-
-        return self.atomic(read, write=False)
-
-    def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
-        rows = list(members)
-        self.atomic(lambda txn: txn.write_members(user_id, UserWrite(insert={set_field: rows})))
+    def contains(self, query: str, columns: list[str]) -> tuple[str, list[object]]:
+        """Any of `columns` contains `query`, compared casefolded (jitprov_casefold)."""
+        needle = query.strip().casefold()
+        if not needle or not columns:
+            return "", []
+        tests = " OR ".join(f"instr(jitprov_casefold({c}), ?) > 0" for c in columns)
+        return f" WHERE ({tests})", [needle] * len(columns)
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -454,3 +225,8 @@ class SqliteStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def casefold_sql(value: object) -> str | None:
+    """The `jitprov_casefold` SQL function (Unicode casefold, which SQLite lacks)."""
+    return None if value is None else str(value).casefold()

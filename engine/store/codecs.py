@@ -1,15 +1,13 @@
-"""The SQLite store's statements and column codecs: SQL text built once per shape,
-JSON for the audit row's columns, audit rows read back, the search clause."""
+"""Column codecs both SQL stores share: JSON for the audit row's columns, and audit rows
+read back."""
 
 from __future__ import annotations
 
-import functools
 import json
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from engine.store.base import AuditRow
-from engine.store.schema import set_table
 
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)
 # The C encoder behind _JSON, made once: JSONEncoder.encode builds a new one per call,
@@ -19,19 +17,6 @@ _ENCODE = (
     if c_make_encoder is None
     else c_make_encoder(None, str, encode_basestring, None, ": ", ", ", False, False, True)
 )
-
-
-@functools.lru_cache(maxsize=128)
-def update_sql(columns: tuple[str, ...]) -> str:
-    """The UPDATE for one set of changed columns (few distinct sets: built once each)."""
-    assignments = ", ".join(f"[{n}] = ?" for n in columns)
-    return f"UPDATE users SET {assignments}, updated_at = ? WHERE id = ?"
-
-
-@functools.lru_cache(maxsize=256)
-def member_sql(template: str, set_field: str) -> str:
-    """A statement on a set field's member table (built once per table)."""
-    return template.format(set_table(set_field))
 
 
 def encoded(value: object) -> str:
@@ -65,20 +50,6 @@ def audit_row_from(r: tuple[Any, ...]) -> AuditRow:
         trace=json_or_text(r[10]),
         rules_sha256=r[11],
     )
-
-
-def contains(query: str, columns: list[str]) -> tuple[str, list[object]]:
-    """A WHERE clause: any of `columns` contains `query`, compared casefolded."""
-    needle = query.strip().casefold()
-    if not needle or not columns:
-        return "", []
-    tests = " OR ".join(f"instr(jitprov_casefold({c}), ?) > 0" for c in columns)
-    return f" WHERE ({tests})", [needle] * len(columns)
-
-
-def casefold_sql(value: object) -> str | None:
-    """The `jitprov_casefold` SQL function (Unicode casefold, which SQLite lacks)."""
-    return None if value is None else str(value).casefold()
 
 
 def json_or_text(text: object) -> object:

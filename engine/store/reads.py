@@ -1,0 +1,159 @@
+"""The reads both SQL stores share: an account with its members and links, every account,
+the audit log, and paged search — over a DB-API connection. Each store (SQLite,
+PostgreSQL) mixes this in and gives its parameter mark, its `atomic` and its
+case-insensitive `contains` clause."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from engine.store.base import AuditRow, Member, StoredUser, UserWrite
+from engine.store.codecs import SELECT_AUDIT, audit_row_from
+from engine.store.schema import Layout, set_table
+from engine.store.values import from_column
+from rules.plan import Scalar
+
+R = TypeVar("R")
+
+
+class AccountReads:
+    """Reads over `self.conn`; `init_reads(layout, mark)` prepares the statements."""
+
+    conn: Any
+    layout: Layout
+
+    def init_reads(self, layout: Layout, mark: str) -> None:
+        self.layout = layout
+        self._mark = mark
+        self._scalars = tuple(layout.scalars)
+        self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
+        columns = ", ".join(f'"{name}"' for name in layout.scalars)
+        self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
+        # One statement for every set's member rows and the links (index -1): the account's
+        # whole state in one round trip, however many set fields there are.
+        parts = [
+            f'SELECT {i}, value, source FROM "{set_table(name)}" WHERE user_id = {mark}'
+            for i, name in enumerate(layout.sets)
+        ]
+        parts.append(f"SELECT -1, connection, subject FROM identity_links WHERE user_id = {mark}")
+        self._select_members = " UNION ALL ".join(parts)
+        self._member_params = len(parts)
+
+    def atomic(self, work: Callable[[Any], R], *, write: bool = True) -> R:
+        raise NotImplementedError  # each store's own
+
+    def contains(self, query: str, columns: list[str]) -> tuple[str, list[object]]:
+        """A WHERE clause: any of `columns` contains `query`, case-insensitively."""
+        raise NotImplementedError  # each store's own
+
+    def load_user(self, user_id: int) -> StoredUser | None:
+        """One account with its members and links (inside or outside a transaction)."""
+        row = self.conn.execute(
+            f"{self._select_user} WHERE id = {self._mark}", (user_id,)
+        ).fetchone()
+        return None if row is None else self.complete(row)
+
+    def complete(self, row: tuple[Any, ...]) -> StoredUser:
+        """An account from its `users` row, with its members and links read."""
+        user = self._user(row)
+        sets, members, links = self.layout.sets, user.members, user.links
+        rows = self.conn.execute(self._select_members, (user.id,) * self._member_params)
+        for index, first, second in rows.fetchall():
+            if index < 0:
+                links.append((first, second))
+            else:
+                members[sets[index]].add((first, second))
+        links.sort()
+        return user
+
+    def _user(self, row: tuple[Any, ...]) -> StoredUser:
+        """An account from its `users` row (id, created_at, updated_at, the scalars, then
+        anything else), no members yet. Text comes back as text; other kinds are converted."""
+        scalars = self._scalars
+        fields: dict[str, Scalar] = dict(zip(scalars, row[3 : 3 + len(scalars)], strict=True))
+        for name, kind in self._typed:
+            if fields[name] is not None:
+                fields[name] = from_column(kind, fields[name])
+        members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
+        return StoredUser(int(row[0]), fields, members, [], row[1], row[2])
+
+    def users(self) -> list[StoredUser]:
+        def read(_: object) -> list[StoredUser]:
+            rows = self.conn.execute(self._select_user + " ORDER BY id").fetchall()
+            users = {u.id: u for u in map(self._user, rows)}
+            for name in self.layout.sets:
+                sql = f'SELECT user_id, value, source FROM "{set_table(name)}"'
+                for user_id, value, source in self.conn.execute(sql).fetchall():
+                    if user_id in users:
+                        users[user_id].members[name].add((value, source))
+            sql = "SELECT user_id, connection, subject FROM identity_links"
+            for user_id, connection, subject in self.conn.execute(sql).fetchall():
+                if user_id in users:
+                    users[user_id].links.append((connection, subject))
+            for user in users.values():
+                user.links.sort()
+            return list(users.values())
+
+        return self.atomic(read, write=False)
+
+    def user_by_username(self, username: str) -> StoredUser | None:
+        def read(_: object) -> StoredUser | None:
+            row = self.conn.execute(
+                f"SELECT id FROM users WHERE username_key = {self._mark}", (username.casefold(),)
+            ).fetchone()
+            return None if row is None else self.load_user(int(row[0]))
+
+        return self.atomic(read, write=False)
+
+    def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:
+        sql = SELECT_AUDIT
+        params: list[object] = []
+        if user_id is not None:
+            sql += f" WHERE user_id = {self._mark}"
+            params.append(user_id)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += f" LIMIT {self._mark}"
+            params.append(limit)
+
+        def read(_: object) -> list[AuditRow]:
+            return [audit_row_from(r) for r in self.conn.execute(sql, params).fetchall()]
+
+        return self.atomic(read, write=False)
+
+    def search_users(
+        self, query: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[StoredUser], int]:
+        texts = [f'"{n}"' for n, kind in self.layout.scalars.items() if kind == "text"]
+        where, params = self.contains(query, texts)
+        page = f"LIMIT {self._mark} OFFSET {self._mark}"
+
+        def read(_: object) -> tuple[list[StoredUser], int]:
+            total = self.conn.execute(f"SELECT count(*) FROM users{where}", params).fetchone()
+            rows = self.conn.execute(
+                f"{self._select_user}{where} ORDER BY id {page}", [*params, limit, offset]
+            ).fetchall()
+            return [self.complete(row) for row in rows], int(total[0])
+
+        return self.atomic(read, write=False)
+
+    def search_audit(
+        self, query: str, *, limit: int, offset: int = 0
+    ) -> tuple[list[AuditRow], int]:
+        columns = ["connection", "subject", "token_id", "outcome", "reason", "message"]
+        where, params = self.contains(query, columns)
+        page = f"LIMIT {self._mark} OFFSET {self._mark}"
+
+        def read(_: object) -> tuple[list[AuditRow], int]:
+            total = self.conn.execute(f"SELECT count(*) FROM audit{where}", params).fetchone()
+            rows = self.conn.execute(
+                f"{SELECT_AUDIT}{where} ORDER BY id DESC {page}", [*params, limit, offset]
+            ).fetchall()
+            return [audit_row_from(r) for r in rows], int(total[0])
+
+        return self.atomic(read, write=False)
+
+    def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
+        rows = list(members)
+        self.atomic(lambda txn: txn.write_members(user_id, UserWrite(insert={set_field: rows})))
