@@ -70,6 +70,10 @@ class Cli:
         return self.json("apply", "-c", "okta", "--unsigned-samples", *extra, self.token(data))
 
 
+# Every test here runs against SQLite and against PostgreSQL (tests/engine/conftest.py).
+pytestmark = pytest.mark.usefixtures("store_backend")
+
+
 @pytest.fixture(autouse=True)
 def _own_commands(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tui.cli, "COMMANDS", OWN_COMMANDS)
@@ -307,7 +311,9 @@ def test_sample_helper_is_a_valid_sample() -> None:
     assert b'subject = "s"' in sample("s", uid="u")
 
 
-def test_users_and_audit_on_a_corrupt_store_exit_4(cli: Cli) -> None:
+def test_users_and_audit_on_a_corrupt_store_exit_4(cli: Cli, store_backend: str) -> None:
+    if store_backend != "sqlite":
+        pytest.skip("about a corrupt SQLite file")
     (cli.root / "jitprov.db").write_bytes(b"garbage, not a database" * 50)
     for argv in (("users",), ("users", "show", "x"), ("audit",)):
         code, out, err = cli.run(*argv)
@@ -324,7 +330,11 @@ def test_a_field_colliding_with_a_store_column_is_a_config_error(
     assert code == 1 and "created_at" in err
 
 
-def test_apply_on_a_corrupt_store_exits_4_and_leaves_the_file_alone(cli: Cli) -> None:
+def test_apply_on_a_corrupt_store_exits_4_and_leaves_the_file_alone(
+    cli: Cli, store_backend: str
+) -> None:
+    if store_backend != "sqlite":
+        pytest.skip("about a corrupt SQLite file")
     garbage = b"not a database at all" * 100
     (cli.root / "jitprov.db").write_bytes(garbage)
     code, result = cli.apply(person("jdoe"))

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.config import load_config
 from engine.provision import Provisioner
 from engine.store import sqlite_writers
@@ -66,6 +68,7 @@ def test_wal_checkpoints_run_in_the_background(tmp_path: Path, monkeypatch: Any)
     assert not checkpointer._thread.is_alive()  # closed with the store
 
 
+@pytest.mark.usefixtures("store_backend")  # SQLite and PostgreSQL
 def test_search_pages_users_and_audit_in_sql(tmp_path: Path) -> None:
     provisioner = Provisioner(load_config(workspace(tmp_path)))
     for n in range(25):
