@@ -64,10 +64,7 @@ class PostgresStore(AccountReads):
                 "the PostgreSQL store needs psycopg: pip install 'jitprov[postgres]'"
             ) from None
         self._psycopg = psycopg
-        try:
-            self.conn: Any = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise StoreError(f"cannot open the store {self.label}: {_first_line(exc)}") from None
+        self.conn: Any = self._connect()
         try:
             self._retrying(lambda: self._in_transaction(lambda: ensure_schema(self.conn, layout)))
         except StoreError:
@@ -89,7 +86,19 @@ class PostgresStore(AccountReads):
 
     # -- transactions ---------------------------------------------------------------
 
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"cannot open the store {self.label}: {_first_line(exc)}") from None
+
     def atomic(self, work: Callable[[PostgresTransaction], T], *, write: bool = True) -> T:
+        if self.conn.broken or self.conn.closed:
+            # The server went away (restart, failover, idle timeout) since the last token:
+            # connect again. A token whose connection broke mid-way is not retried — its
+            # COMMIT may or may not have happened — it is reported as an error.
+            self.conn = self._connect()
+            self._txn = PostgresTransaction(self)
         begin = "BEGIN ISOLATION LEVEL SERIALIZABLE" + ("" if write else " READ ONLY")
         return self._retrying(
             lambda: self._in_transaction(lambda: work(self._txn), begin, write=write)

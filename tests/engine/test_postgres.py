@@ -175,3 +175,27 @@ def test_open_store_picks_postgres_for_a_url(
     assert isinstance(store, PostgresStore)
     assert layout_for(config).scalars.keys() <= set(_columns(store, "users"))
     store.close()
+
+
+def test_a_lost_connection_fails_that_token_and_the_next_reconnects(
+    tmp_path: Path, new_database: Callable[[], str]
+) -> None:
+    """A server restart or failover between sign-ins: the token that finds the connection
+    gone is an error (its commit is in doubt, so it is not retried); the next connects
+    again and goes through."""
+    import psycopg
+
+    provision_fixtures.NEW_DATABASE = new_database
+    try:
+        bench = Bench(workspace(tmp_path))
+    finally:
+        provision_fixtures.NEW_DATABASE = None
+    assert bench.apply(person("ann")).outcome == "created"
+    pid = bench.store.conn.info.backend_pid
+    with psycopg.connect(bench.store.url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    lost = bench.apply(person("bob"))
+    assert lost.outcome == "error" and "store error" in (lost.message or "")
+    assert bench.apply(person("bob")).outcome == "created"
+    assert sorted(u.fields["username"] for u in bench.store.users()) == ["ann", "bob"]
+    bench.close()
