@@ -94,20 +94,33 @@ class PostgresStore(AccountReads):
 
     def atomic(self, work: Callable[[PostgresTransaction], T], *, write: bool = True) -> T:
         if self.conn.broken or self.conn.closed:
-            # The server went away (restart, failover, idle timeout) since the last token:
-            # connect again. A token whose connection broke mid-way is not retried — its
-            # COMMIT may or may not have happened — it is reported as an error.
-            self.conn = self._connect()
-            self._txn = PostgresTransaction(self)
+            self._reconnect()  # a token broke the connection mid-way (and was an error)
         begin = "BEGIN ISOLATION LEVEL SERIALIZABLE" + ("" if write else " READ ONLY")
         return self._retrying(
             lambda: self._in_transaction(lambda: work(self._txn), begin, write=write)
         )
 
+    def _reconnect(self) -> None:
+        self.conn = self._connect()
+        self._txn = PostgresTransaction(self)
+
+    def _begin(self, begin: str) -> None:
+        try:
+            self.conn.execute(begin)
+        except self._psycopg.OperationalError:
+            if not self.conn.broken:
+                raise
+            # The server went away while we were idle (a restart, a failover, an idle
+            # timeout): nothing of this token was sent, so connect again and begin. A
+            # connection lost later in a token is not retried — its COMMIT may or may
+            # not have happened — and that token is an error.
+            self._reconnect()
+            self.conn.execute(begin)
+
     def _in_transaction(
         self, work: Callable[[], T], begin: str = "BEGIN", *, write: bool = True
     ) -> T:
-        self.conn.execute(begin)
+        self._begin(begin)
         try:
             value = work()
             self.conn.execute("COMMIT" if write else "ROLLBACK")

@@ -177,13 +177,36 @@ def test_open_store_picks_postgres_for_a_url(
     store.close()
 
 
-def test_a_lost_connection_fails_that_token_and_the_next_reconnects(
+def _terminate(store: Any) -> None:
+    import psycopg
+
+    with psycopg.connect(store.url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,))
+
+
+def test_a_connection_lost_between_tokens_is_made_again(
     tmp_path: Path, new_database: Callable[[], str]
 ) -> None:
-    """A server restart or failover between sign-ins: the token that finds the connection
-    gone is an error (its commit is in doubt, so it is not retried); the next connects
-    again and goes through."""
-    import psycopg
+    """A server restart or failover between sign-ins goes unnoticed: nothing of the next
+    token had been sent, so it connects again and goes through."""
+    provision_fixtures.NEW_DATABASE = new_database
+    try:
+        bench = Bench(workspace(tmp_path))
+    finally:
+        provision_fixtures.NEW_DATABASE = None
+    assert bench.apply(person("ann")).outcome == "created"
+    _terminate(bench.store)
+    assert bench.apply(person("bob")).outcome == "created"
+    assert sorted(u.fields["username"] for u in bench.store.users()) == ["ann", "bob"]
+    bench.close()
+
+
+def test_a_connection_lost_mid_token_is_an_error_and_the_next_token_reconnects(
+    tmp_path: Path, new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lost after the token's writes began: its commit is in doubt, so it is not retried
+    but reported (exit 4); the next token connects again."""
+    from engine.store.postgres import PostgresTransaction
 
     provision_fixtures.NEW_DATABASE = new_database
     try:
@@ -191,11 +214,18 @@ def test_a_lost_connection_fails_that_token_and_the_next_reconnects(
     finally:
         provision_fixtures.NEW_DATABASE = None
     assert bench.apply(person("ann")).outcome == "created"
-    pid = bench.store.conn.info.backend_pid
-    with psycopg.connect(bench.store.url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    real = PostgresTransaction.write_audit
+    calls: list[int] = []
+
+    def cut_first(self: PostgresTransaction, row: Any) -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            _terminate(bench.store)
+        return real(self, row)
+
+    monkeypatch.setattr(PostgresTransaction, "write_audit", cut_first)
     lost = bench.apply(person("bob"))
     assert lost.outcome == "error" and "store error" in (lost.message or "")
+    assert [u.fields["username"] for u in bench.store.users()] == ["ann"]  # rolled back
     assert bench.apply(person("bob")).outcome == "created"
-    assert sorted(u.fields["username"] for u in bench.store.users()) == ["ann", "bob"]
     bench.close()
