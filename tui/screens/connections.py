@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -62,7 +63,6 @@ class ConnectionsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#connections", DataTable)
         table.border_title = "connections"
-        table.add_columns("id", "protocol", "mode", "rules status")
         self.action_refresh()
 
     def palette_commands(self) -> list[PaletteCommand]:
@@ -99,9 +99,16 @@ class ConnectionsScreen(Screen[None]):
     def watch_rows(self, rows: tuple[ConnectionRow, ...]) -> None:
         table = self.query_one("#connections", DataTable)
         selected = self.selected_id()
-        table.clear()
-        for row in rows:
-            table.add_row(row.id, row.protocol, row.mode, _status(row), key=row.id)
+        # Columns get their widths from the rows here, rather than from DataTable's own
+        # measuring on idle, which once left them at the headers' widths (ids cut to two
+        # letters) under load.
+        table.clear(columns=True)
+        cells = [(row.id, row.protocol, row.mode, _status(row)) for row in rows]
+        for index, label in enumerate(_COLUMNS):
+            width = max([cell_len(label), *(_width(c[index]) for c in cells)])
+            table.add_column(label, width=width)
+        for row, values in zip(rows, cells, strict=True):
+            table.add_row(*values, key=row.id)
         ids = [row.id for row in rows]
         form = self.query_one(ConnectionForm)
         if selected in ids:
@@ -196,6 +203,13 @@ class ConnectionsScreen(Screen[None]):
             return
         self.notify(f"connection {connection_id} added from {path.name}")
         self.load_rows()
+
+
+_COLUMNS = ("id", "protocol", "mode", "rules status")
+
+
+def _width(cell: str | Text) -> int:
+    return cell.cell_len if isinstance(cell, Text) else cell_len(cell)
 
 
 def _status(row: ConnectionRow) -> Text:
