@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -20,12 +21,22 @@ from engine.saml.mint import mint
 from engine.sample import parse_sample_text
 from engine.serve import ProvisioningServer
 
+if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
+    sys.path.insert(0, str(Path(__file__).parent))
+import provision_fixtures
+
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[str]:
+def server(tmp_path: Path, store_backend: str) -> Iterator[str]:
+    """The demo workspace served over HTTP, on SQLite or on PostgreSQL (each request
+    thread with its own connection)."""
     shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.db*"))
+    if provision_fixtures.NEW_DATABASE is not None:  # the PostgreSQL variant
+        config = tmp_path / "demo" / "jitprov.toml"
+        url = provision_fixtures.NEW_DATABASE()
+        config.write_text(config.read_text().replace('path = "jitprov.db"', f'url = "{url}"'))
     httpd = ProvisioningServer(
         ("127.0.0.1", 0), load_config(tmp_path / "demo" / "jitprov.toml"), quiet=True
     )
