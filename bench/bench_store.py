@@ -376,7 +376,7 @@ def run(quick: bool) -> list[Comparison]:
             if size == prefill:
                 stats = main
             else:
-                stats = compare(Path(tmp) / f"n{size}", size, min(count, 5_000), full=False)
+                stats = compare(Path(tmp) / f"n{size}", size, count, full=False)
                 shutil.rmtree(Path(tmp) / f"n{size}", ignore_errors=True)
             for name, key in (("jitprov", "steps"), ("sqlite3 loop", "baseline")):
                 curve[name].append((size, stats[key].median_ns / 1e3))
