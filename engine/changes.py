@@ -52,8 +52,7 @@ def plan_write(stored: StoredUser | None, plan: Plan, connection: str, layout: L
     for name, raw in plan.fields.items():
         if name not in scalars:
             continue
-        new = None if raw == "" else raw
-        old = before.get(name)
+        new, old = clean(raw), before.get(name)
         if (new == old and type(new) is type(old)) or to_column(new) == to_column(old):
             continue
         write.fields[name] = after_fields[name] = new
