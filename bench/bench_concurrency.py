@@ -20,20 +20,9 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.bench_store import CONFIG  # the same one-connection workspace
 from bench.harness import Comparison, Stats
 
-CONFIG = """\
-[store]
-path = "jitprov.db"
-[store.fields]
-department = "text"
-[connections.okta]
-protocol = "saml2"
-issuer = "https://idp.example/"
-certificate = "idp.pem"
-audience = "https://sp.example/"
-rules = "okta.rules"
-"""
 RULES = """\
 username   = lower(subject)
 email      = first(@email)
