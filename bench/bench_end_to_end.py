@@ -32,7 +32,13 @@ from pathlib import Path
 
 import xmlsec
 
-from bench.bench_saml import AUDIENCE, HOST, ISSUER, PATH, RECIPIENT, _python3_saml
+from bench.bench_saml import (
+    AUDIENCE,
+    ISSUER,
+    RECIPIENT,
+    _python3_saml,
+    python3_saml_request,
+)
 from bench.harness import Comparison, Stats
 from engine.config import load_config
 from engine.provision import Provisioner
@@ -267,13 +273,7 @@ def run(quick: bool) -> list[Comparison]:
 
         def peer(raw: bytes) -> object:
             b64 = base64.b64encode(raw).decode()
-            request = {
-                "https": "on",
-                "http_host": HOST,
-                "script_name": PATH,
-                "get_data": {},
-                "post_data": {"SAMLResponse": b64},
-            }
+            request = python3_saml_request(b64)
             response = OneLogin_Saml2_Response(settings, b64)
             if not response.is_valid(request, raise_exceptions=True):
                 raise AssertionError(response.get_error())

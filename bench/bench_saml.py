@@ -68,6 +68,17 @@ def _fixture(folder: Path) -> tuple[bytes, Connection, bytes, datetime]:
     return xml, conn, cert.read_bytes(), at
 
 
+def python3_saml_request(b64: str) -> dict[str, object]:
+    """The request python3-saml validates a POSTed response against (our ACS)."""
+    return {
+        "https": "on",
+        "http_host": HOST,
+        "script_name": PATH,
+        "get_data": {},
+        "post_data": {"SAMLResponse": b64},
+    }
+
+
 def _python3_saml(cert_pem: bytes):  # type: ignore[no-untyped-def]
     from onelogin.saml2.settings import OneLogin_Saml2_Settings
 
@@ -148,13 +159,7 @@ def run(quick: bool) -> list[Comparison]:
         b64 = base64.b64encode(xml).decode()
         now = at + timedelta(seconds=5)
         settings = _python3_saml(cert_pem)
-        request = {
-            "https": "on",
-            "http_host": HOST,
-            "script_name": PATH,
-            "get_data": {},
-            "post_data": {"SAMLResponse": b64},
-        }
+        request = python3_saml_request(b64)
         key = trusted_certs(conn)[0].key  # the pinned public key, loaded once
 
         def ours() -> object:
