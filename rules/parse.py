@@ -11,7 +11,7 @@ at the next one, so every broken statement in a file is reported.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, TypeVar
 
 import pyparsing as pp
@@ -127,9 +127,17 @@ def _parse_chunk(blanked: str, chunk: _Chunk) -> tuple[ast.Stmt | None, _Problem
         if offset == chunk.start:
             return statement, problem
         statement = shift(statement, chunk.start - offset)
-        problem = shift(problem, chunk.start - offset)
+        problem = _moved(problem, chunk.start - offset)
     _cache[text] = (chunk.start, statement, problem)
     return statement, problem
+
+
+def _moved(problem: _Problem | None, delta: int) -> _Problem | None:
+    """A cached statement's problem at the offset the statement now has (its offsets
+    are plain ints, which `shift` leaves alone)."""
+    if problem is None or delta == 0:
+        return problem
+    return replace(problem, start=problem.start + delta, end=problem.end + delta)
 
 
 def _parse_statement(

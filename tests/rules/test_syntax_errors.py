@@ -95,6 +95,15 @@ def test_parse_never_raises_on_damaged_programs(source: str, edits: list[tuple[i
     assert (program is None) == bool(diagnostics)
 
 
+def test_a_repeated_broken_statement_is_reported_where_each_copy_is() -> None:
+    # The second copy is parsed from the statement cache: its error must move with it.
+    source = "x = f(a b)\nx = f(a b)\ny = 1 < 2 < 3\ny = 1 < 2 < 3\n"
+    _, diagnostics = parse(source)
+    lines = [SourceMap(source).position(d.span.start) for d in diagnostics]
+    assert [(p.line, p.column) for p in lines] == [(1, 9), (2, 9), (3, 11), (4, 11)]
+    assert [d.code for d in diagnostics] == ["E001", "E001", "E004", "E004"]
+
+
 def test_deep_nesting_is_an_error_not_a_crash() -> None:
     program, diagnostics = parse("x = " + "(" * 5000 + "a" + ")" * 5000)
     assert program is None and diagnostics[0].code == "E001"
