@@ -45,7 +45,7 @@ class Subject(NamedTuple):
     """The identity an account is linked under (product.md §2 step 4)."""
 
     value: str
-    key: str  # the link's lookup key: case-folded for emailAddress NameIDs
+    key: str  # the link's lookup key: values.fold of an emailAddress NameID, else exact
     fmt: str | None
     transient: bool
 
@@ -310,7 +310,7 @@ def subject_of(conn: Connection, token: Token) -> tuple[Subject | None, str]:
     if not token.name_id:
         return None, "the token has no subject"
     fmt = token.name_id_format
-    key = token.name_id.casefold() if fmt == EMAIL_FORMAT else token.name_id
+    key = fold(token.name_id) if fmt == EMAIL_FORMAT else token.name_id
     transient = fmt == TRANSIENT_FORMAT
     if transient and not conn.link_by:
         return None, (

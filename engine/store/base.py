@@ -141,7 +141,7 @@ class Store(Protocol):
     def users(self) -> list[StoredUser]: ...
 
     def user_by_username(self, username: str) -> StoredUser | None:
-        """Matched case-insensitively (casefold)."""
+        """Matched case-insensitively (values.fold: NFC, then lower case)."""
         ...
 
     def audit(self, *, limit: int | None = None, user_id: int | None = None) -> list[AuditRow]:

@@ -1,11 +1,13 @@
 """The PostgreSQL store's tables: those of the SQLite store (engine.store.schema), made
 with plain DDL, and migrated the same way — additively, when the config declares new
-fields. Servers opening the store at once queue on an advisory lock."""
+fields, and re-keyed once when its keys were computed another way (engine.store.rekey).
+Servers opening the store at once queue on an advisory lock."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from engine.store.rekey import rekey
 from engine.store.schema import Layout, key_column, set_table
 from engine.store.values import fold
 
@@ -51,6 +53,10 @@ CREATE TABLE IF NOT EXISTS seen_tokens (
     expires_at TEXT,
     PRIMARY KEY (connection, token_id)
 );
+CREATE TABLE IF NOT EXISTS store_meta (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 
@@ -70,11 +76,13 @@ def ensure_schema(conn: Any, layout: Layout) -> None:
     for name, kind in layout.scalars.items():
         if name not in existing:
             conn.execute(f'ALTER TABLE users ADD COLUMN "{name}" {_COLUMN_TYPES[kind]}')
+    fresh: set[str] = set()  # key columns made (and filled with values.fold) just now
     for name in layout.keys:
         key = key_column(name)
         if key not in existing:
             conn.execute(f'ALTER TABLE users ADD COLUMN "{key}" TEXT')
             _fill_key(conn, name, key)
+            fresh.add(key)
         unique = "UNIQUE " if name == "username" else ""
         conn.execute(f'CREATE {unique}INDEX IF NOT EXISTS "idx_users_{key}" ON users ("{key}")')
     for name in layout.sets:
@@ -89,13 +97,17 @@ def ensure_schema(conn: Any, layout: Layout) -> None:
             f' ON "{table}" (user_id, value, source)'
         )
         conn.execute(f'CREATE INDEX IF NOT EXISTS "idx_{table}_value" ON "{table}" (value)')
+    keys = [(name, key_column(name)) for name in layout.keys]
+    rekey(conn, lambda sql, rows: _many(conn, sql, rows), keys, "%s", fresh=fresh)
+
+
+def _many(conn: Any, sql: str, rows: list[tuple[object, ...]]) -> None:
+    with conn.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 def _fill_key(conn: Any, field: str, key: str) -> None:
-    """A new key column for existing accounts: the Unicode casefold, computed here
-    (PostgreSQL's lower() is not the same fold)."""
+    """A new key column for existing accounts: values.fold, computed here (PostgreSQL
+    has no NFC-then-lower of its own that does not depend on the database's locale)."""
     rows = conn.execute(f'SELECT id, "{field}" FROM users WHERE "{field}" IS NOT NULL').fetchall()
-    with conn.cursor() as cursor:
-        cursor.executemany(
-            f'UPDATE users SET "{key}" = %s WHERE id = %s', [(fold(v), i) for i, v in rows]
-        )
+    _many(conn, f'UPDATE users SET "{key}" = %s WHERE id = %s', [(fold(v), i) for i, v in rows])

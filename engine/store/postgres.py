@@ -23,6 +23,7 @@ from engine.store.base import AuditRow, StoreError, T
 from engine.store.pg_schema import ensure_schema
 from engine.store.reads import AccountReads
 from engine.store.schema import Layout, key_column
+from engine.store.values import fold
 from engine.store.writes import SqlTransaction
 
 # serialization_failure, deadlock_detected: the transaction is re-run and decides again.
@@ -183,10 +184,13 @@ def redacted(url: str) -> str:
 
 
 def _contains(query: str, columns: list[str]) -> tuple[str, list[object]]:
-    """A WHERE clause: any of `columns` contains `query`, compared in lower case
-    (PostgreSQL has no Unicode casefold; lower() differs from it only on a few letters,
-    such as ß)."""
-    needle = query.strip().lower()
+    """A WHERE clause: any of `columns` contains `query`, compared in lower case: the
+    query folded in Python (values.fold: NFC, then lower), the columns by PostgreSQL's
+    lower(). That is search for people, never identity: lower() follows the database's
+    LC_CTYPE (in a "C" database it lower-cases ASCII letters only) and does not
+    normalise to NFC, so a stored text in NFD or with non-ASCII capitals may not be found
+    by every spelling. Keys that decide identity are computed in Python, never here."""
+    needle = fold(query.strip())
     if not needle or not columns:
         return "", []
     tests = " OR ".join(f"strpos(lower({c}), %s) > 0" for c in columns)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from engine.store.base import AuditRow, Member, StoredUser, UserWrite
 from engine.store.codecs import SELECT_AUDIT, audit_row_from
 from engine.store.schema import Layout, set_table
-from engine.store.values import from_column
+from engine.store.values import fold, from_column
 from rules.plan import Scalar
 
 R = TypeVar("R")
@@ -100,7 +100,7 @@ class AccountReads:
     def user_by_username(self, username: str) -> StoredUser | None:
         def read(_: object) -> StoredUser | None:
             row = self.conn.execute(
-                f"SELECT id FROM users WHERE username_key = {self._mark}", (username.casefold(),)
+                f"SELECT id FROM users WHERE username_key = {self._mark}", (fold(username),)
             ).fetchone()
             return None if row is None else self.load_user(int(row[0]))
 

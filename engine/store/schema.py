@@ -1,8 +1,10 @@
 """The store's tables (product.md §4), created and migrated through sqlite-utils.
 
 Migration is additive only: a new `[store.fields]` entry adds a column (or a set
-table), a new `link_by` field adds its case-folded key column (back-filled) and index.
-Nothing is ever dropped, renamed or retyped; a column left over from an old field stays.
+table), a new `link_by` field adds its case-insensitive key column (back-filled) and
+index. Nothing is ever dropped, renamed or retyped; a column left over from an old field
+stays. Key columns computed another way than `values.fold` (a store written when keys
+were `str.casefold`) are recomputed once (engine.store.rekey).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.store.base import SchemaError
+from engine.store.rekey import LINKS_MARK, META_TABLE, mark, marked, rekey
 from rules.vocabulary import FieldType
 
 # Columns of `users` that are not fields; a declared field must not take these names.
@@ -23,7 +26,8 @@ _COLUMN_TYPES: dict[str, Any] = {"text": str, "number": str, "bool": int}
 
 
 def key_column(field: str) -> str:
-    """The case-folded lookup column kept beside a field (`username_key`, `email_key`)."""
+    """The case-insensitive lookup column kept beside a field (`username_key`,
+    `email_key`): `values.fold` of the field."""
     return f"{field}_key"
 
 
@@ -34,11 +38,11 @@ def set_table(field: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """Which fields the store holds: scalar columns, set tables, case-folded keys."""
+    """Which fields the store holds: scalar columns, set tables, case-insensitive keys."""
 
     scalars: dict[str, FieldType]
     sets: tuple[str, ...]
-    keys: tuple[str, ...]  # fields with a casefold key column: username + link_by fields
+    keys: tuple[str, ...]  # fields with a key column (values.fold): username + link_by
 
     @classmethod
     def build(cls, fields: Mapping[str, FieldType], link_by: tuple[str, ...] = ()) -> Layout:
@@ -65,14 +69,16 @@ def schema_is_current(conn: sqlite3.Connection, layout: Layout) -> bool:
     """True when every table and column the layout needs exists (a read: read-only
     stores and the common case open without taking the write lock)."""
     names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    needed = {"users", "identity_links", "audit", "seen_tokens"}
+    needed = {"users", "identity_links", "audit", "seen_tokens", META_TABLE}
     needed |= {set_table(name) for name in layout.sets}
     needed |= {f"idx_users_{key_column(name)}" for name in layout.keys}
     if not needed <= names:
         return False
     columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(users)")}
     wanted = {*layout.scalars, *(key_column(k) for k in layout.keys), *USER_META_COLUMNS}
-    return {c.lower() for c in wanted} <= columns
+    if not {c.lower() for c in wanted} <= columns:
+        return False
+    return {LINKS_MARK, *(mark(key_column(k)) for k in layout.keys)} <= marked(conn)
 
 
 def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
@@ -91,8 +97,10 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     for name in layout.keys:
         user_columns[key_column(name)] = str
     user_columns.update(created_at=str, updated_at=str)
+    fresh: set[str] = set()  # key columns made (and filled with values.fold) just now
     if not users.exists():
         users.create(user_columns, pk="id")
+        fresh.update(key_column(k) for k in layout.keys)
     else:
         existing = {c.lower() for c in users.columns_dict}
         for name, kind in user_columns.items():
@@ -101,9 +109,10 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
                 if name.endswith("_key") and name[: -len("_key")] in layout.keys:
                     field = name[: -len("_key")]
                     conn.execute(
-                        f"UPDATE users SET [{name}] = jitprov_casefold([{field}])"
+                        f"UPDATE users SET [{name}] = jitprov_fold([{field}])"
                         f" WHERE [{field}] IS NOT NULL"
                     )
+                    fresh.add(name)
     for name in layout.keys:
         users.create_index([key_column(name)], unique=name == "username", if_not_exists=True)
     for name in layout.sets:
@@ -159,3 +168,8 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
             pk=("connection", "token_id"),
             not_null=["connection", "token_id"],
         )
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+    )
+    keys = [(name, key_column(name)) for name in layout.keys]
+    rekey(conn, lambda sql, rows: conn.executemany(sql, rows), keys, "?", fresh=fresh)

@@ -35,7 +35,7 @@ from engine.store.sqlite_writers import (
     rollback,
     writer_lock,
 )
-from engine.store.values import iso
+from engine.store.values import fold, iso
 from engine.store.writes import SqlTransaction
 
 
@@ -100,7 +100,7 @@ class SqliteStore(AccountReads):
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the store {self.path}: {exc}") from None
-        self.conn.create_function("jitprov_casefold", 1, casefold_sql, deterministic=True)
+        self.conn.create_function("jitprov_fold", 1, fold_sql, deterministic=True)
         try:
             self._retrying(lambda: self._setup(synchronous, pragmas or {}))
         except StoreError:
@@ -210,11 +210,12 @@ class SqliteStore(AccountReads):
     # -- reads ----------------------------------------------------------------------
 
     def contains(self, query: str, columns: list[str]) -> tuple[str, list[object]]:
-        """Any of `columns` contains `query`, compared casefolded (jitprov_casefold)."""
-        needle = query.strip().casefold()
+        """Any of `columns` contains `query`, case-insensitively (values.fold, through
+        the `jitprov_fold` SQL function)."""
+        needle = fold(query.strip())
         if not needle or not columns:
             return "", []
-        tests = " OR ".join(f"instr(jitprov_casefold({c}), ?) > 0" for c in columns)
+        tests = " OR ".join(f"instr(jitprov_fold({c}), ?) > 0" for c in columns)
         return f" WHERE ({tests})", [needle] * len(columns)
 
     def close(self) -> None:
@@ -227,6 +228,7 @@ class SqliteStore(AccountReads):
             self._lock_fd = None
 
 
-def casefold_sql(value: object) -> str | None:
-    """The `jitprov_casefold` SQL function (Unicode casefold, which SQLite lacks)."""
-    return None if value is None else str(value).casefold()
+def fold_sql(value: object) -> str | None:
+    """The `jitprov_fold` SQL function: `values.fold` of a column's text (SQLite's own
+    lower() folds ASCII letters only, and nothing normalises to NFC)."""
+    return None if value is None else fold(str(value))

@@ -2,16 +2,23 @@
 
 Text as text, numbers as their canonical text (exact for decimals, rules-language.md §3),
 booleans as 0/1, moments as ISO 8601 UTC with Z (sorts as text); case-insensitive keys
-are the Unicode casefold of the text form.
+are the text form in Unicode NFC, lower-cased with `str.lower` (product.md §1) — never
+`str.casefold`, which merges distinct addresses (`straße`/`strasse`, `ſ`/`s`, `ﬁ`/`fi`).
 """
 
 from __future__ import annotations
 
 import functools
+import unicodedata
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import overload
 
 from rules.plan import Scalar
+
+# How `fold` computes keys; the store records it beside each key column it has computed
+# this way, and re-keys a column that lacks the record (engine.store.rekey).
+FOLD = "nfc-lower"
 
 
 @functools.lru_cache(maxsize=64)  # one token stamps several rows with the same moment
@@ -20,10 +27,16 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@overload
+def fold(value: str) -> str: ...
+@overload
+def fold(value: Scalar) -> str | None: ...
 def fold(value: Scalar) -> str | None:
-    """The case-insensitive key of a value (Unicode casefold of its text form)."""
+    """The case-insensitive key of a value: its text form in Unicode NFC, then
+    `str.lower` (product.md §1). The one definition of "case-insensitively": the store's
+    key columns, emailAddress NameID links, username lookups and search all use it."""
     text = to_column(value)
-    return None if text is None else str(text).casefold()
+    return None if text is None else unicodedata.normalize("NFC", str(text)).lower()
 
 
 def to_column(value: Scalar) -> str | int | None:

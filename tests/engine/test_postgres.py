@@ -126,7 +126,7 @@ def test_the_same_tokens_leave_the_same_store_as_sqlite(
     assert {"created", "updated", "denied", "rejected", "linked"} <= kinds, kinds
 
 
-def test_new_fields_are_added_and_keys_filled_with_the_casefold(
+def test_new_fields_are_added_and_keys_filled_with_the_fold(
     new_database: Callable[[], str],
 ) -> None:
     url = new_database()
