@@ -32,8 +32,8 @@ from rules.ast import (
 )
 from rules.diagnostics import Diagnostic, SourceMap, Span, sort_key
 from rules.functions import FUNCTIONS
-from rules.types import MAX_DEPTH, ExprTyper, Type, describe, did_you_mean, known
-from rules.vocabulary import BUILTIN_FIELDS, CONTEXT_NAMES, REQUIRED_FIELDS, FieldType
+from rules.types import ExprTyper, Type, describe, did_you_mean, known
+from rules.vocabulary import BUILTIN_FIELDS, CONTEXT_NAMES, MAX_DEPTH, REQUIRED_FIELDS, FieldType
 
 _CONVERTERS: dict[str, str] = {"text": "text", "number": "number", "bool": "bool"}
 

@@ -3,7 +3,7 @@ r"""The pyparsing grammar of the rules language (rules-language.md §2, §5, §7
 Parse actions only build `rules.ast` nodes (spans are offsets into the parsed text);
 nothing is evaluated. `rules.parse` feeds this grammar one top-level statement at a
 time, with comments already blanked out, and turns exceptions into diagnostics.
-Errors the grammar can name precisely raise `CodedError` (E004, E005, E006).
+Errors the grammar can name precisely raise `CodedError` (E004, E005, E006, E007).
 
 EBNF (whitespace, newlines and comments between tokens are not significant):
 
@@ -35,7 +35,8 @@ EBNF (whitespace, newlines and comments between tokens are not significant):
     IDENT      = /[A-Za-z_][A-Za-z0-9_]*/ ;   NAME = IDENT that is not a keyword ;
     STRING     = /"([^"\\\n]|\\["\\nt]|\\u[0-9A-Fa-f]{4})*"/ | /r"[^"\n]*"/ ;
     ATTR       = "@" ( /[A-Za-z_][A-Za-z0-9_.:-]*/ | STRING ) ;
-    NUMBER     = /-?[0-9]+(\.[0-9]+)?/ ;   USER_FIELD = /user\.[A-Za-z_][A-Za-z0-9_]*/ ;
+    NUMBER     = /-?[0-9]+(\.[0-9]+)?/ ;   (* more than 100 characters: E007 *)
+    USER_FIELD = /user\.[A-Za-z_][A-Za-z0-9_]*/ ;
 
 How it is built (for speed, measured in docs/rules.md): the levels coalesce … sum are
 one flat `operand { operator operand }` sequence (an operand being a primary, an
@@ -57,7 +58,7 @@ import pyparsing as pp
 
 from rules import ast
 from rules.diagnostics import Span
-from rules.vocabulary import KEYWORDS
+from rules.vocabulary import KEYWORDS, MAX_NUMBER_LENGTH
 
 _IDENT_CHARS = "A-Za-z0-9_"
 _NOT_IDENT = f"(?![{_IDENT_CHARS}])"
@@ -129,6 +130,12 @@ def _atom(text: str, loc: int, toks: pp.ParseResults) -> ast.Expr:
     if kind == "name":
         return ast.Name(spelled, span)
     if kind == "number":
+        if len(spelled) > MAX_NUMBER_LENGTH:
+            message = (
+                f"number literal too long: {len(spelled)} characters (at most {MAX_NUMBER_LENGTH})"
+            )
+            hint = 'compare a longer run of digits as text ("...") instead'
+            raise CodedError(text, "E007", message, span, hint)
         return ast.NumLit(Decimal(spelled), spelled, span)
     if kind == "raw":
         return ast.StrLit(spelled[2:-1], raw=True, span=span)

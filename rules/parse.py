@@ -1,4 +1,4 @@
-"""Source text → `Program` plus syntax diagnostics (E001–E006); never raises.
+"""Source text → `Program` plus syntax diagnostics (E001–E007); never raises.
 
 A fast scanner first splits the file into top-level statements, collects comments and
 reports lexical errors (E002, E003). Each statement's text (comments blanked) is then
@@ -6,19 +6,26 @@ parsed by `rules.grammar` and the result cached by that text, so the editor, whi
 re-parses on every keystroke, only re-parses the statement that changed. Splitting
 also gives error recovery: a syntax error spoils one statement, and parsing resumes
 at the next one, so every broken statement in a file is reported.
+
+No tree deeper than `MAX_DEPTH` expression levels leaves this module: deeper nesting
+exhausts pyparsing's recursion first, and a long operator chain (`a + b + …`, parsed
+flat and folded into a tree as deep as it is long) is measured after parsing. So no
+later phase (moving a cached statement, checking, compiling, formatting) can run into
+Python's recursion limit.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import pyparsing as pp
 
 from rules import ast
 from rules.diagnostics import Diagnostic, Span
 from rules.grammar import BODY_STATEMENT, STATEMENT, CodedError
+from rules.vocabulary import MAX_DEPTH
 
 __all__ = ["parse"]
 
@@ -43,6 +50,9 @@ _RAW_HINT = 'use a raw string r"..." to keep backslashes as they are'
 _CACHE_LIMIT = 20_000
 _BOM = "\ufeff"
 _CLOSER = re.compile(r'"([)\]}])"$')
+_TOO_DEEP = "expression nested too deeply"
+_TOO_DEEP_HINT = f"at most {MAX_DEPTH} levels: split it into `let` steps"
+_EXPR_TYPES = get_args(ast.Expr)
 
 N = TypeVar("N")
 
@@ -168,15 +178,48 @@ def _parse_statement(
             expected = "an operator or a new statement"
         return None, _Problem("E001", f"expected {expected}", error.loc, error.loc)
     except RecursionError:
-        return None, _Problem("E001", "expression nested too deeply", start, end)
+        return None, _Problem("E001", _TOO_DEEP, start, end, _TOO_DEEP_HINT)
     statement: ast.Stmt = result[0]
+    # Each level of an expression takes at least two characters (`a+`, `[`…`]`, `f(`…):
+    # a shorter statement cannot be too deep, and most are much shorter.
+    if end - start > 2 * MAX_DEPTH:
+        deep = _too_deep(statement)
+        if deep is not None:
+            return None, _Problem("E001", _TOO_DEEP, deep.start, deep.end, _TOO_DEEP_HINT)
     return statement, None
+
+
+def _too_deep(statement: ast.Stmt) -> Span | None:
+    """The span of the first (in the text) of a statement's expressions that nests more
+    than MAX_DEPTH levels deep, or None. Iterative, so a chain of any length is measured
+    safely, and it never walks below that level."""
+    found: Span | None = None
+    stack: list[tuple[Any, int, Span | None]] = [(statement, 0, None)]
+    while stack:
+        node, depth, outer = stack.pop()
+        if isinstance(node, tuple):
+            stack.extend((item, depth, outer) for item in node)
+            continue
+        if not is_dataclass(node) or isinstance(node, Span):
+            continue
+        if isinstance(node, _EXPR_TYPES):
+            depth += 1
+            outer = outer or node.span
+            if depth > MAX_DEPTH:
+                if found is None or outer.start < found.start:
+                    found = outer
+                continue
+        names = _FIELDS.get(type(node))
+        if names is None:
+            names = _FIELDS[type(node)] = tuple(f.name for f in fields(node))
+        stack.extend((getattr(node, name), depth, outer) for name in names)
+    return found
 
 
 def _diagnostic(source: str, chunk: _Chunk, problem: _Problem) -> Diagnostic:
     start, end = problem.start, problem.end
     message, hint = problem.message, problem.hint
-    if problem.code == "E001" and "found" not in message:
+    if problem.code == "E001" and "found" not in message and message != _TOO_DEEP:
         start, end, found = _found(source, start)
         closer = _CLOSER.search(message)
         if closer is not None and start >= chunk.end:

@@ -31,13 +31,9 @@ from rules.ast import (
 )
 from rules.diagnostics import Diagnostic, Severity, Span
 from rules.functions import FUNCTIONS, RegexError, Signature, compile_regex, template_max_group
-from rules.vocabulary import FieldType
+from rules.vocabulary import MAX_DEPTH, FieldType
 
 Type: TypeAlias = Literal["text", "number", "bool", "list", "null", "unknown"]
-
-# Deeper expressions are refused, so that checking, compiling and the reference
-# evaluator's recursion stay far from Python's limits (no rules file needs this many).
-MAX_DEPTH = 100
 
 _ARTICLE: dict[str, str] = {
     "text": "text",
