@@ -26,6 +26,7 @@ from tui.cli import (
     EXIT_STORE,
     CommandError,
     Workspace,
+    parse_time,
     print_json,
 )
 from tui.render import result_lines
@@ -71,18 +72,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def parse_at(text: str | None) -> datetime | None:
-    """`--at`: ISO 8601 with Z or an offset (a time without a zone is ambiguous)."""
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise CommandError(
-            f"--at: expected an ISO 8601 time such as 2024-05-01T12:00:00Z, got {text!r}"
-        ) from None
-    if moment.tzinfo is None:
-        raise CommandError(f"--at: give a time zone (Z or an offset such as +02:00): {text!r}")
-    return moment
+    """`--at`: ISO 8601 with Z or an offset (a time without a zone is ambiguous), in
+    UTC; a moment beyond what UTC can hold is clamped (tui.cli.parse_time)."""
+    return None if text is None else parse_time(text)
 
 
 def read_token_file(name: str) -> bytes:

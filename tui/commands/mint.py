@@ -8,14 +8,14 @@ default. The token is printed on stdout.
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from engine.config import Config, Connection
 from engine.sample import parse_sample_text
 from engine.token import TokenRejected
-from tui.cli import EXIT_OK, CommandError, Workspace
+from tui.cli import EXIT_OK, LATEST, CommandError, Workspace, parse_time
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -62,14 +62,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def parse_at(text: str) -> datetime:
-    """`--at`: ISO 8601; a time without an offset is UTC."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        raise CommandError(
-            f"--at: expected ISO 8601 like 2024-05-01T12:00:00Z, got {text!r}"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    """`--at`: ISO 8601; a time without an offset is UTC; in UTC, clamped to what a
+    datetime can hold (tui.cli.parse_time)."""
+    return parse_time(text, naive_utc=True)
 
 
 def pick_connection(config: Config, name: str | None) -> Connection:
@@ -113,8 +108,15 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     except TokenRejected as exc:
         raise CommandError(f"{args.sample}: {exc.message}") from None
     encrypt_for = _read(Path(args.encrypt_for), "--encrypt-for") if args.encrypt_for else None
-    from engine.saml.mint import MintError, mint  # on use: the SAML stack is slow to import
+    from engine.saml.mint import VALIDITY, MintError, mint  # on use: slow to import
 
+    at = parse_at(args.at) if args.at else None
+    if at is not None and at > LATEST - VALIDITY:
+        latest = (LATEST - VALIDITY).strftime("%Y-%m-%dT%H:%M:%SZ")
+        raise CommandError(
+            f"--at: too late for a token valid for {VALIDITY.seconds // 60} minutes "
+            f"(the latest start is {latest})"
+        )
     try:
         token = mint(
             sample,
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
             encrypt_for=encrypt_for,
             cipher=args.cipher,
             encoding=args.encoding,
-            at=parse_at(args.at) if args.at else None,
+            at=at,
         )
     except MintError as exc:
         raise CommandError(f"cannot sign or encrypt the token: {exc}") from None
