@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, Protocol
 
 from engine.changes import Planned, clean, plan_write
 from engine.config import Connection
-from engine.result import Result, trace_json
+from engine.result import Result, redacted_values, trace_json
 from engine.store import StoredUser, Transaction, UserWrite
 from engine.store.base import AuditRow
 from engine.store.schema import Layout
@@ -124,8 +124,13 @@ class Job:
         self.subject, self.subject_problem = subject_of(conn, token)
         self._plan: Plan | None = None  # the last evaluation (a denied result shows it)
         self._user_id: int | None = None  # the account in question, once known
+        # Every evaluation and account of this run: their values of redacted names are
+        # hidden in the result's message (Result.hide), whichever step wrote it.
+        self._plans: list[Plan] = []
+        self._accounts: list[StoredUser] = []
 
     def result(self, outcome: Any, **values: Any) -> Result:
+        hidden = redacted_values(self.conn.redact, plans=self._plans, accounts=self._accounts)
         return Result(
             outcome,
             self.conn.id,
@@ -135,10 +140,12 @@ class Job:
             redact=self.conn.redact,
             rules_sha256=self.rules.sha256,
             dry_run=self.dry_run,
+            hidden=tuple(hidden),
             **values,
         )
 
     def run(self, txn: Transaction) -> Result:
+        self._plan, self._user_id, self._plans, self._accounts = None, None, [], []
         token_id = self.token.token_id
         if token_id is not None:
             if self.dry_run:
@@ -176,6 +183,10 @@ class Job:
         self._user_id = user.id if user else None
         plan = self.rules.evaluate(self.token.attributes, context, user_view(user))
         self._plan = plan
+        if self.conn.redact:
+            self._plans.append(plan)
+            if user is not None:
+                self._accounts.append(user)
         if plan.denied is not None:
             raise _Deny(plan.denied)
         return plan
