@@ -230,11 +230,20 @@ class RulesScreen(Screen[None]):
         self.query_one(ProblemList).show(check.problems)
         self._show_problem_at_cursor()
         panel = self.query_one(PreviewPanel)
-        panel.show(preview)
+        panel.show(preview, self._redacted())
         token = preview.token if preview and preview.token else "no token"
         panel.border_title = f"preview: {token} (dry run)"
         self.shown_generation = generation
         self.updated_at = time.perf_counter()
+
+    def _redacted(self) -> tuple[str, ...]:
+        """The open connection's `redact` names (the preview shows their values as ***)."""
+        if self.connection_id is None:
+            return ()
+        try:
+            return self.facade.connection(self.connection_id).redact
+        except FacadeError:
+            return ()
 
     def watch_modified(self, modified: bool) -> None:
         self.editor.border_subtitle = "modified" if modified else ""

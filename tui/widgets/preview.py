@@ -2,12 +2,14 @@
 
 Receives a `Preview` (a dry run: nothing is written) and shows the outcome, each field's
 planned value, its stored value when it changes, and the lines that set it. Choosing a
-token posts `PreviewPanel.TokenChosen`.
+token posts `PreviewPanel.TokenChosen`. The values of the connection's `redact` fields
+show as "***", as in every other view (the old values and the message come redacted
+from the engine's Result already).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from rich.text import Text
@@ -16,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Label, Select
 
+from engine.result import REDACTED
 from tui.widgets.views import Preview
 
 OUTCOME_STYLES = {
@@ -60,7 +63,8 @@ class PreviewPanel(Vertical):
         value = event.value
         self.post_message(self.TokenChosen(value if isinstance(value, Path) else None))
 
-    def show(self, preview: Preview | None) -> None:
+    def show(self, preview: Preview | None, redact: Collection[str] = ()) -> None:
+        """Show a preview; `redact`: the connection's redacted names."""
         outcome = self.query_one("#preview-outcome", Label)
         message = self.query_one("#preview-message", Label)
         table = self.query_one("#preview-table", DataTable)
@@ -73,7 +77,8 @@ class PreviewPanel(Vertical):
         outcome.update(Text(preview.outcome, style=f"bold {style}"))
         message.update(preview.message or "")
         for row in preview.rows:
-            value = Text(row.value, style="bold" if row.changed else "")
+            shown = REDACTED if row.field in redact and row.value else row.value
+            value = Text(shown, style="bold" if row.changed else "")
             diff = Text(row.diff or "", style="yellow" if row.changed else "dim")
             lines = ", ".join(map(str, row.lines))
             where = f"← line{'s' * (len(row.lines) > 1)} {lines}" if row.lines else ""
