@@ -29,6 +29,8 @@ def headline(result: Result) -> str:
     who = f"subject {result.subject}" if result.subject is not None else "no subject"
     where = f"{result.connection}, {who}"
     username = (result.user or {}).get("username")
+    if "username" in result.redact and username is not None:
+        username = REDACTED
     dry = " (dry run: nothing written)" if result.dry_run else ""
     if result.outcome == "rejected":
         return f"rejected [{result.reason}] ({where}): {result.message}{dry}"

@@ -153,6 +153,19 @@ def test_redacting_other_names_leaves_the_message_alone(
         assert all(MESSAGES[name].format(value) in m for m in messages), (name, messages)
 
 
+@on_both_stores
+def test_a_redacted_username_is_hidden_in_the_headline_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ws = Workspace(tmp_path, capsys, ["email", "username"])
+    path = ws.token("e1", TAKEN, SECRET)
+    _, explained = ws.run("explain", "-c", "entra", "--unsigned-samples", path)
+    _, applied = ws.run("apply", "-c", "entra", "--unsigned-samples", path)
+    for output in (explained, applied):
+        assert output.splitlines()[0].startswith("created *** (entra, subject e1)"), output
+        assert TAKEN not in output and SECRET not in output, output
+
+
 # -- the replacement itself ---------------------------------------------------------
 
 
