@@ -1,10 +1,10 @@
-# One command each: `make run`, `make test`, `make fmt`, `make bench`.
+# One command each: `make run`, `make test`, `make fmt`, `make bench`, `make fuzz`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench bench-quick clean
+.PHONY: run test lint fmt bench bench-quick fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,20 @@ bench: $(BENCH_STAMP)
 
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m bench --quick
+
+# Coverage-guided fuzzing (tests/fuzz, docs/testing.md): every target FUZZ_SECONDS each,
+# or only FUZZ_TARGETS (e.g. `make fuzz FUZZ_TARGETS=saml FUZZ_SECONDS=600`); exits 1 on
+# a new finding, saved under tests/fuzz/regressions/.
+FUZZ_STAMP   := $(VENV)/.installed-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+
+$(FUZZ_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,fuzz]'
+	touch $(FUZZ_STAMP)
+
+fuzz: $(FUZZ_STAMP)
+	$(BIN)/python -m tests.fuzz --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
