@@ -16,11 +16,12 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 from engine.config import Config, ConfigError, find_config, load_config
+from engine.moments import utc
 
 VERSION = "0.1.0"
 
@@ -91,19 +92,14 @@ class Workspace:
         return self.config if self.locate() is not None else None
 
 
-# The first and last instants a datetime can hold in UTC.
-EARLIEST = datetime.min.replace(tzinfo=UTC)
-LATEST = datetime.max.replace(tzinfo=UTC)
-
-
 def parse_time(text: str, option: str = "--at", *, naive_utc: bool = False) -> datetime:
     """A time given on the command line (`--at`, a batch line's `"at"`), in UTC.
 
     ISO 8601 with `Z` (or `z`) or an offset; without one it is an error, or UTC with
     `naive_utc`. A moment that exists in its own offset but not in UTC (the last hours
     of 9999-12-31 west of Greenwich, the first of 0001-01-01 east of it) is clamped to
-    the nearest instant a datetime can hold, EARLIEST or LATEST: the engine then judges
-    it like any far-off time (expired, not yet valid) instead of overflowing."""
+    the nearest instant a datetime can hold (engine.moments): the engine then judges it
+    like any far-off time (expired, not yet valid) instead of overflowing."""
     spelled = text.strip()
     if spelled[-1:] == "z":
         spelled = spelled[:-1] + "Z"
@@ -114,17 +110,13 @@ def parse_time(text: str, option: str = "--at", *, naive_utc: bool = False) -> d
             f"{option}: expected an ISO 8601 time such as 2024-05-01T12:00:00Z "
             f"(years 1 to 9999), got {text!r}"
         ) from None
-    offset = moment.utcoffset()
-    if offset is None:
+    if moment.utcoffset() is None:
         if not naive_utc:
             raise CommandError(
                 f"{option}: give a time zone (Z or an offset such as +02:00): {text!r}"
             )
         return moment.replace(tzinfo=UTC)
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        return LATEST if offset < timedelta(0) else EARLIEST  # west of UTC: later
+    return utc(moment)
 
 
 def print_json(value: Any) -> None:

@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from lxml import etree
 
 from engine.config import Connection
+from engine.moments import shift, stamp
 from engine.saml.xml import SAML, text_of
 from engine.token import TokenRejected
 
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+
 _DATETIME = re.compile(
     r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z"
 )
@@ -42,13 +44,13 @@ def parse_time(value: str, what: str) -> datetime:
         raise TokenRejected("malformed", f"{what}: invalid date-time {value!r}: {exc}") from None
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
-        stamp -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        stamp = shift(stamp, -sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
     return stamp
 
 
 def show(moment: datetime) -> str:
     """A UTC timestamp as SAML writes it."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp(moment)
 
 
 def bearer_data(assertion: etree._Element) -> list[etree._Element]:
@@ -86,7 +88,13 @@ def check_in_response_to(
     connection: Connection,
     request_id: str | None,
 ) -> None:
-    """Every InResponseTo equals `request_id` when given; one must exist when required."""
+    """Every InResponseTo equals `request_id` when given; one must exist when required.
+
+    Only signed data counts (product.md §2): the caller passes `response` only when the
+    Response's own signature covers it; the Assertion's bearer SubjectConfirmationData
+    is always covered by a verified signature (its own or the Response's). An
+    InResponseTo on an unsigned Response is treated as absent.
+    """
     values = []
     if response is not None and response.get("InResponseTo") is not None:
         values.append(("Response", response.get("InResponseTo", "")))
@@ -172,18 +180,18 @@ def check_times(assertion: etree._Element, skew: int, now: datetime) -> datetime
     for where, node in windows:
         if node.get("NotBefore") is not None:
             start = parse_time(node.get("NotBefore", ""), f"{where} NotBefore")
-            if now < start - margin:
+            if now < shift(start, -margin):
                 raise TokenRejected(
                     "not-yet-valid",
                     f"{where} NotBefore is {show(start)}; now is {show(now)} (clock_skew {skew} s)",
                 )
         if node.get("NotOnOrAfter") is not None:
             end = parse_time(node.get("NotOnOrAfter", ""), f"{where} NotOnOrAfter")
-            if now >= end + margin:
+            if now >= shift(end, margin):
                 raise TokenRejected(
                     "expired",
                     f"{where} NotOnOrAfter is {show(end)}; now is {show(now)} "
                     f"(clock_skew {skew} s)",
                 )
             ends.append(end)
-    return min(ends) + margin
+    return shift(min(ends), margin)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import unicodedata
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import overload
 
+from engine.moments import stamp
 from rules.plan import Scalar
 
 # How `fold` computes keys; the store records it beside each key column it has computed
@@ -24,7 +25,7 @@ FOLD = "nfc-lower"
 @functools.lru_cache(maxsize=64)  # one token stamps several rows with the same moment
 def iso(moment: datetime) -> str:
     """ISO 8601 UTC to the second, with Z: sorts as text, reads as time."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return stamp(moment)
 
 
 @overload

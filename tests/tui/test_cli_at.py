@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tui.cli import EARLIEST, LATEST, CommandError, parse_time, run
+from engine.moments import EARLIEST, LATEST
+from tui.cli import CommandError, parse_time, run
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 LAST_MOMENT = "9999-12-31T23:59:59-14:00"  # 10000-01-01T13:59:59Z

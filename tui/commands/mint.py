@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, Connection
+from engine.moments import LATEST, stamp
 from engine.sample import parse_sample_text
 from engine.token import TokenRejected
-from tui.cli import EXIT_OK, LATEST, CommandError, Workspace, parse_time
+from tui.cli import EXIT_OK, CommandError, Workspace, parse_time
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -112,7 +113,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
 
     at = parse_at(args.at) if args.at else None
     if at is not None and at > LATEST - VALIDITY:
-        latest = (LATEST - VALIDITY).strftime("%Y-%m-%dT%H:%M:%SZ")
+        latest = stamp(LATEST - VALIDITY)
         raise CommandError(
             f"--at: too late for a token valid for {VALIDITY.seconds // 60} minutes "
             f"(the latest start is {latest})"

@@ -1,0 +1,42 @@
+"""Moments at the edges of time: UTC conversion and arithmetic that saturate.
+
+A token may say `NotOnOrAfter="9999-12-31T23:59:59Z"` and `--at` may name the last hours
+of 9999-12-31 west of Greenwich: Python's datetime cannot go past year 9999 or before
+year 1, so every conversion and shift here stops at the first or last representable
+instant instead of raising OverflowError. Such a moment is then judged like any far-off
+time (expired, not yet valid).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+LATEST = datetime.max.replace(tzinfo=UTC)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def utc(moment: datetime) -> datetime:
+    """`moment` in UTC (a naive one is taken as UTC), clamped to what datetime holds."""
+    offset = moment.utcoffset()
+    if offset is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        return LATEST if offset < timedelta(0) else EARLIEST  # west of UTC is later
+
+
+def shift(moment: datetime, delta: timedelta) -> datetime:
+    """`moment + delta`, saturating at EARLIEST and LATEST."""
+    try:
+        return moment + delta
+    except OverflowError:
+        return LATEST if delta > timedelta(0) else EARLIEST
+
+
+def stamp(moment: datetime) -> str:
+    """ISO 8601 UTC to the second with Z, the year always four digits (`0001-…`)."""
+    at = utc(moment)
+    return (
+        f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
+    )
