@@ -135,13 +135,20 @@ def load_config(path: str | Path) -> Config:
     return parse_config(text, path)
 
 
+def toml_problem(exc: Exception) -> str:
+    """What tomllib found wrong, in words (its errors, too-long integers, deep nesting)."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return str(exc) or type(exc).__name__
+
+
 def parse_config(text: str, path: Path) -> Config:
     """Validate config text; `path` locates relative paths and names the file in errors."""
     label = path.name
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(label, None, f"invalid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, over-long integers, nesting
+        raise ConfigError(label, None, f"invalid TOML: {toml_problem(exc)}") from None
     checker = _Checker(label, path.parent)
     checker.keys(data, "", {"store", "connections"})
     store_table = checker.table(data, "store", "store")

@@ -33,7 +33,8 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
 
-from engine.config import Connection
+from engine.bounds import check_text
+from engine.config import Connection, toml_problem
 from engine.token import Token, TokenRejected
 
 _TEXT_KEYS = ("subject", "subject_format", "issuer", "authn_context", "token_id")
@@ -56,8 +57,8 @@ def parse_sample_text(text: str) -> Sample:
     """Parse and check sample TOML; raises TokenRejected("malformed") naming the key."""
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TokenRejected("malformed", f"sample: invalid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, an over-long integer
+        raise TokenRejected("malformed", f"sample: invalid TOML: {toml_problem(exc)}") from None
     return sample_from_table(data)
 
 
@@ -76,6 +77,8 @@ def sample_from_table(data: Mapping[str, Any]) -> Sample:
             raise TokenRejected(
                 "malformed", f"sample: {key}: expected a string, got {describe_value(value)}"
             )
+        if value is not None:
+            check_text(value, f"sample: {key}")
         texts[key] = value if value else None  # "" is no value
     subject = texts.pop("subject")
     if subject is None or not subject.strip():
@@ -154,6 +157,7 @@ def scalar_text(value: Any) -> str | None:
 def _collect(table: dict[str, Any], prefix: str, out: dict[str, list[str]]) -> None:
     for name, value in table.items():
         key = f"{prefix}{name}"
+        check_text(key, "sample: an attribute name")
         if not name:
             raise TokenRejected("malformed", f"sample: attributes: empty attribute name {key!r}")
         if isinstance(value, dict):
@@ -169,6 +173,7 @@ def _collect(table: dict[str, Any], prefix: str, out: dict[str, list[str]]) -> N
                     f"sample: attributes.{key}: expected a string or a list of strings, "
                     f"got {describe_value(item)}",
                 )
+            check_text(text, f"sample: attributes.{key}")
             values.append(text)
         out.setdefault(key, []).extend(values)
 

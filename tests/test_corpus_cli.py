@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.corpus_revisions import allowed_reasons
 from tui.cli import run
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
@@ -114,7 +115,7 @@ def test_corpus_case_through_the_cli(
     argv = ["--config", str(config), "apply", "-c", "corp", token, "--json", *flags]
     code, result = _run_json(argv, capsys)
     if verdict == "invalid":
-        allowed = {case["spec_reason"], *case.get("spec_reason_also", [])}
+        allowed = allowed_reasons(case)
         assert (code, result["outcome"]) == (3, "rejected"), result
         assert result["reason"] in allowed, result
         assert result["user"] is None

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from engine.config import Config
+from engine.config import Config, toml_problem
 from engine.result import OUTCOMES
 from engine.sample import describe_value, parse_sample_text
 from engine.token import REASON_CODES, TokenRejected
@@ -102,8 +102,8 @@ def load_case(path: Path, config: Config, label: str | None = None) -> Case:
         raise CaseError(label, None, f"cannot read: {exc}") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CaseError(label, None, f"invalid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, over-long integers, nesting
+        raise CaseError(label, None, f"invalid TOML: {toml_problem(exc)}") from None
     return _Reader(label, path, config).case(data)
 
 

@@ -4,7 +4,8 @@ Only structure is checked here: three base64url segments, a JSON-object header w
 string `alg`, a JSON-object payload. A five-segment JWE is recognised (to be refused as
 `unsupported`, not `malformed`). JSON is read strictly: duplicate member names (a
 parser-differential trick), `NaN`/`Infinity`, non-UTF-8 text and nesting deeper than
-MAX_DEPTH levels are `malformed`.
+bounds (engine.bounds: values, nesting, claim-name length, numbers longer than 100
+digits written out, NULs and lone surrogates) are `malformed`.
 Decimal numbers are read as `Decimal` so their text survives exactly (rules-language §3).
 """
 
@@ -18,11 +19,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from engine.bounds import MAX_JSON_VALUES, check_json, json_number
 from engine.token import TokenRejected
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*\Z")
 _WHITESPACE = b" \t\r\n\f\v"
-MAX_DEPTH = 64  # nesting of JSON objects/arrays; deeper is `malformed` (no recursion limits hit)
 BOM = b"\xef\xbb\xbf"
 
 
@@ -55,35 +56,51 @@ def b64url_decode(segment: str) -> bytes:
 
 
 def json_object(data: bytes) -> dict[str, Any] | None:
-    """`data` as a strict JSON object, or None when it is not one."""
+    """`data` as a strict JSON object within the bounds, or None when it is not one."""
+    try:
+        return parse_json_object(data)
+    except ValueError:
+        return None
+
+
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    """`data` as a strict JSON object within engine.bounds; ValueError says what is wrong."""
     try:
         text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8") from None
+    seen = 0  # members and numbers decoded so far: a flood stops while it is read
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen
+        seen += len(pairs)
+        if seen > MAX_JSON_VALUES:
+            raise ValueError(f"more than {MAX_JSON_VALUES} values")
+        return _no_duplicates(pairs)
+
+    def number(text: str) -> int | Decimal:
+        nonlocal seen
+        seen += 1
+        if seen > MAX_JSON_VALUES:
+            raise ValueError(f"more than {MAX_JSON_VALUES} values")
+        return json_number(text)
+
+    try:
         value = json.loads(
             text,
-            object_pairs_hook=_no_duplicates,
-            parse_float=Decimal,
+            object_pairs_hook=members,
+            parse_float=number,
+            parse_int=number,
             parse_constant=_no_constant,
         )
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(value, dict) or _depth(value) > MAX_DEPTH:
-        return None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, found {type(value).__name__}")
+    check_json(value)
     return value
-
-
-def _depth(value: Any) -> int:
-    """How deeply `value` nests arrays and objects (iteratively: no recursion limit)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            if depth > MAX_DEPTH:
-                break
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def decode_compact(raw: bytes) -> Compact:
@@ -96,7 +113,7 @@ def decode_compact(raw: bytes) -> Compact:
             "malformed", "expected a compact JWT (base64url segments), found non-ASCII bytes"
         ) from None
     parts = text.split(".")
-    if len(parts) == 5 and _segment_json(parts[0]) is not None:
+    if len(parts) == 5 and _is_json_segment(parts[0]):
         raise TokenRejected(
             "unsupported",
             "expected a signed ID token (JWS, 3 segments), found an encrypted one (JWE, 5 "
@@ -107,15 +124,11 @@ def decode_compact(raw: bytes) -> Compact:
             "malformed",
             f"expected a compact JWT of 3 dot-separated segments, found {len(parts)}",
         )
-    header = _segment_json(parts[0])
-    if header is None:
-        raise TokenRejected("malformed", "JWT header: expected base64url of a JSON object")
+    header = _segment_json(parts[0], "JWT header")
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:
         raise TokenRejected("malformed", f"JWT header: expected an alg string, found {_show(alg)}")
-    claims = _segment_json(parts[1])
-    if claims is None:
-        raise TokenRejected("malformed", "JWT payload: expected base64url of a JSON object")
+    claims = _segment_json(parts[1], "JWT payload")
     try:
         signature = b64url_decode(parts[2])
     except ValueError:
@@ -123,11 +136,25 @@ def decode_compact(raw: bytes) -> Compact:
     return Compact(text, header, claims, signature)
 
 
-def _segment_json(segment: str) -> dict[str, Any] | None:
+def _is_json_segment(segment: str) -> bool:
     try:
-        return json_object(b64url_decode(segment))
+        return json_object(b64url_decode(segment)) is not None
     except ValueError:
-        return None
+        return False
+
+
+def _segment_json(segment: str, what: str) -> dict[str, Any]:
+    """A segment's JSON object; `malformed` naming the segment and what is wrong."""
+    try:
+        data = b64url_decode(segment)
+    except ValueError:
+        raise TokenRejected("malformed", f"{what}: expected base64url") from None
+    try:
+        return parse_json_object(data)
+    except ValueError as exc:
+        raise TokenRejected(
+            "malformed", f"{what}: expected base64url of a JSON object: {exc}"
+        ) from None
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from cryptography import x509
 from lxml import etree
 from xmlsec import constants as xc
 
+from engine.bounds import MAX_TRANSFORMS
 from engine.saml.keys import TrustedCert
 from engine.saml.xml import DS
 from engine.token import TokenRejected
@@ -105,9 +106,17 @@ def check_algorithms(sig: etree._Element, where: str, allow_sha1: bool) -> None:
 
 
 def check_transforms(sig: etree._Element, where: str) -> None:
-    """`unsupported` for any transform but enveloped-signature and the c14n family."""
+    """`unsupported` for more than two Transforms in a Reference, and for any transform
+    but enveloped-signature and the c14n family."""
     for reference in sig.iterfind(f"{DS}SignedInfo/{DS}Reference"):
-        for transform in reference.iterfind(f"{DS}Transforms/{DS}Transform"):
+        transforms = reference.findall(f"{DS}Transforms/{DS}Transform")
+        if len(transforms) > MAX_TRANSFORMS:
+            raise TokenRejected(
+                "unsupported",
+                f"{where}: the Reference has {len(transforms)} Transforms; at most "
+                f"{MAX_TRANSFORMS} are accepted (enveloped-signature and a canonicalization)",
+            )
+        for transform in transforms:
             algorithm = _algorithm(transform)
             if algorithm != ENVELOPED and algorithm not in C14N:
                 raise TokenRejected(

@@ -155,7 +155,9 @@ def _check_signatures(
     assertion: etree._Element,
     connection: Connection,
     now: datetime,
-) -> None:
+) -> bool:
+    """Check every signature; returns whether the Response itself is signed (so that its
+    own attributes, such as InResponseTo, are signed data)."""
     roots = [assertion] if response is None else [response]
     if response is not None and assertion.getparent() is None:
         roots.append(assertion)  # decrypted: its own document
@@ -175,6 +177,12 @@ def _check_signatures(
             "unsigned",
             f"require_signed = {wanted!r}: no signature on {' and '.join(missing)}",
         )
+    for where, group in (("Response", on_response), ("Assertion", on_assertion)):
+        if len(group) > 1:
+            raise TokenRejected(
+                "signature-wrapping",
+                f"the {where} carries {len(group)} Signatures; exactly one is expected",
+            )
     stray = [s for s in signatures if s not in on_response and s not in on_assertion]
     if stray:
         parent = stray[0].getparent()
@@ -203,6 +211,7 @@ def _check_signatures(
                 check_cert_dates=connection.check_cert_dates,
                 now=now,
             )
+    return bool(on_response)
 
 
 def _claimed_subject(
@@ -253,9 +262,11 @@ def validate_saml(
     if connection.subject_from is None and not text_of(name_id):
         raise TokenRejected("malformed", "the decrypted NameID is empty")
     try:
-        _check_signatures(response, assertion, connection, now)
+        response_signed = _check_signatures(response, assertion, connection, now)
         conditions.check_issuers(response, assertion, connection)
-        conditions.check_in_response_to(response, assertion, connection, request_id)
+        conditions.check_in_response_to(
+            response if response_signed else None, assertion, connection, request_id
+        )
         conditions.check_audience(assertion, connection)
         conditions.check_recipient(response, assertion, connection)
         expires_at = conditions.check_times(assertion, connection.clock_skew, now)

@@ -12,6 +12,7 @@ import re
 
 from lxml import etree
 
+from engine.bounds import MAX_NAMESPACE_WORK, NAMESPACE_WALK_FROM, check_xml_counts
 from engine.token import TokenRejected
 
 NS = {
@@ -49,11 +50,15 @@ def _parser() -> etree.XMLParser:
 _PARSER = _parser()
 
 
+def _utf16(data: bytes) -> bool:
+    return data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00<" in data[:4] or b"<\x00" in data[:4]
+
+
 def has_dtd_marker(data: bytes) -> bool:
     """True when the bytes hold a DOCTYPE or ENTITY declaration (checked pre-parse)."""
     if _DTD_MARKERS.search(data):
         return True
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00<" in data[:4] or b"<\x00" in data[:4]:
+    if _utf16(data):
         for codec in ("utf-16-le", "utf-16-be"):
             text = data.decode(codec, errors="ignore").upper()
             if any(marker in text for marker in _DTD_MARKERS_16):
@@ -62,9 +67,16 @@ def has_dtd_marker(data: bytes) -> bool:
 
 
 def parse_xml(data: bytes, what: str = "token") -> etree._Element:
-    """Parse untrusted XML bytes; `dtd` for any DOCTYPE/entity, `malformed` otherwise."""
+    """Parse untrusted XML bytes; `dtd` for any DOCTYPE/entity, `malformed` otherwise
+    (also before parsing, for more markup or namespace declarations than engine.bounds
+    allows)."""
     if has_dtd_marker(data):
         raise TokenRejected("dtd", f"{what}: a DOCTYPE or entity declaration is not allowed")
+    text = None
+    if _utf16(data):
+        codec = "utf-16-be" if data.startswith((b"\xfe\xff", b"\x00<")) else "utf-16-le"
+        text = data.decode(codec, errors="ignore")
+    check_xml_counts(data, text)
     try:
         root = etree.fromstring(data, _PARSER)
     except etree.XMLSyntaxError as exc:
@@ -76,7 +88,34 @@ def parse_xml(data: bytes, what: str = "token") -> etree._Element:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise TokenRejected("dtd", f"{what}: a DOCTYPE or entity declaration is not allowed")
+    declarations = text.count("xmlns") if text is not None else data.count(b"xmlns")
+    if declarations >= NAMESPACE_WALK_FROM:
+        _check_namespace_scopes(root, what)
     return root
+
+
+def _check_namespace_scopes(root: etree._Element, what: str) -> None:
+    """`malformed` when canonicalising the tree would pass MAX_NAMESPACE_WORK: the sum,
+    over elements, of the square of the namespaces in scope (libxml2's c14n compares
+    every namespace in scope with every other at each element)."""
+    work, pending = 0, 0
+    scopes = [0]
+    for event, node in etree.iterwalk(root, events=("start-ns", "start", "end")):
+        if event == "start-ns":
+            pending += 1
+        elif event == "start":
+            scope = scopes[-1] + pending
+            pending = 0
+            scopes.append(scope)
+            work += scope * scope
+            if work > MAX_NAMESPACE_WORK:
+                raise TokenRejected(
+                    "malformed",
+                    f"{what}: too many namespaces in scope of too many elements (the "
+                    f"element <{etree.QName(node).localname}> has {scope})",
+                )
+        else:
+            scopes.pop()
 
 
 def text_of(element: etree._Element | None) -> str:

@@ -1,0 +1,148 @@
+"""What a token may hold before anything expensive reads it (product.md §2, cost before trust).
+
+No token up to `max_token_bytes` may cost more than 50 ms of CPU or 64 MiB of memory
+before its signature is verified. Size alone does not give that: a megabyte of markup
+can be 250,000 elements, three thousand canonicalisation transforms, a claim whose
+number is written out in a billion digits. So the counts are bounded first, each by a
+cheap test that runs before the step it protects:
+
+- XML, on the bytes before parsing: markup (`<`) and namespace declarations (`xmlns`);
+- XML, on the tree when it declares more than a few namespaces: the namespaces in scope
+  of each element (inclusive canonicalisation costs the square of their number at every
+  element: a few thousand declarations over a few thousand elements cost a minute);
+- XML nesting: libxml2 refuses documents nested deeper than 256 elements while parsing;
+- XML signatures, before xmlsec: Transforms per Reference (`engine.saml.signature`);
+- XML encryption, before any RSA operation: EncryptedKeys (`engine.saml.decrypt`);
+- JSON (OIDC), while and right after decoding: values, nesting, the length of a
+  flattened claim name, the plain decimal text of a number, and the characters a value
+  may hold.
+
+Legitimate tokens stay far below every bound: a SAML Response with three thousand
+group values has about 6,000 `<`; Okta's two declarations per AttributeValue give
+4,000 `xmlns` for two thousand values.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from engine.token import TokenRejected
+
+MAX_MARKUP = 20_000  # `<` in an XML token: elements, comments, processing instructions
+MAX_NAMESPACE_DECLARATIONS = 5_000  # `xmlns` in an XML token
+NAMESPACE_WALK_FROM = 64  # `xmlns` count from which the tree's namespace scopes are measured
+MAX_NAMESPACE_WORK = 250_000  # sum over elements of (namespaces in scope)²
+MAX_TRANSFORMS = 2  # per signature Reference (product.md §2)
+MAX_ENCRYPTED_KEYS = 4  # per EncryptedAssertion / EncryptedID
+MAX_JSON_VALUES = 10_000  # objects, arrays, strings, numbers, booleans, nulls
+MAX_JSON_DEPTH = 64  # nesting of objects and arrays
+MAX_CLAIM_PATH = 1_024  # characters of a flattened claim name (`address.country`)
+MAX_NUMBER_TEXT = 100  # characters of a number's plain decimal text (product.md §2)
+
+# A NUL or a lone surrogate: text no store can hold (SQLite keeps the NUL, PostgreSQL
+# refuses it; neither can encode a lone surrogate).
+_UNHOLDABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unholdable(value: str, what: str) -> str | None:
+    """Why `value` cannot be stored (it holds a NUL or a lone surrogate), or None."""
+    found = _UNHOLDABLE.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    kind = "a NUL" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
+    return f"{what} holds {kind}, which no store can hold"
+
+
+def check_text(value: str, what: str) -> None:
+    """`malformed` when a value or a name holds a NUL or a lone surrogate."""
+    problem = unholdable(value, what)
+    if problem is not None:
+        raise TokenRejected("malformed", problem)
+
+
+def check_xml_counts(data: bytes, text: str | None = None) -> None:
+    """`malformed` when the markup or namespace declarations pass their bounds.
+
+    `data` is the document as received; `text` its decoded form when it is not
+    ASCII-compatible (UTF-16), where byte counts would mislead.
+    """
+    markup = text.count("<") if text is not None else data.count(b"<")
+    if markup > MAX_MARKUP:
+        raise TokenRejected(
+            "malformed",
+            f"the XML holds {markup} tags, comments or instructions; at most {MAX_MARKUP} are read",
+        )
+    spaces = text.count("xmlns") if text is not None else data.count(b"xmlns")
+    if spaces > MAX_NAMESPACE_DECLARATIONS:
+        raise TokenRejected(
+            "malformed",
+            f"the XML declares {spaces} namespaces; at most {MAX_NAMESPACE_DECLARATIONS} are read",
+        )
+
+
+def plain_number_length(text: str) -> int:
+    """How many characters `text` (a JSON number) has written out in plain decimal."""
+    try:
+        sign, digits, exponent = Decimal(text).as_tuple()
+    except InvalidOperation:  # pragma: no cover - json only hands over valid numbers
+        return len(text)
+    assert isinstance(exponent, int)
+    count = len(digits)
+    if exponent >= 0:
+        length = count + exponent
+    else:
+        length = max(count, -exponent + 1) + 1  # digits, the point, a leading 0
+    return length + sign
+
+
+def json_number(text: str) -> int | Decimal:
+    """A JSON number (`parse_int` / `parse_float` hook), refused past MAX_NUMBER_TEXT."""
+    integer = not any(c in text for c in ".eE")
+    if len(text) > MAX_NUMBER_TEXT or (not integer and plain_number_length(text) > MAX_NUMBER_TEXT):
+        raise ValueError(
+            f"the number {text[:24]}{'…' if len(text) > 24 else ''} is more than "
+            f"{MAX_NUMBER_TEXT} digits long written out"
+        )
+    return int(text) if integer else Decimal(text)
+
+
+def check_json(value: Any) -> None:
+    """Values, nesting, claim-name length and characters of decoded JSON (iteratively).
+
+    Raises ValueError with what is wrong; the caller turns it into `malformed`.
+    """
+    count = 1
+    stack: list[tuple[Any, int, int]] = [(value, 1, 0)]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, dict | list):
+            count += len(item)  # before walking into them: a flood is refused unread
+            if count > MAX_JSON_VALUES:
+                raise ValueError(f"more than {MAX_JSON_VALUES} values")
+        if isinstance(item, str):
+            _check_json_text(item, "a string")
+        elif isinstance(item, dict):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            for key, inner in item.items():
+                _check_json_text(key, "a claim name")
+                inner_path = path + len(key) + (1 if path else 0)
+                if inner_path > MAX_CLAIM_PATH:
+                    raise ValueError(
+                        f"a claim name (with the names it is nested in) is longer than "
+                        f"{MAX_CLAIM_PATH} characters"
+                    )
+                stack.append((inner, depth + 1, inner_path))
+        elif isinstance(item, list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((inner, depth + 1, path) for inner in item)
+
+
+def _check_json_text(text: str, what: str) -> None:
+    problem = unholdable(text, what)
+    if problem is not None:
+        raise ValueError(problem)
