@@ -4,7 +4,9 @@
 step 1): a SAML Response or Assertion as XML, as base64 (POST binding) or as
 deflate+base64 (redirect binding); an OIDC ID token (compact JWT; a JWE is recognised
 so that it is refused as `unsupported`); a TOML *sample*. Detection tolerates a UTF-8
-BOM and surrounding whitespace, as tokens are pasted or piped.
+BOM and surrounding whitespace, as tokens are pasted or piped, and the browser's POST
+body itself: an `application/x-www-form-urlencoded` body is read for its
+`SAMLResponse` (or, for OIDC, `id_token`) field, URL-decoded.
 
 Order: the size limit first, for every form (`too-large`); then the form decides:
 a sample needs `allow_samples` (`unsigned`), a SAML form needs a `saml2` connection and
@@ -24,8 +26,10 @@ from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
 from engine.config import Connection
+from engine.moments import utc
 from engine.oidc import validate_id_token
 from engine.oidc.compact import b64url_decode, json_object, strip_token
+from engine.postbody import form_field
 from engine.sample import load_sample
 from engine.token import Token, TokenRejected
 
@@ -54,12 +58,14 @@ def read_token(
     `request_id` is for SAML InResponseTo, `nonce` for OIDC; each is ignored by the other
     protocol. `allow_samples` is `--unsigned-samples`.
     """
+    now = utc(now)
     if len(raw) > connection.max_token_bytes:
         raise TokenRejected(
             "too-large",
             f"expected at most {connection.max_token_bytes} bytes (max_token_bytes), "
             f"found {len(raw)}",
         )
+    raw = form_field(raw)
     form, table = _detect(raw)
     if form == "sample":
         if not allow_samples:
@@ -97,7 +103,7 @@ def read_token(
 
 def detect_form(raw: bytes) -> Form:
     """Which form `raw` is in, from its shape alone (nothing is validated here)."""
-    return _detect(raw)[0]
+    return _detect(form_field(raw))[0]
 
 
 def _detect(raw: bytes) -> tuple[Form, dict[str, Any] | None]:
@@ -135,7 +141,7 @@ def _sample_table(data: bytes) -> tuple[bool, dict[str, Any] | None]:
         return False, None
     try:
         table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # TOMLDecodeError, an over-long integer, nesting
         # Broken TOML that reads like a sample: let the sample parser say what is wrong.
         return bool(_SAMPLE_HINT.search(text)), None
     if "subject" in table or isinstance(table.get("attributes"), dict):

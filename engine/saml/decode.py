@@ -12,6 +12,7 @@ import binascii
 import re
 import zlib
 
+from engine.postbody import form_field
 from engine.token import TokenRejected
 
 _B64_JUNK = re.compile(rb"[\s]+")
@@ -85,18 +86,12 @@ def decode_saml(raw: bytes, max_bytes: int) -> bytes:
     """
     if len(raw) > max_bytes:
         raise _too_large(len(raw), max_bytes, "the token as received")
-    data = raw.removeprefix(_BOM).strip()
+    data = form_field(raw).removeprefix(_BOM).strip()
     if not data:
         raise TokenRejected("malformed", "empty token")
     if _is_xml(data):
         return data
     compact = _B64_JUNK.sub(b"", data)
-    if compact.startswith(b"SAMLResponse="):
-        compact = compact.removeprefix(b"SAMLResponse=")
-    if b"%" in compact:
-        from urllib.parse import unquote_to_bytes
-
-        compact = unquote_to_bytes(compact)
     if not _B64_ALPHABET.match(compact):
         raise TokenRejected("malformed", "not XML, base64 or deflate+base64")
     if len(compact) % 4:

@@ -4,18 +4,28 @@ The key comes only from the connection's `decryption_key`. The EncryptedKey may 
 inside EncryptedData's KeyInfo or beside it (a RetrievalMethod reference, as Okta and
 ADFS send it); it is moved into the KeyInfo of a private copy before xmlsec decrypts.
 RSA-OAEP key transport is always accepted (its MGF uses SHA-1; `allow_sha1` is about
-signatures only); RSA-1.5 (PKCS#1 v1.5, open to padding-oracle attacks) is refused. The decrypted Assertion is re-parsed by the safe parser as a
-standalone document so its own signature is checked exactly as the IdP made it.
+signatures only); RSA-1.5 (PKCS#1 v1.5, open to padding-oracle attacks) is refused.
+
+xmlsec only decrypts: it hands back the plaintext bytes (the private copy's `Type` is
+removed, so xmlsec never parses them itself, and libxml2 never prints parse errors to
+stderr). The plaintext is then read by the safe parser *in the context* it was
+encrypted in: an IdP that encrypts an Assertion in place leaves prefixes such as
+`saml:` declared only on the enclosing Response, so the namespaces in scope of the
+encrypted element wrap the plaintext while it is parsed. The decrypted element becomes
+a standalone document, carrying every namespace that was in scope, so its own
+signature is checked exactly as the IdP made it.
 """
 
 from __future__ import annotations
 
 import copy
+from xml.sax.saxutils import quoteattr
 
 import xmlsec
 from lxml import etree
 from xmlsec import constants as xc
 
+from engine.bounds import MAX_ENCRYPTED_KEYS
 from engine.saml.xml import DS, XENC, parse_xml
 from engine.token import TokenRejected
 
@@ -37,7 +47,15 @@ def decrypt_element(
     data = encrypted.find(f"{XENC}EncryptedData")
     if data is None:
         raise TokenRejected("malformed", f"Encrypted{what} without EncryptedData")
+    keys = sum(1 for _ in encrypted.iter(f"{XENC}EncryptedKey"))
+    if keys > MAX_ENCRYPTED_KEYS:  # each one an RSA private-key operation to try
+        raise TokenRejected(
+            "decryption-failed",
+            f"the Encrypted{what} holds {keys} EncryptedKeys; at most {MAX_ENCRYPTED_KEYS} "
+            "are tried",
+        )
     data = copy.deepcopy(data)
+    data.attrib.pop("Type", None)  # bytes back, not a node xmlsec parsed
     key_info = data.find(f"{DS}KeyInfo")
     if key_info is None:
         key_info = etree.SubElement(data, f"{DS}KeyInfo")
@@ -62,10 +80,24 @@ def decrypt_element(
         result = ctx.decrypt(etree.ElementTree(data).getroot())
     except xmlsec.Error as exc:
         raise TokenRejected("decryption-failed", f"cannot decrypt the {what}: {exc}") from None
-    if isinstance(result, bytes):
-        raw = result
-    elif isinstance(result, etree._Element):
-        raw = etree.tostring(result)
-    else:
-        raise TokenRejected("decryption-failed", "decryption gave no XML element")
-    return parse_xml(raw, f"the decrypted {what}")
+    if not isinstance(result, bytes):
+        raise TokenRejected("decryption-failed", "decryption gave no plaintext")
+    return _parse_in_context(result, encrypted, f"the decrypted {what}")
+
+
+def _parse_in_context(plaintext: bytes, encrypted: etree._Element, what: str) -> etree._Element:
+    """The one element `plaintext` holds, parsed with the namespaces in scope of
+    `encrypted` declared around it, as the root of its own document."""
+    declarations = " ".join(
+        f"xmlns{'' if prefix is None else ':' + prefix}={quoteattr(uri)}"
+        for prefix, uri in encrypted.nsmap.items()
+    )
+    body = plaintext.removeprefix(b"\xef\xbb\xbf")
+    if body.lstrip().startswith(b"<?xml"):  # an XML declaration cannot sit inside <w>
+        end = body.find(b"?>")
+        body = body[end + 2 :] if end >= 0 else body
+    wrapper = parse_xml(f"<w {declarations}>".encode() + body + b"</w>", what)
+    children = [node for node in wrapper if isinstance(node.tag, str)]
+    if len(children) != 1 or (wrapper.text or "").strip() or (children[0].tail or "").strip():
+        raise TokenRejected("malformed", f"{what}: expected one element, found other content")
+    return parse_xml(etree.tostring(children[0]), what)
