@@ -12,7 +12,7 @@ import re
 
 from lxml import etree
 
-from engine.bounds import MAX_NAMESPACE_WORK, NAMESPACE_WALK_FROM, check_xml_counts
+from engine.bounds import MAX_NAMESPACE_WORK, check_xml_counts
 from engine.token import TokenRejected
 
 NS = {
@@ -89,7 +89,8 @@ def parse_xml(data: bytes, what: str = "token") -> etree._Element:
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise TokenRejected("dtd", f"{what}: a DOCTYPE or entity declaration is not allowed")
     declarations = text.count("xmlns") if text is not None else data.count(b"xmlns")
-    if declarations >= NAMESPACE_WALK_FROM:
+    markup = text.count("<") if text is not None else data.count(b"<")
+    if declarations * declarations * markup > MAX_NAMESPACE_WORK:  # else it cannot pass
         _check_namespace_scopes(root, what)
     return root
 
