@@ -60,7 +60,7 @@ class Connection:
     certificates: tuple[Path, ...] = ()
     metadata: Path | None = None
     recipient: str | None = None
-    require_signed: Literal["assertion", "response", "either", "both"] = "assertion"
+    require_signed: Literal["assertion", "response", "either", "both"] = "either"
     decryption_key: Path | None = None
     jwks: Path | None = None
     clock_skew: int = DEFAULT_CLOCK_SKEW

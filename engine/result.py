@@ -108,6 +108,22 @@ class Result:
                 out[name] = [None if v is None else REDACTED for v in change]
         return out
 
+    def redacted_user(self) -> dict[str, Any] | None:
+        """`user` with redacted fields' values as "***" (sets keep their length)."""
+        user = self.user
+        if user is None or not self.redact:
+            return user
+        return {
+            name: (
+                value
+                if name not in self.redact or value is None
+                else [REDACTED for _ in value]
+                if isinstance(value, list)
+                else REDACTED
+            )
+            for name, value in user.items()
+        }
+
     def redacted_attributes(self) -> dict[str, list[str]]:
         return {
             name: [REDACTED for _ in values] if name in self.redact else list(values)
@@ -120,7 +136,7 @@ class Result:
             "outcome": self.outcome,
             "connection": self.connection,
             "subject": self.subject,
-            "user": self.user,
+            "user": self.redacted_user(),
             "changes": self.redacted_changes(),
             "reason": self.reason,
             "message": self.message,

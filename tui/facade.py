@@ -241,7 +241,12 @@ class Facade:
             token = read_token(raw, connection, now=at or self.clock(), allow_samples=True)
         except TokenRejected as exc:
             return Decoded(None, None, (), exc.reason, exc.message)
-        attributes = tuple((name, tuple(values)) for name, values in token.attributes.items())
+        from engine.result import REDACTED
+
+        attributes = tuple(
+            (name, tuple(REDACTED for _ in values) if name in connection.redact else tuple(values))
+            for name, values in token.attributes.items()
+        )
         return Decoded(token.kind, token.name_id, attributes)
 
     def preview(self, connection_id: str, check: Check, path: Path) -> Preview:

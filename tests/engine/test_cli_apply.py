@@ -259,7 +259,9 @@ def test_redacted_fields_and_attributes(tmp_path: Path, capsys: pytest.CaptureFi
     code, result = cli.apply(person("jdoe", department="Secret"))
     assert code == 0
     assert result["changes"]["department"] == [None, "***"]
-    assert result["user"]["department"] == "Secret"  # the account itself is not redacted
+    assert result["user"]["department"] == "***"  # product.md §1: redact holds in --json
+    _, shown = cli.json("users", "show", "jdoe")
+    assert shown["department"] == "Secret"  # the account itself is stored and listed in clear
     _, rows = cli.json("audit")
     assert rows[0]["changes"]["department"] == [None, "***"]
     _, explained = cli.json(

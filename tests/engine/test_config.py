@@ -53,7 +53,7 @@ def test_valid_config_resolves_paths_and_defaults(workspace: Path) -> None:
     assert okta.certificates == ((workspace / "certs" / "okta.pem").resolve(),)
     assert okta.rules == (workspace / "rules" / "okta.rules").resolve()
     assert okta.clock_skew == 120
-    assert okta.require_signed == "assertion"
+    assert okta.require_signed == "either"  # product.md §1: either is the default
     assert okta.mode == "create-and-update"
     assert okta.max_token_bytes == 1_048_576
     assert config.store.path == (workspace / "jitprov.db").resolve()

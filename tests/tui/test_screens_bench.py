@@ -115,3 +115,28 @@ async def test_a_signed_token_is_validated_at_the_time_given(tmp_path: Path) -> 
         await settle(pilot)
         assert "✔ valid" in str(bench.query_one("#bench-validation", Label).render())
         assert "dry run: created" in str(bench.query_one("#bench-outcome", Label).render())
+
+
+async def test_redacted_attributes_show_as_stars(tmp_path: Path) -> None:
+    """product.md §1: redact holds in every TUI view, the decoded attributes included."""
+    config = copy_demo(tmp_path / "demo")
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace('redact         = ["employee_id"]', 'redact = ["employee_id", "email"]', 1),
+        encoding="utf-8",
+    )
+    app = make_app(Facade(config, clock=lambda: FIXED_NOW))
+    async with app.run_test(size=SIZE) as pilot:
+        bench = await open_bench(app, pilot)
+        bench.query_one("#bench-connection", Select).value = "okta"
+        bench.query_one("#bench-token", Select).value = config.parent / "samples/okta-engineer.toml"
+        await settle(pilot)
+        bench.set_focus(None)
+        await pilot.press("d")
+        await settle(pilot)
+        table = bench.query_one("#bench-attributes", DataTable)
+        rows = {
+            str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)
+        }
+        assert rows["email"] == "***"
+        assert rows["department"] != "***"
