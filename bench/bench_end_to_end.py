@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,7 +165,7 @@ def hand_store(path: Path) -> Callable[[str, str, dict[str, object]], str]:
                     " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         user["username"],
-                        str(user["username"]).casefold(),
+                        unicodedata.normalize("NFC", str(user["username"])).lower(),
                         user["email"],
                         user["display_name"],
                         user["department"],

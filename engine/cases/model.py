@@ -26,6 +26,7 @@ from typing import Any, TypeAlias
 from engine.config import Config, toml_problem
 from engine.result import OUTCOMES
 from engine.sample import describe_value, parse_sample_text
+from engine.store.values import fold
 from engine.token import REASON_CODES, TokenRejected
 from rules.plan import Scalar
 
@@ -272,9 +273,10 @@ class _Reader:
         for where, account in accounts:
             name = account.fields.get("username")
             if isinstance(name, str):
-                if name.casefold() in seen:
+                key = fold(name)
+                if key in seen:
                     raise self.fail(f"{where}.username", f"{name!r} is given twice")
-                seen.add(name.casefold())
+                seen.add(key)
 
     def expect(self, table: dict[str, Any]) -> Expect:
         self.keys(table, "expect", EXPECT_KEYS)
