@@ -214,8 +214,9 @@ def finding_summary(output: str) -> str:
     libFuzzer says)."""
     lines = output.splitlines()
     for line in reversed(lines):
-        if line.startswith("tests.fuzz.harness.Finding: "):
-            return line.removeprefix("tests.fuzz.harness.Finding: ")
+        for prefix in ("Finding: ", "tests.fuzz.harness.Finding: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
     for line in reversed(lines):
         if "ERROR: libFuzzer:" in line or "ALARM:" in line:
             return line.strip("= ")

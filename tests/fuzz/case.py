@@ -52,7 +52,7 @@ def check(data: bytes, limits: Limits = FUZZ_LIMITS) -> None:
         lambda: load_case(path, config),
         limits=limits,
         allowed=(CaseError,),
-        key=lambda c: "error" if c.error else "loaded",
+        key=lambda c: "load_case:error" if c.error else "load_case:loaded",
     )
     if loaded.error is not None:
         message = str(loaded.error)
@@ -73,7 +73,8 @@ def check(data: bytes, limits: Limits = FUZZ_LIMITS) -> None:
             raise fail("outcome", f"outcome {case.expect.outcome!r}")
         if case.expect.reason is not None and case.expect.reason not in SPEC_REASONS:
             raise fail("reason", f"reason {case.expect.reason!r} is not a §2 code")
-    table = tomllib.loads(data.decode("utf-8")).get("sample")
+    # As load_case reads it (read_text: universal newlines, so a lone CR is a newline).
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("sample")
     if table is not None:
         back = tomllib.loads(case.token.decode("utf-8"))
         if _plain(back) != _plain(table):

@@ -31,6 +31,8 @@ def main(name: str) -> None:
             module.check(read())
         except Finding as finding:
             out.write(f"{finding.signature}\t{label}\n")
+        except Exception as exc:  # the harness's own bug: say so, and keep going
+            sys.stderr.write(f"WARNING: {label}: {type(exc).__name__}: {exc}\n")
     out.write("ready\n")
     out.flush()
     source = sys.stdin.buffer
@@ -41,6 +43,8 @@ def main(name: str) -> None:
             module.check(data)
         except Finding as finding:
             out.write(f"{finding.signature}\n")
+        except Exception as exc:  # the harness's own bug: a finding, so that it is seen
+            out.write(f"{name}:harness:{type(exc).__name__}\n")
         else:
             out.write("\n")
         out.flush()

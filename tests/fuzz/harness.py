@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,9 @@ class Finding(AssertionError):
         super().__init__(f"{target}: {kind}: {detail}")
         self.target = target
         self.kind = kind
-        self.signature = f"{target}:{kind}:{key}"
+        # CPU and memory findings of one call and outcome are one cause.
+        cause = "cost" if kind in ("cpu", "memory") else kind
+        self.signature = f"{target}:{cause}:{key}"
 
 
 @dataclass(slots=True)
@@ -107,8 +110,8 @@ def run(
     key: Callable[[Call], str] | None = None,
 ) -> Call:
     """Call `fn` once, measured. An exception not in `allowed` is a finding; so is a
-    call over `limits` (after re-measuring). `key` groups cost findings (e.g. by the
-    token's form and reason)."""
+    call over `limits` (after re-measuring). `key` groups cost findings into causes (e.g.
+    by the call and the token's form and reason; `what` by default)."""
     call = _once(fn)
     if call.error is not None and not isinstance(call.error, allowed):
         raise crash(target, what, call.error)
@@ -123,14 +126,14 @@ def run(
         call.cpu = min(call.cpu, again.cpu)
         if call.memory is not None and again.memory is not None:
             call.memory = min(call.memory, again.memory)
-    group = key(call) if key else ""
+    group = key(call) if key else what
     if call.cpu > limits.cpu:
         raise Finding(
             target,
             "cpu",
             f"{what} took {call.cpu * 1000:.1f} ms of CPU (bound {limits.cpu * 1000:.0f} ms; "
             f"least of {runs} runs){_outcome(call)}",
-            f"{what}:{group}",
+            group,
         )
     if call.memory is not None and call.memory > limits.memory:
         raise Finding(
@@ -138,7 +141,7 @@ def run(
             "memory",
             f"{what} grew the peak resident set by {call.memory / MiB:.1f} MiB "
             f"(bound {limits.memory // MiB} MiB; least of {runs} runs){_outcome(call)}",
-            f"{what}:{group}",
+            group,
         )
     return call
 
@@ -149,17 +152,20 @@ def crash(target: str, what: str, error: BaseException) -> Finding:
         target,
         "exception",
         f"{what} raised {type(error).__name__}: {str(error)[:500]}",
-        f"{type(error).__name__}@{where(error.__traceback__)}",
+        f"{type(error).__name__}@{where(error.__traceback__, deepest=isinstance(error, RecursionError))}",
     )
     finding.__cause__ = error
     return finding
 
 
-def where(tb: TracebackType | None) -> str:
+def where(tb: TracebackType | None, *, deepest: bool = False) -> str:
     """The innermost frame of jitprov's own code (engine, rules, tui) in a traceback,
     as `path:function`; else the innermost frame. Function names, not lines: lines move
-    with every edit, and the signature must survive them."""
-    mine = last = ""
+    with every edit, and the signature must survive them. With `deepest` (a
+    RecursionError, which may strike anywhere in the recursion), the most repeated of
+    jitprov's frames instead: the function that recurses."""
+    mine: list[str] = []
+    last = ""
     while tb is not None:
         code = tb.tb_frame.f_code
         path = Path(code.co_filename)
@@ -169,9 +175,11 @@ def where(tb: TracebackType | None) -> str:
         except ValueError:
             relative = None
         if relative is not None and relative.parts[0] in ("engine", "rules", "tui"):
-            mine = f"{relative.as_posix()}:{code.co_name}"
+            mine.append(f"{relative.as_posix()}:{code.co_name}")
         tb = tb.tb_next
-    return mine or last
+    if mine and deepest:
+        return Counter(mine).most_common(1)[0][0]
+    return mine[-1] if mine else last
 
 
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")

@@ -50,7 +50,7 @@ def check(data: bytes, limits: Limits = FUZZ_LIMITS) -> None:
         lambda: load_sample(data, conn),
         limits=limits,
         allowed=(TokenRejected,),
-        key=lambda c: getattr(c.error, "reason", "accepted"),
+        key=lambda c: f"load_sample:{getattr(c.error, 'reason', 'accepted')}",
     )
     if isinstance(direct.error, TokenRejected):
         check_rejected(NAME, direct.error)
@@ -68,7 +68,7 @@ def check(data: bytes, limits: Limits = FUZZ_LIMITS) -> None:
         lambda: read_token(data, conn, now=NOW, allow_samples=True),
         limits=limits,
         allowed=(TokenRejected,),
-        key=lambda c: getattr(c.error, "reason", "accepted"),
+        key=lambda c: f"read_token:{getattr(c.error, 'reason', 'accepted')}",
     )
     if isinstance(intake.error, TokenRejected):
         check_rejected(NAME, intake.error)
