@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -101,10 +102,22 @@ class _Handler(BaseHTTPRequestHandler):
         token = fields.get(field)
         if not token:
             return self._error(HTTPStatus.BAD_REQUEST, f"expected a {field} field in the body")
+        provisioner = self.server.provisioner()
         try:
-            result = self.server.provisioner().apply(
+            raw = token.encode("utf-8")
+        except UnicodeEncodeError:  # a JSON body's lone surrogate (`"\ud800"`)
+            result = provisioner.reject(
+                connection,
+                "malformed",
+                f"the {field} field holds a lone surrogate, which is not text",
+                now=datetime.now(UTC),
+                dry_run=False,
+            )
+            return self._send(_STATUS[result.outcome], result.to_json())
+        try:
+            result = provisioner.apply(
                 name,
-                token.encode("utf-8"),
+                raw,
                 request_id=fields.get("request_id"),
                 nonce=fields.get("nonce"),
             )
@@ -146,6 +159,8 @@ def _body_fields(body: bytes, content_type: str) -> dict[str, str]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"the JSON body does not parse: {exc.msg}") from None
+        except RecursionError:
+            raise ValueError("the JSON body is nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         return {k: v for k, v in data.items() if isinstance(v, str)}

@@ -109,7 +109,7 @@ def _check_namespace_scopes(root: etree._Element, what: str) -> None:
             pending = 0
             scopes.append(scope)
             work += scope * scope
-            if work > MAX_NAMESPACE_WORK:
+            if work > MAX_NAMESPACE_WORK and isinstance(node, etree._Element):
                 raise TokenRejected(
                     "malformed",
                     f"{what}: too many namespaces in scope of too many elements (the "

@@ -112,3 +112,14 @@ def test_routing_and_bad_requests(server: str) -> None:
     assert info.value.code == 405
     with urllib.request.urlopen(f"{server}/healthz", timeout=10) as response:
         assert json.loads(response.read()) == {"status": "ok"}
+
+
+def test_a_lone_surrogate_or_deep_json_is_an_answer_not_a_dropped_connection(
+    server: str,
+) -> None:
+    """A JSON body's `"\\ud800"` dropped the connection (UnicodeEncodeError), and 20,000
+    `[` a RecursionError: now a rejected result with an audit row, and a 400."""
+    status, body = post(f"{server}/acs/okta", b'{"SAMLResponse": "\\ud800"}', "application/json")
+    assert (status, body["outcome"], body["reason"]) == (401, "rejected", "malformed")
+    status, body = post(f"{server}/acs/okta", b"[" * 20_000, "application/json")
+    assert status == 400 and "nested too deeply" in body["error"]
