@@ -26,7 +26,7 @@ group values has about 6,000 `<`; Okta's two declarations per AttributeValue giv
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from engine.token import TokenRejected
@@ -83,19 +83,26 @@ def check_xml_counts(data: bytes, text: str | None = None) -> None:
         )
 
 
+_NUMBER = re.compile(r"-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?\Z")
+
+
 def plain_number_length(text: str) -> int:
-    """How many characters `text` (a JSON number) has written out in plain decimal."""
-    try:
-        sign, digits, exponent = Decimal(text).as_tuple()
-    except InvalidOperation:  # pragma: no cover - json only hands over valid numbers
+    """How many characters `text` (a JSON number) has written out in plain decimal,
+    computed from its spelling (no Decimal: its exponent may be past Decimal's range)."""
+    match = _NUMBER.match(text)
+    if match is None:  # pragma: no cover - json only hands over valid numbers
         return len(text)
-    assert isinstance(exponent, int)
-    count = len(digits)
-    if exponent >= 0:
-        length = count + exponent
+    whole, fraction, exponent = match.group(1), match.group(2) or "", match.group(3) or "0"
+    digits = (whole + fraction).lstrip("0")
+    scale = int(exponent) - len(fraction)  # value = digits × 10^scale
+    if not digits:  # zero: "0", or "0.000…" to its scale
+        digits = "0"
+        scale = min(scale, 0)
+    if scale >= 0:
+        length = len(digits) + scale
     else:
-        length = max(count, -exponent + 1) + 1  # digits, the point, a leading 0
-    return length + sign
+        length = max(len(digits), -scale + 1) + 1  # digits, the point, a leading 0
+    return length + text.startswith("-")
 
 
 def json_number(text: str) -> int | Decimal:

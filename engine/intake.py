@@ -20,12 +20,11 @@ import base64
 import binascii
 import importlib
 import re
-import tomllib
 import zlib
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
 
-from engine.config import Connection
+from engine.config import Connection, load_toml
 from engine.moments import utc
 from engine.oidc import validate_id_token
 from engine.oidc.compact import b64url_decode, json_object, strip_token
@@ -37,7 +36,10 @@ Form: TypeAlias = Literal["saml-xml", "saml-base64", "saml-deflate", "jwt", "sam
 
 _UTF16_XML = (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}\Z")
-_SAMPLE_HINT = re.compile(r"^[ \t]*(subject[ \t]*=|\[[ \t]*attributes[ \t]*\])", re.MULTILINE)
+_SAMPLE_HINT = re.compile(  # `subject =` or an attributes table, keys bare or quoted
+    r"""^[ \t]*(?:["']?subject["']?[ \t]*=|\[[ \t]*["']?attributes|["']?attributes["']?[ \t]*[=.])""",
+    re.MULTILINE,
+)
 _PEEK = 64  # bytes of inflated output enough to see the markup start
 
 SAML_FORMS = "a SAML Response or Assertion (XML, base64 or deflate+base64)"
@@ -139,8 +141,10 @@ def _sample_table(data: bytes) -> tuple[bool, dict[str, Any] | None]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return False, None
+    if not _SAMPLE_HINT.search(text):  # a sample needs `subject =` (or `[attributes]`):
+        return False, None  # nothing else is parsed as TOML, at any cost
     try:
-        table = tomllib.loads(text)
+        table = load_toml(text)
     except (ValueError, RecursionError):  # TOMLDecodeError, an over-long integer, nesting
         # Broken TOML that reads like a sample: let the sample parser say what is wrong.
         return bool(_SAMPLE_HINT.search(text)), None

@@ -1,10 +1,11 @@
-"""Moments at the edges of time: UTC conversion and arithmetic that saturate.
+"""Moments at the edges of time: UTC conversion and arithmetic that never overflow.
 
 A token may say `NotOnOrAfter="9999-12-31T23:59:59Z"` and `--at` may name the last hours
 of 9999-12-31 west of Greenwich: Python's datetime cannot go past year 9999 or before
-year 1, so every conversion and shift here stops at the first or last representable
-instant instead of raising OverflowError. Such a moment is then judged like any far-off
-time (expired, not yet valid).
+year 1. `utc` clamps a moment to the first or last representable instant (the clock an
+operator gives is then judged like any far-off time); `shifted` says when a token's
+date plus or minus the clock skew leaves the years 1–9999, which product.md §2 makes
+`expired` (an end) or `not-yet-valid` (a start), never an internal error.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ def utc(moment: datetime) -> datetime:
         return LATEST if offset < timedelta(0) else EARLIEST  # west of UTC is later
 
 
-def shift(moment: datetime, delta: timedelta) -> datetime:
-    """`moment + delta`, saturating at EARLIEST and LATEST."""
+def shifted(moment: datetime, delta: timedelta) -> datetime | None:
+    """`moment + delta`, or None when that leaves the years 1–9999."""
     try:
         return moment + delta
     except OverflowError:
-        return LATEST if delta > timedelta(0) else EARLIEST
+        return None
 
 
 def stamp(moment: datetime) -> str:

@@ -26,7 +26,6 @@ lists are refused. Without `token_id` no replay check is possible: the token has
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -34,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 from engine.bounds import check_text
-from engine.config import Connection, toml_problem
+from engine.config import Connection, load_toml, toml_problem
 from engine.token import Token, TokenRejected
 
 _TEXT_KEYS = ("subject", "subject_format", "issuer", "authn_context", "token_id")
@@ -56,7 +55,7 @@ class Sample:
 def parse_sample_text(text: str) -> Sample:
     """Parse and check sample TOML; raises TokenRejected("malformed") naming the key."""
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, an over-long integer
         raise TokenRejected("malformed", f"sample: invalid TOML: {toml_problem(exc)}") from None
     return sample_from_table(data)
@@ -110,7 +109,8 @@ def load_sample(
                 data = data.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise TokenRejected("malformed", f"sample: not UTF-8 text: {exc}") from None
-        sample = parse_sample_text(data.lstrip("\ufeff"))
+        # Whitespace and BOMs around it, as intake strips them before it detects a sample.
+        sample = parse_sample_text(data.strip(" \t\r\n\f\v\ufeff"))
     if sample.issuer is not None and sample.issuer != connection.issuer:
         raise TokenRejected(
             "wrong-issuer",

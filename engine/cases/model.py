@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import tomllib
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from engine.config import Config, toml_problem
+from engine.config import Config, load_toml, toml_problem
 from engine.result import OUTCOMES
 from engine.sample import describe_value, parse_sample_text
 from engine.store.values import fold
@@ -102,7 +101,7 @@ def load_case(path: Path, config: Config, label: str | None = None) -> Case:
     except (OSError, UnicodeDecodeError) as exc:
         raise CaseError(label, None, f"cannot read: {exc}") from None
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, over-long integers, nesting
         raise CaseError(label, None, f"invalid TOML: {toml_problem(exc)}") from None
     return _Reader(label, path, config).case(data)
@@ -201,6 +200,8 @@ class _Reader:
             raise self.fail("token", f"no such file {token!r} (relative to the case)") from None
         except OSError as exc:
             raise self.fail("token", f"cannot read {token!r}: {exc.strerror}") from None
+        except ValueError:  # a NUL in the path
+            raise self.fail("token", f"not a file name: {token!r}") from None
 
     def at(self, value: object) -> datetime | None:
         if value is None:

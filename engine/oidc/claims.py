@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.config import Connection
 from engine.flatten import flatten_claims
+from engine.moments import EARLIEST, LATEST
 from engine.sample import scalar_text
 from engine.token import Token, TokenRejected
 
@@ -80,6 +81,12 @@ def check_claims(
     skew = Fraction(connection.clock_skew)
     at = _seconds(now)
     exp = Fraction(claims["exp"])
+    if not _FIRST <= exp + skew <= _LAST:
+        raise TokenRejected(
+            "expired",
+            f"exp {_show(claims['exp'])} is outside the years 1-9999 once clock_skew "
+            f"({connection.clock_skew}s) is applied",
+        )
     if at >= exp + skew:
         raise TokenRejected(
             "expired",
@@ -91,6 +98,12 @@ def check_claims(
         if value is None:
             continue
         start = Fraction(value)
+        if not _FIRST <= start - skew <= _LAST:
+            raise TokenRejected(
+                "not-yet-valid",
+                f"{name} {_show(value)} is outside the years 1-9999 once clock_skew "
+                f"({connection.clock_skew}s) is applied",
+            )
         if at < start - skew:
             raise TokenRejected(
                 "not-yet-valid",
@@ -177,3 +190,9 @@ def _show(value: Any) -> str:
     if value is None:
         return "none"
     return json.dumps(plain_claims(value), ensure_ascii=False)[:120]
+
+
+# The first and last instants of the years 1-9999, in seconds since the epoch: a time
+# claim outside them once the skew is applied is expired / not yet valid (product.md §2).
+_FIRST = _seconds(EARLIEST)
+_LAST = _seconds(LATEST)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from lxml import etree
 
 from engine.config import Connection
-from engine.moments import shift, stamp
+from engine.moments import shifted, stamp
 from engine.saml.xml import SAML, text_of
 from engine.token import TokenRejected
 
@@ -23,8 +23,9 @@ _DATETIME = re.compile(
 )
 
 
-def parse_time(value: str, what: str) -> datetime:
-    """An xs:dateTime (UTC when no offset; any number of fraction digits) → aware datetime."""
+def parse_time(value: str, what: str) -> datetime | None:
+    """An xs:dateTime (UTC when no offset; any number of fraction digits) → aware datetime
+    in UTC; None when its offset takes it outside the years 1–9999 in UTC."""
     match = _DATETIME.match(value.strip())
     if not match:
         raise TokenRejected("malformed", f"{what}: not a date-time: {value!r}")
@@ -44,7 +45,7 @@ def parse_time(value: str, what: str) -> datetime:
         raise TokenRejected("malformed", f"{what}: invalid date-time {value!r}: {exc}") from None
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
-        stamp = shift(stamp, -sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
+        return shifted(stamp, -sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6])))
     return stamp
 
 
@@ -179,19 +180,37 @@ def check_times(assertion: etree._Element, skew: int, now: datetime) -> datetime
     ends: list[datetime] = []
     for where, node in windows:
         if node.get("NotBefore") is not None:
-            start = parse_time(node.get("NotBefore", ""), f"{where} NotBefore")
-            if now < shift(start, -margin):
+            text = node.get("NotBefore", "")
+            start = parse_time(text, f"{where} NotBefore")
+            earliest = None if start is None else shifted(start, -margin)
+            if earliest is None:
+                raise TokenRejected(
+                    "not-yet-valid",
+                    f"{where} NotBefore {text} is outside the years 1-9999 once clock_skew "
+                    f"({skew} s) is applied",
+                )
+            if now < earliest:
+                assert start is not None
                 raise TokenRejected(
                     "not-yet-valid",
                     f"{where} NotBefore is {show(start)}; now is {show(now)} (clock_skew {skew} s)",
                 )
         if node.get("NotOnOrAfter") is not None:
-            end = parse_time(node.get("NotOnOrAfter", ""), f"{where} NotOnOrAfter")
-            if now >= shift(end, margin):
+            text = node.get("NotOnOrAfter", "")
+            end = parse_time(text, f"{where} NotOnOrAfter")
+            latest = None if end is None else shifted(end, margin)
+            if latest is None:
+                raise TokenRejected(
+                    "expired",
+                    f"{where} NotOnOrAfter {text} is outside the years 1-9999 once clock_skew "
+                    f"({skew} s) is applied",
+                )
+            if now >= latest:
+                assert end is not None
                 raise TokenRejected(
                     "expired",
                     f"{where} NotOnOrAfter is {show(end)}; now is {show(now)} "
                     f"(clock_skew {skew} s)",
                 )
-            ends.append(end)
-    return shift(min(ends), margin)
+            ends.append(latest)
+    return min(ends)

@@ -357,17 +357,21 @@ def _window(not_before: str | None = None, not_on_or_after: str | None = None):
 
 
 def test_not_on_or_after_in_year_9999_is_an_ordinary_window() -> None:
+    """Before: OverflowError, an internal error. product.md §2: a date outside the years
+    1-9999 once the skew is applied is expired / not-yet-valid."""
     raw = make_token(assertion=_window(not_on_or_after="9999-12-31T23:59:59Z"))
-    token = read_token(raw, connection(), now=LATER)
-    assert token.expires_at == LATEST
-    assert reason_of(raw, connection(), now=LATEST) == "expired"
+    assert reason_of(raw, connection()) == "expired"  # + 120 s of skew: past year 9999
+    token = read_token(raw, connection(clock_skew=0), now=LATER)
+    assert token.expires_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert reason_of(raw, connection(clock_skew=0), now=LATEST) == "expired"
 
 
 def test_not_before_in_year_1_is_an_ordinary_window() -> None:
     raw = make_token(assertion=_window(not_before="0001-01-01T00:00:00Z"))
-    read_token(raw, connection(), now=LATER)
-    raw = make_token(assertion=_window(not_before="0001-01-01T00:00:00+14:00"))
-    read_token(raw, connection(), now=LATER)
+    assert reason_of(raw, connection()) == "not-yet-valid"  # - 120 s of skew: before year 1
+    read_token(raw, connection(clock_skew=0), now=LATER)
+    east = make_token(assertion=_window(not_before="0001-01-01T00:00:00+14:00"))
+    assert reason_of(east, connection(clock_skew=0)) == "not-yet-valid"
 
 
 def test_now_beyond_utc_in_a_far_west_zone_is_an_ordinary_window() -> None:
@@ -378,7 +382,7 @@ def test_now_beyond_utc_in_a_far_west_zone_is_an_ordinary_window() -> None:
 
 def test_year_9999_window_is_stored_through_the_pipeline(tmp_path: Path) -> None:
     key_pem, cert_pem = IDP_KEY.read_bytes(), IDP_CERT.read_bytes()
-    config = pf.workspace(tmp_path, "username = subject\n")
+    config = pf.workspace(tmp_path, "username = subject\n", connections={"okta": {"clock_skew": 0}})
     bench = pf.Bench(config)
     conn = bench.config.connections["okta"]
     (tmp_path / "idp.pem").write_bytes(cert_pem)
@@ -527,3 +531,27 @@ def test_browser_post_body_from_a_file_through_apply(tmp_path: Path, capsys: Any
     )
     result = json.loads(capsys.readouterr().out)
     assert (code, result["outcome"]) == (0, "created"), result["message"]
+
+
+@pytest.mark.parametrize(
+    ("claim", "value", "reason"),
+    [
+        ("exp", 10**20, "expired"),
+        ("iat", -(10**12), "not-yet-valid"),
+        ("nbf", -(10**12), "not-yet-valid"),
+    ],
+)
+def test_oidc_time_claims_outside_years_1_to_9999_are_time_window_outcomes(
+    oidc: Any, claim: str, value: int, reason: str
+) -> None:
+    """Found by `make fuzz`: such a signed token was accepted."""
+    key, jwks = oidc
+    token = of.sign(of.claims(**{claim: value}), key)
+    assert reason_of(token, of.connection(jwks), now=OIDC_NOW) == reason
+
+
+def test_a_number_past_decimal_range_is_malformed_not_an_exception(oidc: Any) -> None:
+    """Found by `make fuzz`: 1E+9999999999999999999 escaped as decimal.InvalidOperation."""
+    key, jwks = oidc
+    token = of.sign(_payload(', "n": 1E+9999999999999999999'), key)
+    assert reason_of(token, of.connection(jwks), now=OIDC_NOW) == "malformed"
