@@ -398,6 +398,25 @@ def test_year_9999_window_is_stored_through_the_pipeline(tmp_path: Path) -> None
 # --- interoperability ---------------------------------------------------------------------
 
 
+def _encryption_for_the_sp(
+    document: etree._Element,
+) -> tuple[etree._Element, xmlsec.EncryptionContext]:
+    """An EncryptedData template (AES-256-CBC, the key sent with RSA-OAEP) and a context
+    that encrypts for the SP's certificate."""
+    template = xmlsec.template.encrypted_data_create(
+        document, xc.TransformAes256Cbc, type=xc.TypeEncElement, ns="xenc"
+    )
+    xmlsec.template.encrypted_data_ensure_cipher_value(template)
+    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
+    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xc.TransformRsaOaep)
+    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
+    manager = xmlsec.KeysManager()
+    manager.add_key(xmlsec.Key.from_memory(SP_CERT.read_bytes(), xc.KeyDataFormatCertPem, None))
+    ctx = xmlsec.EncryptionContext(manager)
+    ctx.key = xmlsec.Key.generate(xc.KeyDataAes, 256, xc.KeyDataTypeSession)
+    return template, ctx
+
+
 def _encrypted_in_place() -> bytes:
     """An Assertion encrypted where it stands in the Response (xmlsec's in-place
     encryption): its plaintext uses `saml:`/`ds:` prefixes declared on the Response."""
@@ -407,17 +426,7 @@ def _encrypted_in_place() -> bytes:
     root = etree.fromstring(etree.tostring(m.build_response(node, conn, AT)))
     assertion = root.find(f"{SAML}Assertion")
     assert assertion is not None
-    data = xmlsec.template.encrypted_data_create(
-        root, xc.TransformAes256Cbc, type=xc.TypeEncElement, ns="xenc"
-    )
-    xmlsec.template.encrypted_data_ensure_cipher_value(data)
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(data, ns="ds")
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xc.TransformRsaOaep)
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
-    manager = xmlsec.KeysManager()
-    manager.add_key(xmlsec.Key.from_memory(SP_CERT.read_bytes(), xc.KeyDataFormatCertPem, None))
-    ctx = xmlsec.EncryptionContext(manager)
-    ctx.key = xmlsec.Key.generate(xc.KeyDataAes, 256, xc.KeyDataTypeSession)
+    data, ctx = _encryption_for_the_sp(root)
     holder = etree.Element(f"{SAML}EncryptedAssertion")
     assertion.addprevious(holder)
     holder.append(ctx.encrypt_xml(data, assertion))
@@ -437,17 +446,7 @@ def test_assertion_encrypted_in_place_decrypts_in_context(
 
 def _encrypted_plaintext(plaintext: bytes) -> bytes:
     """A Response whose EncryptedAssertion holds `plaintext`, encrypted for the SP."""
-    template = xmlsec.template.encrypted_data_create(
-        etree.Element("holder"), xc.TransformAes256Cbc, type=xc.TypeEncElement, ns="xenc"
-    )
-    xmlsec.template.encrypted_data_ensure_cipher_value(template)
-    key_info = xmlsec.template.encrypted_data_ensure_key_info(template, ns="ds")
-    encrypted_key = xmlsec.template.add_encrypted_key(key_info, xc.TransformRsaOaep)
-    xmlsec.template.encrypted_data_ensure_cipher_value(encrypted_key)
-    manager = xmlsec.KeysManager()
-    manager.add_key(xmlsec.Key.from_memory(SP_CERT.read_bytes(), xc.KeyDataFormatCertPem, None))
-    ctx = xmlsec.EncryptionContext(manager)
-    ctx.key = xmlsec.Key.generate(xc.KeyDataAes, 256, xc.KeyDataTypeSession)
+    template, ctx = _encryption_for_the_sp(etree.Element("holder"))
     encrypted = ctx.encrypt_binary(template, plaintext)
     root = make_response_tree(signing="none")
     assertion = root.find(f"{SAML}Assertion")
