@@ -145,19 +145,20 @@ FIRST, AFTER_LAST = -62135596800, 253402300800
 
 
 def check_dates(token: Token, connection: Connection) -> None:
-    """product.md §2: a date outside the years 1-9999 is `expired` or `not-yet-valid`, so
-    an accepted token has no exp, nbf or iat outside them. (Only the date itself: a date
-    inside them that the skew takes outside is an ordinary window, as the SAML checks
-    read it, engine/moments.py.)"""
+    """product.md §2: a date outside the years 1-9999, once the skew is applied, is
+    `expired` or `not-yet-valid`, so an accepted token has no exp, nbf or iat that the
+    skew takes outside them."""
+    skew = connection.clock_skew
     for claim in ("exp", "nbf", "iat"):
         value = token.claims.get(claim)
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             continue
-        if not FIRST <= value < AFTER_LAST:
+        if not (value - skew >= FIRST and value + skew < AFTER_LAST):
             raise Finding(
                 NAME,
                 "accepted",
-                f"{claim} {value} is outside the years 1-9999 (accepted token)",
+                f"{claim} {value} is outside the years 1-9999 once the skew is applied "
+                "(accepted token)",
                 f"date-range-{claim}",
             )
 

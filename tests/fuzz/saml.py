@@ -30,6 +30,7 @@ import functools
 import random
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
@@ -181,11 +182,47 @@ def check_accepted_document(data: bytes, token: Token, connection: Connection) -
         raise fail("require-signed", f"require_signed {wanted}, signed {signed}")
     if wanted == "either" and not any(signed.values()):
         raise fail("require-signed", "nothing signed")
+    skew = timedelta(seconds=connection.clock_skew)
+    windows = [assertion.find(f"{SAML}Conditions")]
+    windows += [
+        c.find(f"{SAML}SubjectConfirmationData")
+        for c in assertion.iterfind(f"{SAML}Subject/{SAML}SubjectConfirmation")
+        if c.get("Method") == "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+    ]
+    for window in (w for w in windows if w is not None):
+        for name, sign in (("NotBefore", -1), ("NotOnOrAfter", 1)):
+            when = _instant(window.get(name))
+            try:
+                if when is not None:
+                    _ = when + sign * skew  # overflows past the years 1-9999
+            except OverflowError:
+                raise fail(
+                    "date-range",
+                    f"{name} {window.get(name)} is outside the years 1-9999 once the skew "
+                    "is applied",
+                ) from None
     name_id = assertion.find(f"{SAML}Subject/{SAML}NameID")
     if name_id is not None and connection.subject_from is None:
         expected = _full_text(name_id).strip() or None
         if token.name_id != expected:
             raise fail("name-id-text", f"subject {token.name_id!r}, NameID text {expected!r}")
+
+
+def _instant(text: str | None) -> datetime | None:
+    """An xs:dateTime with a zone as an aware datetime; None when Python cannot read it
+    (then this oracle says nothing about it)."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        return None
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        return when  # already past the edge in UTC; the skew check will say so
 
 
 def _direct_signatures(element: Any) -> int:
