@@ -26,7 +26,7 @@ group values has about 6,000 `<`; Okta's two declarations per AttributeValue giv
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from engine.token import TokenRejected
@@ -113,7 +113,12 @@ def json_number(text: str) -> int | Decimal:
             f"the number {text[:24]}{'…' if len(text) > 24 else ''} is more than "
             f"{MAX_NUMBER_TEXT} digits long written out"
         )
-    return int(text) if integer else Decimal(text)
+    if integer:
+        return int(text)
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # a zero whose exponent is past Decimal's range (0E+9999…)
+        raise ValueError(f"the number {text[:24]}… has an exponent out of range") from None
 
 
 def check_json(value: Any) -> None:
