@@ -384,6 +384,9 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
     # Not SAML: intake's form detection reads any text as TOML first (tomllib's cost for
     # dotted keys grows with the square of their depth).
     "toml-dotted-key": lambda: b"a" + b".a" * 6000 + b" = 1\n",
+    # Text that reads like a sample, a megabyte of it: refused as `unsigned` (no
+    # --unsigned-samples), but only after tomllib has read all of it.
+    "toml-sample-flood": lambda: b'subject = "a"\n[attributes]\nx = [' + b"1," * 524_270 + b"]\n",
     "utf16": lambda: fx.make_token(signing="assertion").decode().encode("utf-16"),
 }
 

@@ -26,9 +26,14 @@ from tests.fuzz.harness import REGRESSIONS, TEST_LIMITS, Finding
 
 TARGETS = ("saml", "oidc", "rules", "sample", "case")
 
-# "TARGET/FILE" (a saved regression) or "TARGET/hostile:NAME" → what it shows. Empty:
-# everything found so far is fixed (1538b5e fixed the first campaign's nine).
-KNOWN: dict[str, str] = {}
+# "TARGET/FILE" (a saved regression) or "TARGET/hostile:NAME" → what it shows. (The
+# first campaign's nine were fixed by 1538b5e and 505fba5.)
+KNOWN: dict[str, str] = {
+    "saml/hostile:toml-sample-flood": (
+        "cost before trust: a megabyte of text that reads like a sample costs tomllib "
+        "~0.9 s of CPU before intake refuses it as unsigned (no --unsigned-samples)"
+    ),
+}
 
 
 def _module(target: str) -> ModuleType:
