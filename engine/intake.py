@@ -68,7 +68,7 @@ def read_token(
             f"found {len(raw)}",
         )
     raw = form_field(raw)
-    form, table = _detect(raw)
+    form, table = _detect(raw, parse_samples=allow_samples)
     if form == "sample":
         if not allow_samples:
             raise TokenRejected(
@@ -108,7 +108,7 @@ def detect_form(raw: bytes) -> Form:
     return _detect(form_field(raw))[0]
 
 
-def _detect(raw: bytes) -> tuple[Form, dict[str, Any] | None]:
+def _detect(raw: bytes, *, parse_samples: bool = True) -> tuple[Form, dict[str, Any] | None]:
     """The form, and for a sample its parsed TOML when it parsed (so that intake reads a
     sample's TOML once)."""
     if raw.startswith(_UTF16_XML):
@@ -118,7 +118,7 @@ def _detect(raw: bytes) -> tuple[Form, dict[str, Any] | None]:
         return "saml-xml", None
     if _is_jwt(data):
         return "jwt", None
-    sample, table = _sample_table(data)
+    sample, table = _sample_table(data, parse=parse_samples)
     if sample:
         return "sample", table
     return _base64_form(data), None
@@ -135,14 +135,20 @@ def _is_jwt(data: bytes) -> bool:
     return json_object(header) is not None
 
 
-def _sample_table(data: bytes) -> tuple[bool, dict[str, Any] | None]:
-    """Whether `data` is a sample, and its TOML table when it parses."""
+def _sample_table(data: bytes, *, parse: bool) -> tuple[bool, dict[str, Any] | None]:
+    """Whether `data` is a sample, and (with `parse`) its TOML table when it parses.
+
+    Without `parse` (no --unsigned-samples: a sample is refused as `unsigned` whatever it
+    holds) the shape decides and nothing is parsed: a megabyte of TOML costs tomllib the
+    best part of a second."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return False, None
     if not _SAMPLE_HINT.search(text):  # a sample needs `subject =` (or `[attributes]`):
         return False, None  # nothing else is parsed as TOML, at any cost
+    if not parse:
+        return True, None
     try:
         table = load_toml(text)
     except (ValueError, RecursionError):  # TOMLDecodeError, an over-long integer, nesting
