@@ -130,6 +130,8 @@ def _parse_chunk(blanked: str, chunk: _Chunk) -> tuple[ast.Stmt | None, _Problem
     cached = _cache.get(text)
     if cached is None:
         statement, problem = _parse_statement(blanked, chunk.start, chunk.end)
+        if problem is not None and not chunk.start <= problem.start <= problem.end <= chunk.end:
+            return statement, problem  # it depends on the text around it: not cached
         if len(_cache) >= _CACHE_LIMIT:
             _cache.clear()
     else:
@@ -166,6 +168,8 @@ def _parse_statement(
         if loc < end:
             raise pp.ParseException(text, loc, "Expected end of text")
     except CodedError as error:
+        if error.span.end > end and len(text) > end:  # it read into the next statement
+            return _parse_statement(text[:end], start, end, grammar)
         return None, _Problem(
             error.code, error.message, error.span.start, error.span.end, error.hint
         )

@@ -124,3 +124,16 @@ def test_every_broken_statement_in_a_rule_body_is_reported() -> None:
     source = (GOLDEN / "rule_body_errors.rules").read_text(encoding="utf-8")
     _, diagnostics = parse(source)
     assert [d.code for d in diagnostics] == ["E001", "E001", "E002", "E005"]
+
+
+def test_a_statement_that_read_into_the_next_one_is_not_cached_with_that_context() -> None:
+    """Found by `make fuzz`: `et )let` followed by `let if = 1` reported an E005 on the
+    next statement's `let`; cached by its text, the same chunk at the end of another
+    file then gave an E005 whose span lay past that file's end."""
+    from rules.parse import parse
+
+    parse("tltlet )\net )let\nlet if = 1\n")
+    source = "tltlet )\net )let\n"
+    _, diagnostics = parse(source)
+    assert diagnostics
+    assert all(0 <= d.span.start <= d.span.end <= len(source) for d in diagnostics)
