@@ -20,6 +20,7 @@ Run: `python -m bench.bench_adversarial [--quick]`.
 from __future__ import annotations
 
 import contextlib
+import json
 import pickle
 import statistics
 import subprocess
@@ -82,7 +83,7 @@ def _child(family: Path, name: str, rounds: int) -> None:
         started = time.process_time()
         once()
         cpu.append((time.process_time() - started) * 1000)
-    sys.stdout.write(pickle.dumps(Cost(cpu, peak, answer)).hex())
+    sys.stdout.write(json.dumps({"cpu_ms": cpu, "peak_mib": peak, "answer": answer}))
 
 
 def _measure(family: Path, name: str, rounds: int) -> Cost:
@@ -101,9 +102,7 @@ def _measure(family: Path, name: str, rounds: int) -> Cost:
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     ).stdout
-    cost = pickle.loads(bytes.fromhex(out.strip()))
-    assert isinstance(cost, Cost)
-    return cost
+    return Cost(**json.loads(out))
 
 
 def _stats(cost: Cost) -> Stats:

@@ -48,6 +48,8 @@ _UNHOLDABLE = re.compile("[\x00\ud800-\udfff]")
 
 def unholdable(value: str, what: str) -> str | None:
     """Why `value` cannot be stored (it holds a NUL or a lone surrogate), or None."""
+    if value.isascii() and "\x00" not in value:  # the common case, without the regex
+        return None
     found = _UNHOLDABLE.search(value)
     if found is None:
         return None

@@ -136,6 +136,12 @@ def load_config(path: str | Path) -> Config:
 
 
 MAX_TOML_KEY_DEPTH = 16  # dotted-key parts: tomllib's cost grows with their square
+# MAX_TOML_KEY_DEPTH + 1 dots between key parts (bare or quoted), anywhere in the text:
+# only text holding such a run is scanned line by line.
+_TOML_DOTTED_RUN = re.compile(
+    r"""(?:(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')[ \t]*\.[ \t]*)"""
+    + f"{{{MAX_TOML_KEY_DEPTH + 1}}}"
+)
 _TOML_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'')
 
 
@@ -143,6 +149,8 @@ def load_toml(text: str) -> dict[str, Any]:
     """tomllib.loads, after refusing keys dotted more than MAX_TOML_KEY_DEPTH times (a
     12 KB `a.a.a…` costs tomllib a third of a second and 130 MiB). ValueError (a
     TOMLDecodeError among them) or RecursionError says what is wrong: see toml_problem."""
+    if text.count(".") <= MAX_TOML_KEY_DEPTH or not _TOML_DOTTED_RUN.search(text):
+        return tomllib.loads(text)  # the common case: no run of dotted parts at all
     for number, line in enumerate(text.splitlines(), 1):
         head = line.lstrip()
         key = head if head.startswith("[") else head.split("=", 1)[0]

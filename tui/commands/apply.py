@@ -291,7 +291,11 @@ def _file_item(entry: os.DirEntry[str], conn: Connection) -> Item:
             status = os.fstat(handle.fileno())
             if not stat.S_ISREG(status.st_mode):
                 return Item(label, None, problem=f"{label}: not a regular file")
-            raw = handle.read(limit + 1)
+            # The file's size (capped at the limit) plus one byte: enough to see a file
+            # that grew past the limit, without allocating the limit for every file.
+            raw = handle.read(min(status.st_size, limit) + 1)
+            if len(raw) > status.st_size:  # it grew since: read on, up to the limit
+                raw += handle.read(limit + 1 - len(raw))
     except OSError as exc:
         return Item(label, None, problem=f"{label}: cannot read: {exc.strerror or exc}")
     if len(raw) > limit:
