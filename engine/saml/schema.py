@@ -1,13 +1,17 @@
-"""The SAML 2.0 XML schemas (python3-saml's copies), compiled once per process.
+"""The SAML 2.0 XML schemas (python3-saml's copies), compiled once per thread.
 
 python3-saml compiles the schema on every call; compiling costs far more than
-validating, so the compiled `XMLSchema` objects are cached at module level.
+validating, so the compiled `XMLSchema` objects are kept. Each thread keeps its own:
+libxml2's schema objects are not made to be shared between threads (32 threads
+compiling and validating one cached schema at once gave `XMLSchemaParseError:
+Internal error`), and a server thread compiles its copy once (`warm`) before it
+serves.
 """
 
 from __future__ import annotations
 
 import re
-from functools import cache
+import threading
 from pathlib import Path
 
 import onelogin.saml2
@@ -18,10 +22,18 @@ from engine.token import TokenRejected
 _SCHEMAS = Path(onelogin.saml2.__file__).parent / "schemas"
 
 
-@cache
+_local = threading.local()
+
+
 def _schema(name: str) -> etree.XMLSchema:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    return etree.XMLSchema(etree.parse(str(_SCHEMAS / name), parser))
+    compiled: dict[str, etree.XMLSchema] | None = getattr(_local, "schemas", None)
+    if compiled is None:
+        compiled = _local.schemas = {}
+    schema = compiled.get(name)
+    if schema is None:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True)
+        schema = compiled[name] = etree.XMLSchema(etree.parse(str(_SCHEMAS / name), parser))
+    return schema
 
 
 def protocol_schema() -> etree.XMLSchema:
@@ -77,5 +89,6 @@ def check_schema(element: etree._Element, schema: etree.XMLSchema, what: str) ->
 
 
 def warm() -> None:
-    """Compile the schemas now (e.g. at start-up) rather than on the first token."""
+    """Compile this thread's schemas now (e.g. as a server thread starts) rather than on
+    its first token."""
     protocol_schema()

@@ -9,6 +9,7 @@ declaration that slipped past the byte check could not be loaded or resolved.
 from __future__ import annotations
 
 import re
+import threading
 
 from lxml import etree
 
@@ -47,7 +48,16 @@ def _parser() -> etree.XMLParser:
     )
 
 
-_PARSER = _parser()
+# lxml parsers must not be shared between threads (a shared one has been seen to
+# mis-resolve namespace prefixes under load): one per thread, made on first use.
+_local = threading.local()
+
+
+def _thread_parser() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = _parser()
+    return parser
 
 
 def _utf16(data: bytes) -> bool:
@@ -78,7 +88,7 @@ def parse_xml(data: bytes, what: str = "token") -> etree._Element:
         text = data.decode(codec, errors="ignore")
     check_xml_counts(data, text)
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, _thread_parser())
     except etree.XMLSyntaxError as exc:
         raise TokenRejected("malformed", f"{what}: not well-formed XML: {exc}") from None
     except (ValueError, MemoryError) as exc:

@@ -22,7 +22,14 @@ def test_xmlsec_and_lxml_link_the_same_libxml2() -> None:
     assert xmlsec.get_libxml_compiled_version() == lxml.etree.LIBXML_COMPILED_VERSION
 
 
-def test_schemas_compile_once() -> None:
+def test_schemas_compile_once_per_thread() -> None:
+    import threading
+
     from engine.saml import schema
 
     assert schema.protocol_schema() is schema.protocol_schema()
+    other: list[object] = []
+    thread = threading.Thread(target=lambda: other.append(schema.protocol_schema()))
+    thread.start()
+    thread.join()
+    assert other[0] is not schema.protocol_schema()  # each thread its own copy
