@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from engine.bounds import unholdable
 from engine.changes import Planned, clean, plan_write
 from engine.config import Connection
 from engine.result import Result, redacted_values, trace_json
@@ -189,6 +190,7 @@ class Job:
                 self._accounts.append(user)
         if plan.denied is not None:
             raise _Deny(plan.denied)
+        _check_holdable(plan)
         return plan
 
     def _decide(self, txn: Transaction) -> Result:
@@ -308,6 +310,19 @@ class Job:
             skipped=plan.skipped,
             plan=plan,
         )
+
+
+def _check_holdable(plan: Plan) -> None:
+    """`denied` when the rules produced text no store can hold (a NUL or a lone
+    surrogate): intake refuses such token values, but a function can still make one
+    (`dn_value` decodes the DN escape `\\00`) and so can a literal (`"\\u0000"`).
+    SQLite would keep it and PostgreSQL refuse it; both stores now answer the same."""
+    values = [(name, v) for name, v in plan.fields.items() if isinstance(v, str)]
+    values += [(op.field, v) for op in plan.set_ops for v in op.values]
+    for name, value in values:
+        problem = unholdable(value, f"the value the rules give {name}")
+        if problem is not None:
+            raise _Deny(problem)
 
 
 def subject_of(conn: Connection, token: Token) -> tuple[Subject | None, str]:

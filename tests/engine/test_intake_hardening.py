@@ -554,3 +554,23 @@ def test_a_number_past_decimal_range_is_malformed_not_an_exception(oidc: Any) ->
     key, jwks = oidc
     token = of.sign(_payload(', "n": 1E+9999999999999999999'), key)
     assert reason_of(token, of.connection(jwks), now=OIDC_NOW) == "malformed"
+
+
+@pytest.mark.parametrize(
+    "rules",
+    ['username = dn_value(first(@memberOf), "CN")\n', 'username = "a\\u0000b"\n'],
+    ids=["dn-escape-from-the-token", "rule-literal"],
+)
+def test_a_value_the_rules_make_unholdable_is_denied_the_same_on_both_stores(
+    tmp_path: Path, store_backend: str, rules: str
+) -> None:
+    """`dn_value` decodes the DN escape `\\00` of a token value into a NUL (a username
+    `ad\\x00min` beside `admin`): SQLite stored it, PostgreSQL failed. Now `denied`,
+    audited, nothing stored, on both."""
+    bench = pf.Bench(pf.workspace(tmp_path, rules))
+    token = pf.sample("s-1", memberOf="CN=ad\\00min,OU=Staff,DC=example,DC=com")
+    result = bench.apply(token)
+    assert result.outcome == "denied", result.message
+    assert "no store can hold" in (result.message or "")
+    assert bench.rows("SELECT outcome FROM audit") == [("denied",)]
+    assert bench.rows("SELECT count(*) FROM users") == [(0,)]
