@@ -316,7 +316,7 @@ def _check_holdable(plan: Plan) -> None:
     """`denied` when the rules produced text no store can hold (a NUL or a lone
     surrogate): intake refuses such token values, but a function can still make one
     (`dn_value` decodes the DN escape `\\00`) and so can a literal (`"\\u0000"`).
-    SQLite would keep it and PostgreSQL refuse it; both stores now answer the same."""
+    One store would keep it and another refuse it; both now answer the same."""
     values = [(name, v) for name, v in plan.fields.items() if isinstance(v, str)]
     values += [(op.field, v) for op in plan.set_ops for v in op.values]
     for name, value in values:
