@@ -1,85 +1,89 @@
-"""`jitprov serve`: SAML POST binding and id_token deliveries answered with the result."""
+"""`jitprov serve`: SAML POST binding and id_token deliveries answered with the result.
+
+Routes and shapes through Starlette's in-process client (on SQLite and PostgreSQL);
+framing, descriptors and signals through a real `jitprov serve` on a loopback port.
+"""
 
 from __future__ import annotations
 
 import base64
-import json
+import http.client
+import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
-import threading
-import urllib.error
+import time
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
 from engine.config import load_config
 from engine.saml.mint import mint
 from engine.sample import parse_sample_text
-from engine.serve import ProvisioningServer
+from engine.service import create_app
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
 import provision_fixtures
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+FORM = "application/x-www-form-urlencoded"
 
 
 @pytest.fixture
-def server(tmp_path: Path, store_backend: str) -> Iterator[str]:
-    """The demo workspace served over HTTP, on SQLite or on PostgreSQL (each request
-    thread with its own connection)."""
+def workspace(tmp_path: Path, store_backend: str) -> Path:
+    """A copy of the demo workspace, on SQLite or on PostgreSQL; its config's path."""
     shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.db*"))
+    config = tmp_path / "demo" / "jitprov.toml"
     if provision_fixtures.NEW_DATABASE is not None:  # the PostgreSQL variant
-        config = tmp_path / "demo" / "jitprov.toml"
         url = provision_fixtures.NEW_DATABASE()
         config.write_text(config.read_text().replace('path = "jitprov.db"', f'url = "{url}"'))
-    httpd = ProvisioningServer(
-        ("127.0.0.1", 0), load_config(tmp_path / "demo" / "jitprov.toml"), quiet=True
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    return config
 
 
-def post(url: str, body: bytes, content_type: str) -> tuple[int, Any]:
-    request = urllib.request.Request(url, body, {"Content-Type": content_type}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+@pytest.fixture
+def client(workspace: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(load_config(workspace))) as test_client:
+        yield test_client
+
+
+def post(client: TestClient, path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+    response = client.post(path, content=body, headers={"Content-Type": content_type})
+    return response.status_code, response.json()
 
 
 def form(**fields: str) -> bytes:
     return urllib.parse.urlencode(fields).encode()
 
 
-def test_a_signed_response_is_provisioned_and_a_replay_refused(server: str) -> None:
+def fresh_token(name: str = "okta-sales.toml") -> str:
     config = load_config(DEMO / "jitprov.toml")
-    sample = parse_sample_text((DEMO / "samples" / "okta-sales.toml").read_text())
-    fresh = mint(
+    sample = parse_sample_text((DEMO / "samples" / name).read_text())
+    return mint(
         sample,
         config.connection("okta"),
         key_pem=(DEMO / "certs" / "idp-test.key").read_bytes(),
         cert_pem=(DEMO / "certs" / "idp-test.crt").read_bytes(),
         encoding="base64",
     ).decode()
-    url = f"{server}/acs/okta"
-    form_type = "application/x-www-form-urlencoded"
-    status, result = post(url, form(SAMLResponse=fresh, RelayState="/home"), form_type)
+
+
+def test_a_signed_response_is_provisioned_and_a_replay_refused(client: TestClient) -> None:
+    fresh = fresh_token()
+    status, result = post(client, "/acs/okta", form(SAMLResponse=fresh, RelayState="/h"), FORM)
     assert (status, result["outcome"]) == (200, "created"), result
     assert result["user"]["username"] == "grace.hopper"
-    status, result = post(url, form(SAMLResponse=fresh), form_type)
+    status, result = post(client, "/acs/okta", form(SAMLResponse=fresh), FORM)
     assert (status, result["reason"]) == (401, "replay")
     token = base64.b64encode((DEMO / "samples" / "okta-engineer.xml").read_bytes()).decode()
     # The demo's tokens were minted for 2024-05-01: at the real clock they are expired.
-    status, result = post(url, form(SAMLResponse=token), "application/x-www-form-urlencoded")
+    status, result = post(client, "/acs/okta", form(SAMLResponse=token), FORM)
     assert (status, result["outcome"], result["reason"]) == (401, "rejected", "expired")
     assert result["subject"] == "Ada.Lovelace@example.com"
     assert set(result) == {
@@ -95,31 +99,139 @@ def test_a_signed_response_is_provisioned_and_a_replay_refused(server: str) -> N
     }
 
 
-def test_routing_and_bad_requests(server: str) -> None:
-    form_type = "application/x-www-form-urlencoded"
-    assert post(f"{server}/acs/nope", form(SAMLResponse="x"), form_type)[0] == 404
-    assert post(f"{server}/elsewhere", b"", form_type)[0] == 404
-    status, body = post(f"{server}/oidc/okta", form(id_token="x"), form_type)
+def test_routing_and_bad_requests(client: TestClient) -> None:
+    assert post(client, "/acs/nope", form(SAMLResponse="x"), FORM)[0] == 404
+    assert client.post("/elsewhere", content=b"").status_code == 404
+    status, body = post(client, "/oidc/okta", form(id_token="x"), FORM)
     assert status == 404 and "POST to /acs/okta" in body["error"]
-    status, body = post(f"{server}/acs/okta", form(RelayState="x"), form_type)
+    status, body = post(client, "/acs/okta", form(RelayState="x"), FORM)
     assert status == 400 and "SAMLResponse" in body["error"]
-    status, body = post(f"{server}/acs/okta", b"{", "application/json")
-    assert status == 400
-    status, body = post(f"{server}/acs/okta", form(SAMLResponse="not a token"), form_type)
+    assert post(client, "/acs/okta", b"{", "application/json")[0] == 400
+    assert post(client, "/acs/okta", b"x", "text/plain")[0] == 400
+    status, body = post(client, "/acs/okta", form(SAMLResponse="not a token"), FORM)
     assert (status, body["outcome"], body["reason"]) == (401, "rejected", "malformed")
-    with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(f"{server}/acs/okta", timeout=10)
-    assert info.value.code == 405
-    with urllib.request.urlopen(f"{server}/healthz", timeout=10) as response:
-        assert json.loads(response.read()) == {"status": "ok"}
+    assert client.get("/acs/okta").status_code == 405
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_names_the_rules_in_use(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    ready = response.json()
+    assert ready["status"] == "ready"
+    assert set(ready["rules_sha256"]) == set(load_config(DEMO / "jitprov.toml").connections)
+
+
+def test_an_oversized_body_is_refused_unread(client: TestClient) -> None:
+    limit = load_config(DEMO / "jitprov.toml").connection("okta").max_token_bytes
+    status, body = post(client, "/acs/okta", b"SAMLResponse=" + b"A" * (3 * limit), FORM)
+    assert status == 413 and "too large" in body["error"]
 
 
 def test_a_lone_surrogate_or_deep_json_is_an_answer_not_a_dropped_connection(
-    server: str,
+    client: TestClient,
 ) -> None:
     """A JSON body's `"\\ud800"` dropped the connection (UnicodeEncodeError), and 20,000
     `[` a RecursionError: now a rejected result with an audit row, and a 400."""
-    status, body = post(f"{server}/acs/okta", b'{"SAMLResponse": "\\ud800"}', "application/json")
+    status, body = post(client, "/acs/okta", b'{"SAMLResponse": "\\ud800"}', "application/json")
     assert (status, body["outcome"], body["reason"]) == (401, "rejected", "malformed")
-    status, body = post(f"{server}/acs/okta", b"[" * 20_000, "application/json")
+    status, body = post(client, "/acs/okta", b"[" * 20_000, "application/json")
     assert status == 400 and "nested too deeply" in body["error"]
+
+
+# --- a real server ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """`jitprov serve --workers 1` on a free loopback port, ready (healthz answers)."""
+    shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.db*"))
+    port = _free_port()
+    command = [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]
+    command += ["--config", str(tmp_path / "demo" / "jitprov.toml"), "serve"]
+    command += ["--port", str(port), "--workers", "1"]
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(command, cwd=root, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status == 200:
+                connection.close()
+                break
+        except OSError:
+            pass
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert time.monotonic() < deadline, "serve did not answer /healthz within 60 s"
+        time.sleep(0.05)
+    try:
+        yield process, port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def _responses(raw: bytes) -> list[int]:
+    """The status codes of the HTTP/1.1 responses in `raw`, in order."""
+    return [int(line.split()[1]) for line in raw.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+def test_an_early_answer_never_reads_its_body_as_the_next_request(
+    running: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    """The old server answered 404 and then parsed the unread body as the next request
+    on the keep-alive connection: behind a proxy, one user's answer reached another."""
+    _, port = running
+    smuggled = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    first = (
+        b"POST /acs/nope HTTP/1.1\r\nHost: x\r\nContent-Type: " + FORM.encode() + b"\r\n"
+        b"Content-Length: " + str(len(smuggled)).encode() + b"\r\n\r\n" + smuggled
+    )
+    second = b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(first + second)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    statuses = _responses(received)
+    assert statuses[0] == 404
+    assert b'"status":"ok"' not in received  # the smuggled /healthz was never answered
+    assert statuses[1:] in ([], [200])  # closed, or the real next request answered
+
+
+def _descriptors(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_descriptors_stay_flat_over_2000_requests_without_keep_alive(
+    running: tuple[subprocess.Popen[bytes], int],
+) -> None:
+    process, port = running
+    bodies = [form(SAMLResponse="x"), b"junk"]
+    for n in range(200):  # warm up the thread pool and the store
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("POST", "/acs/okta", body=bodies[n % 2], headers={"Content-Type": FORM})
+        connection.getresponse().read()
+        connection.close()
+    before = _descriptors(process.pid)
+    for n in range(2000):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        path = "/acs/okta" if n % 3 else "/acs/nope"
+        connection.request("POST", path, body=bodies[n % 2], headers={"Content-Type": FORM})
+        connection.getresponse().read()
+        connection.close()
+    assert _descriptors(process.pid) <= before + 4
+
+
+def test_sigterm_stops_the_server_cleanly(running: tuple[subprocess.Popen[bytes], int]) -> None:
+    process, _ = running
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0

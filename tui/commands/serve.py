@@ -1,8 +1,9 @@
-"""`jitprov serve [--host 127.0.0.1] [--port 8000]`: provision over HTTP (engine.serve)."""
+"""`jitprov serve`: the sign-in service over HTTP (engine.service), under uvicorn."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -16,30 +17,36 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="an HTTP endpoint: POST /acs/{connection} and /oidc/{connection}",
         description=(
             "Answer POST /acs/{connection} (SAML HTTP-POST binding: SAMLResponse) and "
-            "POST /oidc/{connection} (id_token) with the apply --json result."
+            "POST /oidc/{connection} (id_token) with the apply --json result; GET /healthz "
+            "and /readyz for load balancers."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="default: 8000")
+    parser.add_argument("--uds", metavar="PATH", help="listen on a Unix socket instead")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: the number of CPUs)",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ws: Workspace) -> int:
     from engine.provision import RulesError
-    from engine.serve import ProvisioningServer
+    from engine.service.app import create_app
+    from engine.service.server import serve
 
+    if args.workers < 1:
+        raise CommandError(f"--workers: expected at least 1, got {args.workers}")
     try:
-        server = ProvisioningServer((args.host, args.port), ws.config)
+        create_app(ws.config)  # the config and every connection's rules, checked first
     except RulesError as exc:
         raise CommandError(str(exc)) from None
-    except OSError as exc:
-        raise CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
-    host, port = server.server_address[:2]
-    sys.stderr.write(f"jitprov serving on http://{host}:{port} (ctrl+c stops)\n")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        sys.stderr.write("stopped\n")
-    finally:
-        server.server_close()
+    where = f"unix:{args.uds}" if args.uds else f"http://{args.host}:{args.port}"
+    sys.stderr.write(f"jitprov serving on {where} with {args.workers} worker(s) (ctrl+c stops)\n")
+    path = ws.locate()
+    assert path is not None
+    serve(path, host=args.host, port=args.port, uds=args.uds, workers=args.workers)
     return EXIT_OK

@@ -1,0 +1,235 @@
+"""`create_app(config)`: the sign-in service as an ASGI application (Starlette).
+
+Routes, each a plain function calling the same front door as `jitprov apply`:
+- `POST /acs/{connection}`: the SAML HTTP-POST binding (`SAMLResponse`, form or JSON);
+- `POST /oidc/{connection}`: `id_token` (form or JSON);
+- `GET /healthz`: the process answers; `GET /readyz`: config loaded, rules compiled,
+  store reachable (503 when not), with the rules' sha256 per connection.
+`request_id` and `nonce` come from the query string or the body's fields.
+
+Answers: the `apply --json` object, with 200 for created/updated/linked/unchanged, 403
+denied, 401 rejected, 503 store error; `{"error": ...}` with 400/404/405/413 for a
+request that is not a token delivery, and 503 with `Retry-After` when every pipeline
+slot of this worker is busy. Nothing of HTTP is parsed here: uvicorn frames requests
+(and closes or drains the connection of an early answer), Starlette routes them.
+
+The pipeline is synchronous; it runs in this worker's thread pool, at most `slots` at
+once (anyio's CapacityLimiter), each thread with its own `Provisioner` (its own store
+connection, parser and compiled schemas: nothing lxml or xmlsec builds is shared
+between threads). Everything else a worker shares — the config, compiled rules — is
+built before it serves and is read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from engine.config import Config, Connection
+from engine.provision import Provisioner, RulesError
+from engine.result import Result
+from engine.saml import schema
+from engine.store import StoreError
+
+STATUS = {
+    "created": 200,
+    "updated": 200,
+    "linked": 200,
+    "unchanged": 200,
+    "denied": 403,
+    "rejected": 401,
+    "error": 503,
+}
+FORM_SLACK = 64 * 1024  # a token at its size limit, form-encoded, plus other fields
+BODY_SECONDS = 10  # to receive a whole body: a slow sender holds a slot no longer
+FIELD = {"acs": "SAMLResponse", "oidc": "id_token"}
+PROTOCOL = {"acs": "saml2", "oidc": "oidc"}
+
+
+class _TooLarge(Exception):
+    """The request body passed its limit."""
+
+
+class _Provisioners:
+    """One Provisioner per pipeline thread, all closed when the app shuts down."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._local = threading.local()
+        self._all: list[Provisioner] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> Provisioner:
+        found: Provisioner | None = getattr(self._local, "provisioner", None)
+        if found is None:
+            schema.warm()  # this thread's schemas, before its first token
+            found = self._local.provisioner = Provisioner(self.config)
+            with self._lock:
+                self._all.append(found)
+        return found
+
+    def close(self) -> None:
+        with self._lock:
+            for provisioner in self._all:
+                provisioner.close()
+            self._all.clear()
+
+
+def create_app(config: Config, *, slots: int = 8) -> Starlette:
+    """The service for `config`: rules compiled now (RulesError when one does not)."""
+    probe = Provisioner(config)
+    try:
+        for connection in config.connections:
+            probe.rules(connection)
+    finally:
+        probe.close()
+    provisioners = _Provisioners(config)
+    limiter = anyio.CapacityLimiter(slots)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            provisioners.close()
+
+    async def deliver(request: Request) -> Response:
+        kind = "acs" if request.url.path.startswith("/acs/") else "oidc"
+        name = request.path_params["connection"]
+        connection = config.connections.get(name)
+        if connection is None:
+            return _error(404, f"unknown connection {name!r}")
+        if connection.protocol != PROTOCOL[kind]:
+            other = "acs" if connection.protocol == "saml2" else "oidc"
+            return _error(
+                404, f"connection {name!r} is {connection.protocol}: POST to /{other}/{name}"
+            )
+        try:
+            with anyio.fail_after(BODY_SECONDS):
+                body = await _body(request, connection.max_token_bytes * 2 + FORM_SLACK)
+        except _TooLarge:
+            return _error(413, "the request body is too large")
+        except TimeoutError:
+            return _error(408, f"the request body did not arrive within {BODY_SECONDS} s")
+        fields = dict(request.query_params)
+        try:
+            fields.update(_fields(body, request.headers.get("content-type", "")))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        field = FIELD[kind]
+        token = fields.get(field)
+        if not token:
+            return _error(400, f"expected a {field} field in the body")
+        if limiter.available_tokens < 1:
+            return _error(503, "every sign-in slot is busy; retry", headers={"Retry-After": "1"})
+        try:
+            result = await anyio.to_thread.run_sync(
+                _provision, provisioners, connection, field, token, fields, limiter=limiter
+            )
+        except RulesError as exc:
+            return _error(500, str(exc))
+        return JSONResponse(result.to_json(), status_code=STATUS[result.outcome])
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        ready, detail = await anyio.to_thread.run_sync(_readiness, provisioners, limiter=limiter)
+        return JSONResponse(detail, status_code=200 if ready else 503)
+
+    routes = [
+        Route("/acs/{connection}", deliver, methods=["POST"]),
+        Route("/oidc/{connection}", deliver, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.provisioners = provisioners
+    return app
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, read as it streams in, refused once it passes `limit`."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _fields(body: bytes, content_type: str) -> dict[str, str]:
+    """Form or JSON fields of a request body (ValueError when it is neither)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("the request body is not UTF-8") from None
+    if kind == "application/json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"the JSON body does not parse: {exc.msg}") from None
+        except RecursionError:
+            raise ValueError("the JSON body is nested too deeply") from None
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object")
+        return {k: v for k, v in data.items() if isinstance(v, str)}
+    if kind in ("application/x-www-form-urlencoded", ""):
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=64))
+    raise ValueError(f"expected a form or JSON body, got Content-Type {content_type!r}")
+
+
+def _provision(
+    provisioners: _Provisioners,
+    connection: Connection,
+    field: str,
+    token: str,
+    fields: dict[str, str],
+) -> Result:
+    """One sign-in, in a pipeline thread."""
+    provisioner = provisioners.get()
+    try:
+        raw = token.encode("utf-8")
+    except UnicodeEncodeError:  # a JSON body's lone surrogate (`"\ud800"`)
+        return provisioner.reject(
+            connection,
+            "malformed",
+            f"the {field} field holds a lone surrogate, which is not text",
+            now=datetime.now(UTC),
+            dry_run=False,
+        )
+    return provisioner.apply(
+        connection.id, raw, request_id=fields.get("request_id"), nonce=fields.get("nonce")
+    )
+
+
+def _readiness(provisioners: _Provisioners) -> tuple[bool, dict[str, Any]]:
+    """Config loaded and rules compiled (at start), the store reachable (now)."""
+    provisioner = provisioners.get()
+    rules = {c: provisioner.rules(c).sha256 for c in provisioners.config.connections}
+    try:
+        provisioner.store().audit(limit=1)  # one read: the store answers
+    except StoreError as exc:
+        return False, {"status": "unavailable", "store": str(exc), "rules_sha256": rules}
+    return True, {"status": "ready", "rules_sha256": rules}

@@ -1,0 +1,72 @@
+"""Run the sign-in service under uvicorn: worker processes, a TCP or Unix socket.
+
+Each worker process imports `app_from_environment`, which loads the workspace config
+named by JITPROV_SERVE_CONFIG and builds its own application (rules compiled, nothing
+shared with other workers). uvicorn frames HTTP: it answers malformed requests itself,
+keeps an early answer's connection from reading the unread body as a next request,
+closes idle keep-alive connections, refuses connections past `limit_concurrency` with
+503, and on SIGTERM stops accepting and lets in-flight requests finish.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from engine.config import load_config
+from engine.service.app import create_app
+
+CONFIG_ENV = "JITPROV_SERVE_CONFIG"
+KEEP_ALIVE_SECONDS = 5
+GRACEFUL_SECONDS = 20
+BACKLOG = 2048
+CONNECTIONS_PER_WORKER = 256  # past it: 503 from uvicorn, before any parsing
+
+
+def app_from_environment() -> Starlette:
+    """The application of one worker (uvicorn's factory)."""
+    return create_app(load_config(Path(os.environ[CONFIG_ENV])))
+
+
+def _stopped(_signum: int, _frame: object) -> None:
+    """The signal was handled: uvicorn has already shut down."""
+
+
+def serve(
+    config_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    uds: str | None = None,
+    workers: int = 1,
+) -> None:
+    """Serve until stopped (SIGINT or SIGTERM: in-flight sign-ins finish first)."""
+    import uvicorn
+
+    os.environ[CONFIG_ENV] = str(config_path)
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into the
+    # handler that was installed before it: this one lets `serve` return, so a stop
+    # asked for is exit status 0, not death by signal.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, _stopped)
+    uvicorn.run(
+        "engine.service.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        uds=uds,
+        workers=workers,
+        backlog=BACKLOG,
+        limit_concurrency=CONNECTIONS_PER_WORKER,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        server_header=False,
+        date_header=False,
+        access_log=False,
+        log_level="warning",
+        http="h11",
+        lifespan="on",
+    )
