@@ -85,6 +85,7 @@ class Config:
     fields: dict[str, FieldType]  # built-in fields plus [store.fields]
     extra_fields: dict[str, FieldType]
     connections: dict[str, Connection] = field(default_factory=dict)
+    serve_token_env: str | None = None  # [serve] token_env: the variable holding the bearer token
 
     @property
     def root(self) -> Path:
@@ -176,7 +177,7 @@ def parse_config(text: str, path: Path) -> Config:
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, over-long integers, nesting
         raise ConfigError(label, None, f"invalid TOML: {toml_problem(exc)}") from None
     checker = _Checker(label, path.parent)
-    checker.keys(data, "", {"store", "connections"})
+    checker.keys(data, "", {"store", "connections", "serve"})
     store_table = checker.table(data, "store", "store")
     checker.keys(store_table, "store", {"path", "url", "fields"})
     store = _store(checker, store_table)
@@ -189,7 +190,18 @@ def parse_config(text: str, path: Path) -> Config:
         if not isinstance(table, dict):
             raise ConfigError(label, key, f"expected a table, got {_show(table)}")
         connections[name] = _connection(checker, name, table, fields)
-    return Config(path, store, fields, extra, connections)
+    serve_table = checker.table(data, "serve", "serve")
+    checker.keys(serve_table, "serve", {"token_env"})
+    token_env = (
+        checker.text(serve_table, "token_env", "serve.token_env")
+        if "token_env" in serve_table
+        else None
+    )
+    if token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        raise checker.fail(
+            "serve.token_env", f"expected an environment variable name, got {token_env!r}"
+        )
+    return Config(path, store, fields, extra, connections, token_env)
 
 
 class _Checker:

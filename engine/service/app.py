@@ -5,6 +5,8 @@ Routes, each a plain function calling the same front door as `jitprov apply`:
 - `POST /oidc/{connection}`: `id_token` (form or JSON);
 - `GET /healthz`: the process answers; `GET /readyz`: config loaded, rules compiled,
   store reachable (503 when not), with the rules' sha256 per connection.
+With a service token (`[serve] token_env`), every route but /healthz needs it as a
+bearer token: only the application may call the service.
 `request_id` and `nonce` come from the query string or the body's fields.
 
 Answers: the `apply --json` object, with 200 for created/updated/linked/unchanged, 403
@@ -22,6 +24,7 @@ built before it serves and is read-only.
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -86,8 +89,26 @@ class _Provisioners:
             self._all.clear()
 
 
-def create_app(config: Config, *, slots: int = 8) -> Starlette:
-    """The service for `config`: rules compiled now (RulesError when one does not)."""
+def create_app(config: Config, *, slots: int = 8, token: str | None = None) -> Starlette:
+    """The service for `config`: rules compiled now (RulesError when one does not).
+
+    With `token`, every route but /healthz needs `Authorization: Bearer <token>`
+    (compared in constant time); without one, a request is 401 before its body is read.
+    """
+    secret = token.encode("utf-8") if token else None
+
+    def refused(request: Request) -> Response | None:
+        if secret is None:
+            return None
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), secret):
+            return None
+        return _error(
+            401,
+            "expected Authorization: Bearer <the service token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
     probe = Provisioner(config)
     try:
         for connection in config.connections:
@@ -105,6 +126,8 @@ def create_app(config: Config, *, slots: int = 8) -> Starlette:
             provisioners.close()
 
     async def deliver(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         kind = "acs" if request.url.path.startswith("/acs/") else "oidc"
         name = request.path_params["connection"]
         connection = config.connections.get(name)
@@ -144,7 +167,9 @@ def create_app(config: Config, *, slots: int = 8) -> Starlette:
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(_request: Request) -> Response:
+    async def readyz(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            return refusal
         ready, detail = await anyio.to_thread.run_sync(_readiness, provisioners, limiter=limiter)
         return JSONResponse(detail, status_code=200 if ready else 503)
 

@@ -10,13 +10,14 @@ closes idle keep-alive connections, refuses connections past `limit_concurrency`
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 from pathlib import Path
 
 from starlette.applications import Starlette
 
-from engine.config import load_config
+from engine.config import Config, load_config
 from engine.service.app import create_app
 
 CONFIG_ENV = "JITPROV_SERVE_CONFIG"
@@ -26,9 +27,45 @@ BACKLOG = 2048
 CONNECTIONS_PER_WORKER = 256  # past it: 503 from uvicorn, before any parsing
 
 
+class ServiceError(Exception):
+    """The service cannot start as configured (said in one line)."""
+
+
+def service_token(config: Config) -> str | None:
+    """The bearer token the config's `[serve] token_env` names, or None when it names
+    none; ServiceError when the variable is missing or empty."""
+    if config.serve_token_env is None:
+        return None
+    token = os.environ.get(config.serve_token_env, "").strip()
+    if not token:
+        raise ServiceError(
+            f"serve.token_env names {config.serve_token_env}, but that environment "
+            "variable is not set (or empty): set it to the token the application sends"
+        )
+    return token
+
+
+def check_exposure(host: str, uds: str | None, token: str | None) -> None:
+    """ServiceError when the service would listen beyond this machine without a token."""
+    if uds is not None or token is not None:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ServiceError(
+            f"refusing to listen on {host} without a service token: anyone who reaches "
+            "it could provision accounts. Set [serve] token_env in jitprov.toml to an "
+            "environment variable holding a secret the application sends as "
+            "'Authorization: Bearer <secret>', or listen on 127.0.0.1 or --uds"
+        )
+
+
 def app_from_environment() -> Starlette:
     """The application of one worker (uvicorn's factory)."""
-    return create_app(load_config(Path(os.environ[CONFIG_ENV])))
+    config = load_config(Path(os.environ[CONFIG_ENV]))
+    return create_app(config, token=service_token(config))
 
 
 def _stopped(_signum: int, _frame: object) -> None:

@@ -235,3 +235,49 @@ def test_sigterm_stops_the_server_cleanly(running: tuple[subprocess.Popen[bytes]
     process, _ = running
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
+
+
+# --- the service token -----------------------------------------------------------------
+
+
+def test_with_a_service_token_only_the_application_may_call(workspace: Path) -> None:
+    with TestClient(create_app(load_config(workspace), token="s3cret-token")) as client:
+        body = form(SAMLResponse=fresh_token())
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}):
+            response = client.post(
+                "/acs/okta", content=body, headers={"Content-Type": FORM, **headers}
+            )
+            assert response.status_code == 401 and "Bearer" in response.json()["error"]
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+        assert client.get("/readyz").status_code == 401
+        assert client.get("/healthz").status_code == 200  # liveness stays open
+        good = {"Content-Type": FORM, "Authorization": "Bearer s3cret-token"}
+        response = client.post("/acs/okta", content=body, headers=good)
+        assert (response.status_code, response.json()["outcome"]) == (200, "created")
+
+
+def _serve(workspace: Path, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    command = [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]
+    done = subprocess.run(
+        [*command, "--config", str(workspace), "serve", *argv],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return done.returncode, done.stderr
+
+
+def test_serving_beyond_loopback_without_a_token_is_refused_at_start(tmp_path: Path) -> None:
+    shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.db*"))
+    config = tmp_path / "demo" / "jitprov.toml"
+    code, err = _serve(config, "--host", "0.0.0.0", "--port", str(_free_port()))
+    assert code == 1 and "without a service token" in err and "Traceback" not in err
+    config.write_text(config.read_text() + '\n[serve]\ntoken_env = "JITPROV_TEST_TOKEN"\n')
+    code, err = _serve(config, "--host", "0.0.0.0", "--port", str(_free_port()))
+    assert code == 1 and "JITPROV_TEST_TOKEN" in err and "not set" in err
+    config.write_text(config.read_text().replace("JITPROV_TEST_TOKEN", "not a name!"))
+    code, err = _serve(config)
+    assert code == 1 and "serve.token_env" in err

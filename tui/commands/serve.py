@@ -36,13 +36,15 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ws: Workspace) -> int:
     from engine.provision import RulesError
     from engine.service.app import create_app
-    from engine.service.server import serve
+    from engine.service.server import ServiceError, check_exposure, serve, service_token
 
     if args.workers < 1:
         raise CommandError(f"--workers: expected at least 1, got {args.workers}")
     try:
-        create_app(ws.config)  # the config and every connection's rules, checked first
-    except RulesError as exc:
+        token = service_token(ws.config)
+        check_exposure(args.host, args.uds, token)
+        create_app(ws.config, token=token)  # every connection's rules, checked first
+    except (RulesError, ServiceError) as exc:
         raise CommandError(str(exc)) from None
     where = f"unix:{args.uds}" if args.uds else f"http://{args.host}:{args.port}"
     sys.stderr.write(f"jitprov serving on {where} with {args.workers} worker(s) (ctrl+c stops)\n")
