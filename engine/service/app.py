@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -43,6 +44,7 @@ from engine.config import Config, Connection
 from engine.provision import Provisioner, RulesError
 from engine.result import Result
 from engine.saml import schema
+from engine.service.access import AccessLog, LogFormat
 from engine.store import StoreError
 
 STATUS = {
@@ -89,11 +91,18 @@ class _Provisioners:
             self._all.clear()
 
 
-def create_app(config: Config, *, slots: int = 8, token: str | None = None) -> Starlette:
+def create_app(
+    config: Config,
+    *,
+    slots: int = 8,
+    token: str | None = None,
+    log_format: LogFormat | None = None,
+) -> Starlette:
     """The service for `config`: rules compiled now (RulesError when one does not).
 
     With `token`, every route but /healthz needs `Authorization: Bearer <token>`
     (compared in constant time); without one, a request is 401 before its body is read.
+    With `log_format`, every request writes one access line (engine.service.access).
     """
     secret = token.encode("utf-8") if token else None
 
@@ -162,6 +171,7 @@ def create_app(config: Config, *, slots: int = 8, token: str | None = None) -> S
             )
         except RulesError as exc:
             return _error(500, str(exc))
+        request.state.outcome, request.state.reason = result.outcome, result.reason
         return JSONResponse(result.to_json(), status_code=STATUS[result.outcome])
 
     async def healthz(_request: Request) -> Response:
@@ -179,7 +189,8 @@ def create_app(config: Config, *, slots: int = 8, token: str | None = None) -> S
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(AccessLog, log_format=log_format)] if log_format else []
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.provisioners = provisioners
     return app
 

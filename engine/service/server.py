@@ -11,6 +11,7 @@ closes idle keep-alive connections, refuses connections past `limit_concurrency`
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 from pathlib import Path
@@ -18,9 +19,11 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from engine.config import Config, load_config
+from engine.service.access import LogFormat
 from engine.service.app import create_app
 
 CONFIG_ENV = "JITPROV_SERVE_CONFIG"
+LOG_FORMAT_ENV = "JITPROV_SERVE_LOG_FORMAT"
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SECONDS = 20
 BACKLOG = 2048
@@ -65,7 +68,14 @@ def check_exposure(host: str, uds: str | None, token: str | None) -> None:
 def app_from_environment() -> Starlette:
     """The application of one worker (uvicorn's factory)."""
     config = load_config(Path(os.environ[CONFIG_ENV]))
-    return create_app(config, token=service_token(config))
+    log_format: LogFormat = "text" if os.environ.get(LOG_FORMAT_ENV) == "text" else "json"
+    handler = logging.StreamHandler()  # stderr: one access line per request
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access = logging.getLogger("jitprov.access")
+    access.handlers[:] = [handler]
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    return create_app(config, token=service_token(config), log_format=log_format)
 
 
 def _stopped(_signum: int, _frame: object) -> None:
@@ -79,11 +89,13 @@ def serve(
     port: int = 8000,
     uds: str | None = None,
     workers: int = 1,
+    log_format: LogFormat = "json",
 ) -> None:
     """Serve until stopped (SIGINT or SIGTERM: in-flight sign-ins finish first)."""
     import uvicorn
 
     os.environ[CONFIG_ENV] = str(config_path)
+    os.environ[LOG_FORMAT_ENV] = log_format
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into the
     # handler that was installed before it: this one lets `serve` return, so a stop
     # asked for is exit status 0, not death by signal.

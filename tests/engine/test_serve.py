@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -157,7 +158,8 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     command += ["--config", str(tmp_path / "demo" / "jitprov.toml"), "serve"]
     command += ["--port", str(port), "--workers", "1"]
     root = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen(command, cwd=root, stderr=subprocess.PIPE)
+    log = (tmp_path / "serve.log").open("wb")  # the access log: a file, never a full pipe
+    process = subprocess.Popen(command, cwd=root, stderr=log)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -168,7 +170,7 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
                 break
         except OSError:
             pass
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        assert process.poll() is None, (tmp_path / "serve.log").read_text()
         assert time.monotonic() < deadline, "serve did not answer /healthz within 60 s"
         time.sleep(0.05)
     try:
@@ -177,6 +179,7 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=30)
+        log.close()
 
 
 def _responses(raw: bytes) -> list[int]:
@@ -281,3 +284,33 @@ def test_serving_beyond_loopback_without_a_token_is_refused_at_start(tmp_path: P
     config.write_text(config.read_text().replace("JITPROV_TEST_TOKEN", "not a name!"))
     code, err = _serve(config)
     assert code == 1 and "serve.token_env" in err
+
+
+# --- the access log ----------------------------------------------------------------------
+
+
+def test_the_access_log_has_one_line_per_request_and_never_the_token(
+    workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh = fresh_token()
+    caplog.set_level("INFO", logger="jitprov.access")
+    with TestClient(create_app(load_config(workspace), log_format="json")) as client:
+        response = client.post(
+            "/acs/okta",
+            content=form(SAMLResponse=fresh),
+            headers={"Content-Type": FORM, "X-Request-Id": "req-42"},
+        )
+        assert response.headers["X-Request-Id"] == "req-42"
+        client.post("/acs/okta", content=form(SAMLResponse=fresh), headers={"Content-Type": FORM})
+        client.get("/healthz", headers={"X-Request-Id": "bad id with spaces"})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "jitprov.access"]
+    assert [(x["route"], x["status"], x["outcome"], x["reason"]) for x in lines] == [
+        ("/acs/{connection}", 200, "created", None),
+        ("/acs/{connection}", 401, "rejected", "replay"),
+        ("/healthz", 200, None, None),
+    ]
+    assert lines[0]["request_id"] == "req-42" and lines[0]["connection"] == "okta"
+    assert lines[2]["request_id"] != "bad id with spaces"
+    assert all(isinstance(x["duration_ms"], float) for x in lines)
+    logged = caplog.text
+    assert fresh[:40] not in logged and "grace" not in logged.lower()

@@ -30,6 +30,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         default=os.cpu_count() or 1,
         help="worker processes (default: the number of CPUs)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="the access log on stderr, one line per request (default: json)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -50,5 +56,12 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     sys.stderr.write(f"jitprov serving on {where} with {args.workers} worker(s) (ctrl+c stops)\n")
     path = ws.locate()
     assert path is not None
-    serve(path, host=args.host, port=args.port, uds=args.uds, workers=args.workers)
+    serve(
+        path,
+        host=args.host,
+        port=args.port,
+        uds=args.uds,
+        workers=args.workers,
+        log_format=args.log_format,
+    )
     return EXIT_OK
