@@ -65,8 +65,9 @@ def check_text(value: str, what: str) -> None:
         raise TokenRejected("malformed", problem)
 
 
-def check_xml_counts(data: bytes, text: str | None = None) -> None:
-    """`malformed` when the markup or namespace declarations pass their bounds.
+def check_xml_counts(data: bytes, text: str | None = None) -> tuple[int, int]:
+    """`malformed` when the markup or namespace declarations pass their bounds; else
+    the two counts (markup, declarations), for the checks that follow the parse.
 
     `data` is the document as received; `text` its decoded form when it is not
     ASCII-compatible (UTF-16), where byte counts would mislead.
@@ -83,6 +84,7 @@ def check_xml_counts(data: bytes, text: str | None = None) -> None:
             "malformed",
             f"the XML declares {spaces} namespaces; at most {MAX_NAMESPACE_DECLARATIONS} are read",
         )
+    return markup, spaces
 
 
 _NUMBER = re.compile(r"-?(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?\Z")

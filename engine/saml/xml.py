@@ -86,7 +86,7 @@ def parse_xml(data: bytes, what: str = "token") -> etree._Element:
     if _utf16(data):
         codec = "utf-16-be" if data.startswith((b"\xfe\xff", b"\x00<")) else "utf-16-le"
         text = data.decode(codec, errors="ignore")
-    check_xml_counts(data, text)
+    markup, declarations = check_xml_counts(data, text)
     try:
         root = etree.fromstring(data, _thread_parser())
     except etree.XMLSyntaxError as exc:
@@ -98,8 +98,6 @@ def parse_xml(data: bytes, what: str = "token") -> etree._Element:
     docinfo = root.getroottree().docinfo
     if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
         raise TokenRejected("dtd", f"{what}: a DOCTYPE or entity declaration is not allowed")
-    declarations = text.count("xmlns") if text is not None else data.count(b"xmlns")
-    markup = text.count("<") if text is not None else data.count(b"<")
     if declarations * declarations * markup > MAX_NAMESPACE_WORK:  # else it cannot pass
         _check_namespace_scopes(root, what)
     return root
