@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from types import TracebackType
 
@@ -40,11 +41,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def fresh_token(name: str = "okta-sales.toml", *, subject: str | None = None) -> str:
-    """A base64 SAML response signed by the demo IdP, valid now; `subject` replaces the
-    sample's NameID (and so makes another person)."""
+def fresh_token(
+    name: str = "okta-sales.toml", *, subject: str | None = None, person: str | None = None
+) -> str:
+    """A base64 SAML response signed by the demo IdP, valid now, with an ID of its own
+    (never a replay of another); `subject` replaces the sample's NameID; `person` makes
+    another person: NameID and email `<person>@example.com`, so username `<person>`."""
     config = load_config(DEMO / "jitprov.toml")
     sample = parse_sample_text((DEMO / "samples" / name).read_text())
+    sample = dataclasses.replace(sample, token_id=f"_{uuid.uuid4().hex}")
+    if person is not None:
+        subject = f"{person}@example.com"
+        attributes = {**sample.attributes, "email": [subject]}
+        sample = dataclasses.replace(sample, attributes=attributes)
     if subject is not None:
         sample = dataclasses.replace(sample, subject=subject)
     return mint(
