@@ -4,7 +4,8 @@ Routes, each a plain function calling the same front door as `jitprov apply`:
 - `POST /acs/{connection}`: the SAML HTTP-POST binding (`SAMLResponse`, form or JSON);
 - `POST /oidc/{connection}`: `id_token` (form or JSON);
 - `GET /healthz`: the process answers; `GET /readyz`: config loaded, rules compiled,
-  store reachable (503 when not), with the rules' sha256 per connection.
+  store reachable (503 when not), with the rules' sha256 per connection;
+- `GET /metrics`: the Prometheus text format (engine.service.metrics).
 With a service token (`[serve] token_env`), every route but /healthz needs it as a
 bearer token: only the application may call the service.
 `request_id` and `nonce` come from the query string or the body's fields.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -41,11 +43,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.config import Config, Connection
-from engine.provision import Provisioner, RulesError
+from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
 from engine.result import Result
 from engine.saml import schema
 from engine.service.access import AccessLog, LogFormat
+from engine.service.metrics import CONTENT_TYPE, Metrics
 from engine.store import StoreError
+from engine.store.base import listen_for_retries
 
 STATUS = {
     "created": 200,
@@ -67,10 +71,13 @@ class _TooLarge(Exception):
 
 
 class _Provisioners:
-    """One Provisioner per pipeline thread, all closed when the app shuts down."""
+    """One Provisioner per pipeline thread, all closed when the app shuts down. They
+    share the rules compiled when the app was made (read-only): a rules file edited
+    while serving reaches sign-ins only through a reload, never half-way."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, compiled: dict[str, CompiledRulesLike]) -> None:
         self.config = config
+        self.compiled = compiled
         self._local = threading.local()
         self._all: list[Provisioner] = []
         self._lock = threading.Lock()
@@ -79,10 +86,14 @@ class _Provisioners:
         found: Provisioner | None = getattr(self._local, "provisioner", None)
         if found is None:
             schema.warm()  # this thread's schemas, before its first token
-            found = self._local.provisioner = Provisioner(self.config)
+            found = Provisioner(self.config, rules_loader=self._compiled)
+            self._local.provisioner = found
             with self._lock:
                 self._all.append(found)
         return found
+
+    def _compiled(self, connection: Connection, _config: Config) -> CompiledRulesLike:
+        return self.compiled[connection.id]
 
     def close(self) -> None:
         with self._lock:
@@ -118,23 +129,33 @@ def create_app(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
-    probe = Provisioner(config)
-    try:
-        for connection in config.connections:
-            probe.rules(connection)
-    finally:
-        probe.close()
-    provisioners = _Provisioners(config)
+    compiled = {name: load_rules(c, config) for name, c in config.connections.items()}
+    provisioners = _Provisioners(config, compiled)
     limiter = anyio.CapacityLimiter(slots)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        unlisten = listen_for_retries(metrics.store_retry)
         try:
             yield
         finally:
+            unlisten()
             provisioners.close()
 
     async def deliver(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await answer(request)
+        outcome = getattr(request.state, "outcome", None)
+        if outcome is None:
+            metrics.refusal(response.status_code)
+        else:
+            name = request.path_params["connection"]
+            seconds = time.perf_counter() - started
+            metrics.signin(name, outcome, request.state.reason, seconds)
+        return response
+
+    async def answer(request: Request) -> Response:
         if (refusal := refused(request)) is not None:
             return refusal
         kind = "acs" if request.url.path.startswith("/acs/") else "oidc"
@@ -183,15 +204,24 @@ def create_app(
         ready, detail = await anyio.to_thread.run_sync(_readiness, provisioners, limiter=limiter)
         return JSONResponse(detail, status_code=200 if ready else 503)
 
+    async def exposition(request: Request) -> Response:
+        if (refusal := refused(request)) is not None:
+            metrics.refusal(refusal.status_code)
+            return refusal
+        text = await anyio.to_thread.run_sync(metrics.exposition)
+        return Response(text, media_type=CONTENT_TYPE)
+
     routes = [
         Route("/acs/{connection}", deliver, methods=["POST"]),
         Route("/oidc/{connection}", deliver, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", exposition, methods=["GET"]),
     ]
     middleware = [Middleware(AccessLog, log_format=log_format)] if log_format else []
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.provisioners = provisioners
+    app.state.metrics = metrics
     return app
 
 

@@ -22,6 +22,24 @@ Member = tuple[str, str]  # (value, source): source is a connection id or "local
 LOCAL_SOURCE = "local"
 
 
+RetryListener = Callable[[str], None]
+_retry_listeners: list[RetryListener] = []
+
+
+def listen_for_retries(listener: RetryListener) -> Callable[[], None]:
+    """Call `listener(engine)` ("sqlite" or "postgresql") each time a store of this
+    process retries a transaction (busy, serialization failure); returns the function
+    that stops it. Used by `jitprov serve` for its store-retries metric."""
+    _retry_listeners.append(listener)
+    return lambda: _retry_listeners.remove(listener) if listener in _retry_listeners else None
+
+
+def retried(engine: str) -> None:
+    """A store of `engine` is about to retry a transaction: tell the listeners."""
+    for listener in tuple(_retry_listeners):
+        listener(engine)
+
+
 class StoreError(Exception):
     """The store failed: cannot open, read-only, corrupt, disk full, or busy too long."""
 

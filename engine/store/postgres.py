@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from engine.store.base import AuditRow, StoreError, T
+from engine.store.base import AuditRow, StoreError, T, retried
 from engine.store.pg_schema import ensure_schema
 from engine.store.reads import AccountReads
 from engine.store.schema import Layout, key_column
@@ -144,6 +144,7 @@ class PostgresStore(AccountReads):
                     unique_retries -= 1
                     state = _RETRY_STATES[0]
                 if state in _RETRY_STATES and time.monotonic() < deadline:
+                    retried("postgresql")
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.1)
                     continue

@@ -25,6 +25,7 @@ from engine.store.base import (
     AuditRow,
     StoreError,
     T,
+    retried,
 )
 from engine.store.reads import AccountReads
 from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current
@@ -199,6 +200,7 @@ class SqliteStore(AccountReads):
                 return attempt()
             except sqlite3.Error as exc:
                 if busy(exc) and time.monotonic() < deadline:
+                    retried("sqlite")
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.1)
                     continue
