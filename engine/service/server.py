@@ -1,26 +1,51 @@
-"""Run the sign-in service under uvicorn: worker processes, a TCP or Unix socket.
+"""Run the sign-in service under uvicorn: worker processes, a TCP or Unix socket, reloads.
 
-Each worker process imports `app_from_environment`, which loads the workspace config
-named by JITPROV_SERVE_CONFIG and builds its own application (rules compiled, nothing
-shared with other workers). uvicorn frames HTTP: it answers malformed requests itself,
-keeps an early answer's connection from reading the unread body as a next request,
-closes idle keep-alive connections, refuses connections past `limit_concurrency` with
-503, and on SIGTERM stops accepting and lets in-flight requests finish.
+`serve` binds the socket and runs uvicorn's process supervisor with N workers (one or
+more, always in child processes). Each worker imports `app_from_environment`, which loads
+the workspace config named by JITPROV_SERVE_CONFIG and builds its own application
+(config read, rules compiled, nothing shared with other workers). uvicorn frames HTTP:
+it answers malformed requests itself, keeps an early answer's connection from reading
+the unread body as a next request, refuses connections past `limit_concurrency` with
+503, and on SIGTERM stops accepting and lets in-flight requests finish. `TimedH11`
+adds what uvicorn lacks: a deadline for each request's headers.
+
+Reloads: on SIGHUP, or when the config or a file it names changes (checked every
+second), the supervisor validates the new version first — the config loads and every
+connection's rules compile — and only then replaces the workers one by one, each new
+worker serving before its old one stops. A broken version is logged with its
+diagnostics and the running workers keep serving the version they have.
+
+Metrics: the workers write prometheus-client's multi-process files into one directory
+(PROMETHEUS_MULTIPROC_DIR, a fresh temporary one unless the environment names one);
+GET /metrics in any worker sums them all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import ipaddress
 import logging
 import os
+import shutil
 import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import h11
 from starlette.applications import Starlette
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.supervisors.multiprocess import Multiprocess
 
-from engine.config import Config, load_config
+from engine.config import Config, ConfigError, load_config
+from engine.provision import Provisioner, RulesError
 from engine.service.access import LogFormat
 from engine.service.app import create_app
+from engine.service.metrics import MULTIPROCESS_ENV, Metrics
 
 CONFIG_ENV = "JITPROV_SERVE_CONFIG"
 LOG_FORMAT_ENV = "JITPROV_SERVE_LOG_FORMAT"
@@ -28,6 +53,10 @@ KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SECONDS = 20
 BACKLOG = 2048
 CONNECTIONS_PER_WORKER = 256  # past it: 503 from uvicorn, before any parsing
+HEADER_SECONDS = 10  # from connecting (or the last answer) to a request's whole headers
+WATCH_SECONDS = 1.0  # how often the config and its files are checked for a change
+WORKER_START_SECONDS = 60  # a new worker must serve within this, or the reload is dropped
+log = logging.getLogger("jitprov.serve")
 
 
 class ServiceError(Exception):
@@ -65,21 +94,196 @@ def check_exposure(host: str, uds: str | None, token: str | None) -> None:
         )
 
 
+def validate(config_path: Path) -> Config:
+    """The config at `config_path` with every connection's rules compiled: what a worker
+    will serve. ServiceError (with the diagnostics) when it cannot be served."""
+    try:
+        config = load_config(config_path)
+        probe = Provisioner(config)
+        try:
+            for connection in config.connections:
+                probe.rules(connection)
+        finally:
+            probe.close()
+        service_token(config)
+    except (ConfigError, RulesError) as exc:
+        raise ServiceError(str(exc)) from None
+    return config
+
+
+def rules_versions(config: Config) -> dict[str, str]:
+    """Each connection's rules sha256 (the version /readyz and the audit rows show)."""
+    found: dict[str, str] = {}
+    for name, connection in config.connections.items():
+        with contextlib.suppress(OSError):
+            found[name] = hashlib.sha256(Path(connection.rules).read_bytes()).hexdigest()
+    return found
+
+
+def watched_files(config: Config) -> list[Path]:
+    """The files a change of which changes what the workers serve: the config and every
+    file a connection names (rules, certificates, metadata, keys, JWKS)."""
+    files = [config.path]
+    for connection in config.connections.values():
+        files.append(Path(connection.rules))
+        files.extend(Path(p) for p in connection.certificates)
+        files.extend(Path(p) for p in (connection.metadata, connection.decryption_key) if p)
+        if connection.jwks is not None:
+            files.append(Path(connection.jwks))
+    return files
+
+
+def fingerprint(files: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
+    """What a change to any of `files` changes (path, size, mtime, inode; -1 if absent)."""
+    marks = []
+    for path in files:
+        try:
+            st = path.stat()
+            marks.append((str(path), st.st_size, st.st_mtime_ns, st.st_ino))
+        except OSError:
+            marks.append((str(path), -1, -1, -1))
+    return tuple(marks)
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's worker supervisor, with reloads that validate before they replace."""
+
+    def __init__(self, config: Any, sockets: list[Any], config_path: Path, watch: bool) -> None:
+        super().__init__(config, sockets=sockets)
+        self.config_path = config_path
+        self.serving = validate(config_path)
+        self.watching = watch
+        self._marks = fingerprint(watched_files(self.serving))
+        self.metrics = Metrics()  # this process's file among the workers'
+
+    def run(self) -> None:
+        if self.watching:
+            threading.Thread(target=self._watch, name="jitprov-watch", daemon=True).start()
+        super().run()
+
+    def _watch(self) -> None:
+        """Ask for a reload (as SIGHUP would) when a watched file has changed and then
+        stayed the same for one more look, so a file being written is not read half-way."""
+        seen = self._marks
+        while not self.should_exit.wait(WATCH_SECONDS):
+            now = fingerprint(watched_files(self.serving))
+            if now != seen:
+                seen = now  # changed: look again before acting
+                continue
+            if now != self._marks:
+                self._marks = now
+                os.kill(os.getpid(), signal.SIGHUP)
+
+    def handle_hup(self) -> None:
+        try:
+            config = validate(self.config_path)
+        except ServiceError as exc:
+            kept = _versions_text(rules_versions(self.serving))
+            log.error("reload refused, still serving %s: %s", kept, exc)
+            self.metrics.reloads.labels("refused").inc()
+            return
+        self._marks = fingerprint(watched_files(config))
+        log.warning("reloading: %s", _versions_text(rules_versions(config)))
+        before = [process.pid for process in self.processes]
+        self.restart_all()
+        if [process.pid for process in self.processes] == before:
+            log.error("reload failed: a new worker did not start; the running ones serve on")
+            self.metrics.reloads.labels("failed").inc()
+            return
+        self.metrics.reloads.labels("applied").inc()
+        self.serving = config
+        log.warning("reloaded: %s", _versions_text(rules_versions(config)))
+
+
+def _versions_text(versions: dict[str, str]) -> str:
+    return ", ".join(f"{name} rules {sha[:12]}" for name, sha in versions.items()) or "no rules"
+
+
+class TimedH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for request headers: a connection that has
+    not sent a whole request head within HEADER_SECONDS of connecting (or of its last
+    answer) is closed, so slow or half-sent headers cannot hold connections forever."""
+
+    _head_deadline: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE and self._head_deadline is not None:
+            self._head_deadline.cancel()  # the head has arrived
+            self._head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        if not self.transport.is_closing():
+            self._head_deadline = self.loop.call_later(HEADER_SECONDS, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
 def app_from_environment() -> Starlette:
-    """The application of one worker (uvicorn's factory)."""
-    config = load_config(Path(os.environ[CONFIG_ENV]))
+    """The application of one worker (uvicorn's factory). A config that does not load
+    is said in one line on stderr, and the worker exits as one that could not start."""
     log_format: LogFormat = "text" if os.environ.get(LOG_FORMAT_ENV) == "text" else "json"
-    handler = logging.StreamHandler()  # stderr: one access line per request
+    # SIGHUP is the supervisor's (reload); a worker reached by it too (a signal to the
+    # whole process group) must not die of it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    _log_to_stderr(logging.getLogger("jitprov.access"))
+    _log_to_stderr(log)
+    try:
+        config = validate(Path(os.environ[CONFIG_ENV]))
+        return create_app(config, token=service_token(config), log_format=log_format)
+    except ServiceError as exc:
+        log.error("worker not started: %s", exc)
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE: the supervisor keeps the running workers
+
+
+def _log_to_stderr(logger: logging.Logger) -> None:
+    handler = logging.StreamHandler()  # stderr, one line per record
     handler.setFormatter(logging.Formatter("%(message)s"))
-    access = logging.getLogger("jitprov.access")
-    access.handlers[:] = [handler]
-    access.setLevel(logging.INFO)
-    access.propagate = False
-    return create_app(config, token=service_token(config), log_format=log_format)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
-def _stopped(_signum: int, _frame: object) -> None:
-    """The signal was handled: uvicorn has already shut down."""
+@contextlib.contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """The directory the workers' metrics files go to, set in the environment for them:
+    PROMETHEUS_MULTIPROC_DIR when it names one (emptied of old files first), else a new
+    temporary directory, removed afterwards. Enter it before anything imports
+    prometheus_client: the library reads the variable once, at import."""
+    given = os.environ.get(MULTIPROCESS_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.db"):
+            old.unlink()
+        yield folder
+        return
+    folder = Path(tempfile.mkdtemp(prefix="jitprov-metrics-"))
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def serve(
@@ -90,18 +294,16 @@ def serve(
     uds: str | None = None,
     workers: int = 1,
     log_format: LogFormat = "json",
+    watch: bool = True,
 ) -> None:
-    """Serve until stopped (SIGINT or SIGTERM: in-flight sign-ins finish first)."""
+    """Serve until stopped (SIGINT or SIGTERM: in-flight sign-ins finish first). Call it
+    inside `metrics_directory()`."""
     import uvicorn
 
     os.environ[CONFIG_ENV] = str(config_path)
     os.environ[LOG_FORMAT_ENV] = log_format
-    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into the
-    # handler that was installed before it: this one lets `serve` return, so a stop
-    # asked for is exit status 0, not death by signal.
-    for stop in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(stop, _stopped)
-    uvicorn.run(
+    _log_to_stderr(log)
+    settings = uvicorn.Config(
         "engine.service.server:app_from_environment",
         factory=True,
         host=host,
@@ -112,10 +314,21 @@ def serve(
         limit_concurrency=CONNECTIONS_PER_WORKER,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
         server_header=False,
         date_header=False,
         access_log=False,
         log_level="warning",
-        http="h11",
+        http="engine.service.server:TimedH11",
         lifespan="on",
     )
+    sock = settings.bind_socket()
+    try:
+        # The supervisor handles SIGINT and SIGTERM (workers stop gracefully, then it
+        # returns: exit status 0), SIGHUP (reload) and SIGTTIN/SIGTTOU (one worker more
+        # or fewer), in every case, one worker included.
+        Supervisor(settings, [sock], config_path, watch).run()
+    finally:
+        sock.close()
+        if uds and os.path.exists(uds):
+            os.remove(uds)

@@ -18,7 +18,10 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description=(
             "Answer POST /acs/{connection} (SAML HTTP-POST binding: SAMLResponse) and "
             "POST /oidc/{connection} (id_token) with the apply --json result; GET /healthz "
-            "and /readyz for load balancers."
+            "and /readyz for load balancers, /metrics for Prometheus. SIGHUP, or a change "
+            "to the config or a file it names, reloads: the new version is checked first, "
+            "and a broken one is logged while the running one serves on. SIGTERM stops "
+            "after the sign-ins in flight."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1")
@@ -31,6 +34,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="worker processes (default: the number of CPUs)",
     )
     parser.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        help="reload only on SIGHUP, not when the config or a file it names changes",
+    )
+    parser.add_argument(
         "--log-format",
         choices=("json", "text"),
         default="json",
@@ -40,28 +49,37 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ws: Workspace) -> int:
-    from engine.provision import RulesError
-    from engine.service.app import create_app
-    from engine.service.server import ServiceError, check_exposure, serve, service_token
+    from engine.service.server import (
+        ServiceError,
+        check_exposure,
+        metrics_directory,
+        serve,
+        service_token,
+        validate,
+    )
 
     if args.workers < 1:
         raise CommandError(f"--workers: expected at least 1, got {args.workers}")
+    path = ws.locate()
+    assert path is not None
     try:
-        token = service_token(ws.config)
-        check_exposure(args.host, args.uds, token)
-        create_app(ws.config, token=token)  # every connection's rules, checked first
-    except (RulesError, ServiceError) as exc:
+        config = validate(path)  # the config loads and every connection's rules compile
+        check_exposure(args.host, args.uds, service_token(config))
+    except ServiceError as exc:
         raise CommandError(str(exc)) from None
     where = f"unix:{args.uds}" if args.uds else f"http://{args.host}:{args.port}"
     sys.stderr.write(f"jitprov serving on {where} with {args.workers} worker(s) (ctrl+c stops)\n")
-    path = ws.locate()
-    assert path is not None
-    serve(
-        path,
-        host=args.host,
-        port=args.port,
-        uds=args.uds,
-        workers=args.workers,
-        log_format=args.log_format,
-    )
+    with metrics_directory():
+        try:
+            serve(
+                path,
+                host=args.host,
+                port=args.port,
+                uds=args.uds,
+                workers=args.workers,
+                log_format=args.log_format,
+                watch=args.watch,
+            )
+        except (OSError, ServiceError) as exc:
+            raise CommandError(f"cannot serve on {where}: {exc}") from None
     return EXIT_OK
