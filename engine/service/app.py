@@ -12,8 +12,8 @@ bearer token: only the application may call the service.
 
 Answers: the `apply --json` object, with 200 for created/updated/linked/unchanged, 403
 denied, 401 rejected, 503 store error; `{"error": ...}` with 400/404/405/413 for a
-request that is not a token delivery, and 503 with `Retry-After` when every pipeline
-slot of this worker is busy. Nothing of HTTP is parsed here: uvicorn frames requests
+request that is not a token delivery, and 503 with `Retry-After` when this worker is
+saturated: every pipeline slot busy and `queue` sign-ins already waiting for one. Nothing of HTTP is parsed here: uvicorn frames requests
 (and closes or drains the connection of an early answer), Starlette routes them.
 
 The pipeline is synchronous; it runs in this worker's thread pool, at most `slots` at
@@ -66,6 +66,12 @@ FIELD = {"acs": "SAMLResponse", "oidc": "id_token"}
 PROTOCOL = {"acs": "saml2", "oidc": "oidc"}
 
 
+class _Load:
+    """Sign-ins running or waiting for a slot; only the event loop's thread counts."""
+
+    admitted = 0
+
+
 class _TooLarge(Exception):
     """The request body passed its limit."""
 
@@ -106,10 +112,14 @@ def create_app(
     config: Config,
     *,
     slots: int = 8,
+    queue: int = 128,
     token: str | None = None,
     log_format: LogFormat | None = None,
 ) -> Starlette:
     """The service for `config`: rules compiled now (RulesError when one does not).
+
+    At most `slots` sign-ins run at once; up to `queue` more wait for a slot, in order;
+    past that a sign-in is answered 503 with Retry-After at once (load shedding).
 
     With `token`, every route but /healthz needs `Authorization: Bearer <token>`
     (compared in constant time); without one, a request is 401 before its body is read.
@@ -132,6 +142,7 @@ def create_app(
     compiled = {name: load_rules(c, config) for name, c in config.connections.items()}
     provisioners = _Provisioners(config, compiled)
     limiter = anyio.CapacityLimiter(slots)
+    load = _Load()
     metrics = Metrics()
 
     @asynccontextmanager
@@ -184,14 +195,21 @@ def create_app(
         token = fields.get(field)
         if not token:
             return _error(400, f"expected a {field} field in the body")
-        if limiter.available_tokens < 1:
-            return _error(503, "every sign-in slot is busy; retry", headers={"Retry-After": "1"})
+        if load.admitted >= slots + queue:
+            return _error(
+                503,
+                "every sign-in slot is busy and the queue is full; retry",
+                headers={"Retry-After": "1"},
+            )
+        load.admitted += 1
         try:
             result = await anyio.to_thread.run_sync(
                 _provision, provisioners, connection, field, token, fields, limiter=limiter
             )
         except RulesError as exc:
             return _error(500, str(exc))
+        finally:
+            load.admitted -= 1
         request.state.outcome, request.state.reason = result.outcome, result.reason
         return JSONResponse(result.to_json(), status_code=STATUS[result.outcome])
 
@@ -222,6 +240,7 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.provisioners = provisioners
     app.state.metrics = metrics
+    app.state.load = load
     return app
 
 

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from engine.service import create_app
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
 import provision_fixtures
+from serve_fixtures import Served, demo_workspace, free_port
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 FORM = "application/x-www-form-urlencoded"
@@ -143,43 +143,12 @@ def test_a_lone_surrogate_or_deep_json_is_an_answer_not_a_dropped_connection(
 # --- a real server ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """`jitprov serve --workers 1` on a free loopback port, ready (healthz answers)."""
-    shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.db*"))
-    port = _free_port()
-    command = [sys.executable, "-c", "import sys; from tui.cli import main; sys.exit(main())"]
-    command += ["--config", str(tmp_path / "demo" / "jitprov.toml"), "serve"]
-    command += ["--port", str(port), "--workers", "1"]
-    root = Path(__file__).resolve().parents[2]
-    log = (tmp_path / "serve.log").open("wb")  # the access log: a file, never a full pipe
-    process = subprocess.Popen(command, cwd=root, stderr=log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.request("GET", "/healthz")
-            if connection.getresponse().status == 200:
-                connection.close()
-                break
-        except OSError:
-            pass
-        assert process.poll() is None, (tmp_path / "serve.log").read_text()
-        assert time.monotonic() < deadline, "serve did not answer /healthz within 60 s"
-        time.sleep(0.05)
-    try:
-        yield process, port
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=30)
-        log.close()
+    with Served(demo_workspace(tmp_path)) as served:
+        assert served.process is not None
+        yield served.process, served.port
 
 
 def _responses(raw: bytes) -> list[int]:
@@ -276,10 +245,10 @@ def _serve(workspace: Path, *argv: str, env: dict[str, str] | None = None) -> tu
 def test_serving_beyond_loopback_without_a_token_is_refused_at_start(tmp_path: Path) -> None:
     shutil.copytree(DEMO, tmp_path / "demo", ignore=shutil.ignore_patterns("*.db*"))
     config = tmp_path / "demo" / "jitprov.toml"
-    code, err = _serve(config, "--host", "0.0.0.0", "--port", str(_free_port()))
+    code, err = _serve(config, "--host", "0.0.0.0", "--port", str(free_port()))
     assert code == 1 and "without a service token" in err and "Traceback" not in err
     config.write_text(config.read_text() + '\n[serve]\ntoken_env = "JITPROV_TEST_TOKEN"\n')
-    code, err = _serve(config, "--host", "0.0.0.0", "--port", str(_free_port()))
+    code, err = _serve(config, "--host", "0.0.0.0", "--port", str(free_port()))
     assert code == 1 and "JITPROV_TEST_TOKEN" in err and "not set" in err
     config.write_text(config.read_text().replace("JITPROV_TEST_TOKEN", "not a name!"))
     code, err = _serve(config)

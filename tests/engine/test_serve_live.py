@@ -1,0 +1,287 @@
+"""`jitprov serve` as it runs in production: worker processes behind a real socket.
+
+Metrics summed over workers, reloads (a good and a broken rules file, by SIGHUP and by
+watching), slow and half-sent requests, a full pipeline, and SIGTERM in the middle of a
+burst of sign-ins. Every wait is on a condition (an answer, a log line, a status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import engine.service.app as service_app
+from engine.config import load_config
+from engine.service import create_app
+
+if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
+    sys.path.insert(0, str(Path(__file__).parent))
+from serve_fixtures import Served, demo_workspace, fresh_token
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def sign_in(served: Served, token: str, **extra: str) -> tuple[int, dict[str, Any]]:
+    body = urllib.parse.urlencode({"SAMLResponse": token, **extra}).encode()
+    status, _, answer = served.request("POST", "/acs/okta", body, FORM)
+    return status, json.loads(answer)
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)  # polling the condition
+
+
+def metric(text: str, name: str) -> float:
+    """The value of the sample line starting with `name` (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def scrape(served: Served) -> str:
+    status, headers, body = served.request("GET", "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    return body.decode()
+
+
+def readyz(served: Served) -> dict[str, Any]:
+    status, _, body = served.request("GET", "/readyz")
+    assert status == 200, body
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def audit_versions(config: Path) -> list[str | None]:
+    with sqlite3.connect(config.parent / "jitprov.db") as db:
+        return [row[0] for row in db.execute("SELECT rules_sha256 FROM audit ORDER BY id")]
+
+
+# --- metrics -------------------------------------------------------------------------------
+
+
+def test_metrics_sum_every_worker(tmp_path: Path) -> None:
+    config = demo_workspace(tmp_path)
+    with Served(config, workers=2) as served:
+        tokens = [fresh_token(person=f"metric{n}") for n in range(6)]
+        for token in tokens:
+            assert sign_in(served, token)[0] == 200
+        for token in tokens[:2]:
+            assert sign_in(served, token)[1]["reason"] == "replay"
+        assert served.request("POST", "/acs/nope", b"x", FORM)[0] == 404
+        assert served.request("POST", "/acs/okta", b"junk=1", FORM)[0] == 400
+        # Whichever worker answers the scrape, the counts are the service's.
+        for _ in range(4):
+            text = scrape(served)
+            created = 'jitprov_signins_total{connection="okta",outcome="created",reason=""}'
+            assert metric(text, created) == 6
+            replay = 'jitprov_signins_total{connection="okta",outcome="rejected",reason="replay"}'
+            assert metric(text, replay) == 2
+            assert metric(text, 'jitprov_signin_seconds_count{connection="okta"}') == 8
+            assert metric(text, 'jitprov_refused_requests_total{status="404"}') == 1
+            assert metric(text, 'jitprov_refused_requests_total{status="400"}') == 1
+
+
+def test_metrics_need_the_service_token(tmp_path: Path) -> None:
+    config = demo_workspace(tmp_path)
+    config.write_text(config.read_text() + '\n[serve]\ntoken_env = "JITPROV_TEST_TOKEN"\n')
+    with Served(config, env={"JITPROV_TEST_TOKEN": "t0ken-for-tests"}) as served:
+        assert sign_in(served, fresh_token(person="counted"))[0] == 200  # with the token
+        created = 'jitprov_signins_total{connection="okta",outcome="created",reason=""}'
+        assert metric(scrape(served), created) == 1
+        status, _, _ = served.request("GET", "/metrics", headers={"Authorization": "Bearer no"})
+        assert status == 401
+
+
+# --- reloads -----------------------------------------------------------------------------
+
+
+def test_a_changed_rules_file_is_checked_then_served_and_a_broken_one_never(
+    tmp_path: Path,
+) -> None:
+    config = demo_workspace(tmp_path)
+    rules = config.parent / "rules" / "okta.rules"
+    good = rules.read_text()
+    with Served(config, workers=2) as served:
+        first = readyz(served)["rules_sha256"]["okta"]
+        assert sign_in(served, fresh_token(person="before"))[0] == 200
+
+        rules.write_text(good + "\nthis is = broken(\n")
+        wait_for(lambda: "reload refused" in served.log(), "the refusal in the log")
+        assert "E001" in served.log() and "okta.rules:" in served.log()  # the diagnostics
+        status, answer = sign_in(served, fresh_token(person="during"))
+        assert (status, answer["outcome"]) == (200, "created")  # the running rules serve on
+        assert readyz(served)["rules_sha256"]["okta"] == first
+
+        rules.write_text(good + '\ngroups += "reloaded"\n')
+        wait_for(lambda: "reloaded: okta rules" in served.log(), "every worker replaced")
+        assert readyz(served)["rules_sha256"]["okta"] != first
+        status, answer = sign_in(served, fresh_token(person="after"))
+        assert status == 200 and "reloaded" in answer["user"]["groups"]
+        text = scrape(served)
+        assert metric(text, 'jitprov_reloads_total{result="refused"}') >= 1
+        assert metric(text, 'jitprov_reloads_total{result="applied"}') == 1
+    versions = audit_versions(config)
+    assert versions[0] == versions[1] == first and versions[-1] != first
+
+
+def test_sighup_reloads_and_a_broken_config_keeps_the_running_one(tmp_path: Path) -> None:
+    config = demo_workspace(tmp_path)
+    rules = config.parent / "rules" / "okta.rules"
+    with Served(config, "--no-watch", workers=1) as served:
+        first = readyz(served)["rules_sha256"]["okta"]
+        original = config.read_text()
+        config.write_text(original.replace('mode           = "create-and-update"', "mode = 7", 1))
+        served.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_for(lambda: "reload refused" in served.log(), "the refusal in the log")
+        assert "mode" in served.log().split("reload refused", 1)[1]
+        assert sign_in(served, fresh_token(person="kept"))[0] == 200
+
+        config.write_text(original)
+        rules.write_text(rules.read_text() + '\ngroups += "by-sighup"\n')
+        assert readyz(served)["rules_sha256"]["okta"] == first
+        served.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_for(lambda: "reloaded: okta rules" in served.log(), "the worker replaced")
+        assert readyz(served)["rules_sha256"]["okta"] != first
+        status, answer = sign_in(served, fresh_token(person="hup"))
+        assert status == 200 and "by-sighup" in answer["user"]["groups"]
+
+
+# --- slow, half-sent and too many -----------------------------------------------------------
+
+
+def _closed_or_answered(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a reset counts as closed)."""
+    received = b""
+    try:
+        while chunk := sock.recv(65536):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_slow_and_half_sent_requests_are_cut_off_and_others_still_served(
+    tmp_path: Path,
+) -> None:
+    config = demo_workspace(tmp_path)
+    with Served(config, workers=1) as served:
+        heads, bodies = [], []
+        for _ in range(40):  # a head that never ends
+            sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+            sock.sendall(b"POST /acs/okta HTTP/1.1\r\nHost: x\r\nContent-Ty")
+            heads.append(sock)
+        for _ in range(40):  # a body that never arrives
+            sock = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+            sock.sendall(
+                b"POST /acs/okta HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                b"application/x-www-form-urlencoded\r\nContent-Length: 5000\r\n\r\nSAMLR"
+            )
+            bodies.append(sock)
+        silent = socket.create_connection(("127.0.0.1", served.port), timeout=30)
+        # Meanwhile, a sign-in is served at once.
+        status, answer = sign_in(served, fresh_token(person="patient"))
+        assert (status, answer["outcome"]) == (200, "created")
+        started = time.monotonic()
+        for sock in [*heads, silent]:
+            assert b"HTTP/1.1 200" not in _closed_or_answered(sock)
+            sock.close()
+        for sock in bodies:
+            assert _closed_or_answered(sock).startswith(b"HTTP/1.1 408")
+            sock.close()
+        assert time.monotonic() - started < 25  # 10 s deadlines, not the socket timeout
+        assert sign_in(served, fresh_token(person="later"))[0] == 200
+
+
+async def test_a_saturated_worker_answers_503_with_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One slot and a queue of one: the second sign-in waits its turn, the third is shed."""
+    app = create_app(load_config(demo_workspace(tmp_path)), slots=1, queue=1)
+    release, entered = threading.Event(), threading.Event()
+    provision = service_app._provision
+
+    def held(*args: Any) -> Any:
+        entered.set()
+        assert release.wait(30)
+        return provision(*args)
+
+    monkeypatch.setattr(service_app, "_provision", held)
+    transport = httpx.ASGITransport(app=app)
+
+    def body(person: str) -> str:
+        return urllib.parse.urlencode({"SAMLResponse": fresh_token(person=person)})
+
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://jitprov") as client:
+            first = asyncio.create_task(client.post("/acs/okta", content=body("a"), headers=FORM))
+            while not entered.is_set():  # the one slot is taken
+                await asyncio.sleep(0.01)
+            queued = asyncio.create_task(client.post("/acs/okta", content=body("b"), headers=FORM))
+            while app.state.load.admitted < 2:  # the second waits for the slot
+                await asyncio.sleep(0.01)
+            busy = await client.post("/acs/okta", content=body("c"), headers=FORM)
+            assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
+            assert "busy" in busy.json()["error"]
+            release.set()
+            for task in (first, queued):
+                done = await task
+                assert (done.status_code, done.json()["outcome"]) == (200, "created")
+            metrics = (await client.get("/metrics")).text
+            assert metric(metrics, 'jitprov_refused_requests_total{status="503"}') == 1
+    finally:
+        release.set()
+        app.state.provisioners.close()
+
+
+# --- SIGTERM in the middle of sign-ins -------------------------------------------------------
+
+
+def test_sigterm_during_a_burst_finishes_what_it_accepted_and_half_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    config = demo_workspace(tmp_path)
+    people = [f"burst{n}" for n in range(48)]
+    tokens = {person: fresh_token(person=person) for person in people}
+    answered: dict[str, int] = {}
+    lock = threading.Lock()
+    with Served(config, workers=2) as served:
+
+        def one(person: str) -> None:
+            try:
+                status, _ = sign_in(served, tokens[person])
+            except (OSError, ValueError):  # refused or cut off once it stops accepting
+                return
+            with lock:
+                answered[person] = status
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            futures = [pool.submit(one, person) for person in people]
+            wait_for(lambda: len(answered) >= 8, "the first answers")
+            served.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+            for future in futures:
+                future.result()
+        assert served.process.wait(timeout=60) == 0  # type: ignore[union-attr]
+    assert set(answered.values()) == {200}  # nothing accepted was dropped or failed
+    with sqlite3.connect(config.parent / "jitprov.db") as db:
+        stored = {row[0] for row in db.execute("SELECT username FROM users")}
+        audited = db.execute("SELECT count(*) FROM audit WHERE outcome = 'created'").fetchone()
+    # Every answered sign-in is stored with its audit row; no other account exists.
+    assert stored == set(answered) and audited[0] == len(answered)
