@@ -37,6 +37,7 @@ from urllib.parse import parse_qsl
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -237,11 +238,23 @@ def create_app(
         Route("/metrics", exposition, methods=["GET"]),
     ]
     middleware = [Middleware(AccessLog, log_format=log_format)] if log_format else []
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=middleware,
+        exception_handlers={HTTPException: _http_error},
+    )
     app.state.provisioners = provisioners
     app.state.metrics = metrics
     app.state.load = load
     return app
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    """Starlette's own answers (no such path, another method) as JSON like the rest."""
+    assert isinstance(exc, HTTPException)
+    message = {404: "no such route", 405: "method not allowed"}.get(exc.status_code)
+    return _error(exc.status_code, message or str(exc.detail), headers=dict(exc.headers or {}))
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

@@ -285,3 +285,62 @@ def test_sigterm_during_a_burst_finishes_what_it_accepted_and_half_writes_nothin
         audited = db.execute("SELECT count(*) FROM audit WHERE outcome = 'created'").fetchone()
     # Every answered sign-in is stored with its audit row; no other account exists.
     assert stored == set(answered) and audited[0] == len(answered)
+
+
+# --- every route and status, over a socket ---------------------------------------------------
+
+
+def test_every_route_and_status_through_a_running_server(tmp_path: Path) -> None:
+    config = demo_workspace(tmp_path)
+    config.write_text(config.read_text() + '\n[serve]\ntoken_env = "JITPROV_TEST_TOKEN"\n')
+    with Served(config, env={"JITPROV_TEST_TOKEN": "route-token"}) as served:
+        fresh = fresh_token(person="routes")
+        form = urllib.parse.urlencode({"SAMLResponse": fresh}).encode()
+        as_json = json.dumps({"SAMLResponse": fresh_token(person="json")}).encode()
+        huge = {"Content-Length": str(10**9), **FORM}
+        cases: list[tuple[str, str, bytes | None, dict[str, str], int]] = [
+            ("POST", "/acs/okta", form, FORM, 200),
+            ("POST", "/acs/okta", form, FORM, 401),  # the replay
+            ("POST", "/acs/okta", as_json, {"Content-Type": "application/json"}, 200),
+            (
+                "POST",
+                "/acs/okta",
+                urllib.parse.urlencode(
+                    {"SAMLResponse": fresh_token("okta-contractor.toml")}
+                ).encode(),
+                FORM,
+                403,
+            ),
+            ("POST", "/acs/okta", form, {**FORM, "Authorization": "Bearer wrong"}, 401),
+            ("POST", "/acs/okta", b"RelayState=x", FORM, 400),
+            ("POST", "/acs/okta", b"{", {"Content-Type": "application/json"}, 400),
+            ("POST", "/acs/okta", b"SAMLResponse=x", {"Content-Type": "text/plain"}, 400),
+            ("POST", "/acs/okta", b"\xff\xfe", FORM, 400),
+            ("POST", "/acs/nope", form, FORM, 404),
+            ("POST", "/oidc/okta", b"id_token=x", FORM, 404),
+            ("GET", "/acs/okta", None, {}, 405),
+            ("POST", "/acs/okta", b"", huge, 413),
+            ("GET", "/healthz", None, {"Authorization": "none"}, 200),
+            ("GET", "/readyz", None, {}, 200),
+            ("GET", "/readyz", None, {"Authorization": "Bearer wrong"}, 401),
+            ("GET", "/metrics", None, {}, 200),
+        ]
+        for method, path, body, headers, expected in cases:
+            status, _, answer = served.request(method, path, body, headers)
+            assert status == expected, (method, path, headers, answer[:200])
+            if path != "/metrics":
+                json.loads(answer)  # every answer is JSON, errors included
+        # A malformed request is uvicorn's to answer, without reaching the app.
+        with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+            sock.sendall(b"POST /acs/okta HTTP/1.1\r\nHost: x\r\nContent-Length: \xc2\xb2\r\n\r\n")
+            assert _closed_or_answered(sock).startswith(b"HTTP/1.1 400")
+        # The store unusable: the sign-in is an error (503), and /readyz says not ready.
+        store = config.parent / "jitprov.db"
+        for leftover in config.parent.glob("jitprov.db*"):
+            leftover.unlink()
+        store.mkdir()
+    with Served(config, env={"JITPROV_TEST_TOKEN": "route-token"}) as served:
+        status, answer = sign_in(served, fresh_token(person="nostore"))
+        assert (status, answer["outcome"]) == (503, "error")
+        status, _, body = served.request("GET", "/readyz")
+        assert status == 503 and json.loads(body)["status"] == "unavailable"
