@@ -9,7 +9,6 @@ service token.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import sys
 import uuid
@@ -22,13 +21,9 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from engine.config import load_config
-from engine.saml.mint import mint
-from engine.sample import parse_sample_text
-
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from serve_fixtures import DEMO, Served, demo_workspace, free_port
+from serve_fixtures import Served, demo_workspace, free_port, fresh_token
 
 APPS = Path(__file__).resolve().parents[2] / "examples" / "apps"
 TOKEN = "example-apps-" + uuid.uuid4().hex
@@ -47,28 +42,9 @@ MODULES = {name: load(name) for name in ("flask_app", "fastapi_app")}
 
 
 def signed_response(sample: str = "okta-sales.toml") -> tuple[str, str]:
-    """A base64 SAML response signed by the demo IdP for a new person; their username.
-
-    The subject, e-mail and assertion ID are new each time: the okta rules take the
-    username from the e-mail and link by e-mail, and serve_fixtures.fresh_token keeps the
-    sample's token_id (a second one is a replay), so neither would make another person."""
+    """A base64 SAML response signed by the demo IdP for a new person; their username."""
     username = "p" + uuid.uuid4().hex[:12]
-    email = f"{username}@example.com"
-    parsed = parse_sample_text((DEMO / "samples" / sample).read_text())
-    parsed = dataclasses.replace(
-        parsed,
-        subject=email,
-        token_id=None,  # a new assertion ID
-        attributes={**parsed.attributes, "email": [email]},
-    )
-    token = mint(
-        parsed,
-        load_config(DEMO / "jitprov.toml").connection("okta"),
-        key_pem=(DEMO / "certs" / "idp-test.key").read_bytes(),
-        cert_pem=(DEMO / "certs" / "idp-test.crt").read_bytes(),
-        encoding="base64",
-    ).decode()
-    return token, username
+    return fresh_token(sample, person=username), username
 
 
 @pytest.fixture(scope="module")

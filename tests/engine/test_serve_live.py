@@ -41,10 +41,13 @@ def sign_in(served: Served, token: str, **extra: str) -> tuple[int, dict[str, An
     return status, json.loads(answer)
 
 
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+def wait_for(
+    condition: Callable[[], bool], what: str, seconds: float = 60, served: Served | None = None
+) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        log = served.log()[-3000:] if served else ""
+        assert time.monotonic() < deadline, f"timed out waiting for {what}\n{log}"
         time.sleep(0.05)  # polling the condition
 
 
@@ -124,7 +127,7 @@ def test_a_changed_rules_file_is_checked_then_served_and_a_broken_one_never(
         assert sign_in(served, fresh_token(person="before"))[0] == 200
 
         rules.write_text(good + "\nthis is = broken(\n")
-        wait_for(lambda: "reload refused" in served.log(), "the refusal in the log")
+        wait_for(lambda: "reload refused" in served.log(), "the refusal", served=served)
         assert "E001" in served.log() and "okta.rules:" in served.log()  # the diagnostics
         status, answer = sign_in(served, fresh_token(person="during"))
         assert (status, answer["outcome"]) == (200, "created")  # the running rules serve on
@@ -150,7 +153,7 @@ def test_sighup_reloads_and_a_broken_config_keeps_the_running_one(tmp_path: Path
         original = config.read_text()
         config.write_text(original.replace('mode           = "create-and-update"', "mode = 7", 1))
         served.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-        wait_for(lambda: "reload refused" in served.log(), "the refusal in the log")
+        wait_for(lambda: "reload refused" in served.log(), "the refusal", served=served)
         assert "mode" in served.log().split("reload refused", 1)[1]
         assert sign_in(served, fresh_token(person="kept"))[0] == 200
 
