@@ -17,7 +17,17 @@ from pathlib import Path
 
 from bench.harness import Comparison
 
-STAGES = ("rules", "saml", "adversarial", "store", "end_to_end", "cases", "concurrency", "tui")
+STAGES = (
+    "rules",
+    "saml",
+    "adversarial",
+    "store",
+    "end_to_end",
+    "cases",
+    "concurrency",
+    "load",
+    "tui",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
