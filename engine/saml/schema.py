@@ -5,7 +5,9 @@ validating, so the compiled `XMLSchema` objects are kept. Each thread keeps its 
 libxml2's schema objects are not made to be shared between threads (32 threads
 compiling and validating one cached schema at once gave `XMLSchemaParseError:
 Internal error`), and a server thread compiles its copy once (`warm`) before it
-serves.
+serves. Compiling itself is serialised: libxml2 sets up its built-in schema types on
+the first compile in a process, and several threads doing that at once left the process
+unable to compile any schema again ("the given type is not a built-in type").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ _SCHEMAS = Path(onelogin.saml2.__file__).parent / "schemas"
 
 
 _local = threading.local()
+_compiling = threading.Lock()  # one compile at a time, process-wide
 
 
 def _schema(name: str) -> etree.XMLSchema:
@@ -32,7 +35,9 @@ def _schema(name: str) -> etree.XMLSchema:
     schema = compiled.get(name)
     if schema is None:
         parser = etree.XMLParser(resolve_entities=False, no_network=True)
-        schema = compiled[name] = etree.XMLSchema(etree.parse(str(_SCHEMAS / name), parser))
+        with _compiling:
+            schema = etree.XMLSchema(etree.parse(str(_SCHEMAS / name), parser))
+        compiled[name] = schema
     return schema
 
 

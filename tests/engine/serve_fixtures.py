@@ -8,10 +8,12 @@ connection accepts at the real clock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -139,7 +141,13 @@ class Served:
         trace: TracebackType | None,
     ) -> None:
         assert self.process is not None
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(timeout=30)
-        self._log_file.close()
+        try:
+            if self.process.poll() is None:
+                self.process.terminate()  # a graceful stop: the workers first
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # anything left of the group
+            self.process.wait(timeout=30)
+            self._log_file.close()
