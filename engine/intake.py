@@ -36,6 +36,9 @@ Form: TypeAlias = Literal["saml-xml", "saml-base64", "saml-deflate", "jwt", "sam
 
 _UTF16_XML = (b"\xff\xfe", b"\xfe\xff", b"<\x00", b"\x00<")
 _BASE64 = re.compile(rb"[A-Za-z0-9+/_-]+={0,2}\Z")
+_BASE64_HEAD = re.compile(rb"[A-Za-z0-9+/_-]+\Z")  # the head of a longer base64 text
+_HEAD = 4096  # bytes of a base64 token enough to tell its form
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what `\s` matches in bytes
 _SAMPLE_HINT = re.compile(  # `subject =` or an attributes table, keys bare or quoted
     r"""^[ \t]*(?:["']?subject["']?[ \t]*=|\[[ \t]*["']?attributes|["']?attributes["']?[ \t]*[=.])""",
     re.MULTILINE,
@@ -118,10 +121,15 @@ def _detect(raw: bytes, *, parse_samples: bool = True) -> tuple[Form, dict[str, 
         return "saml-xml", None
     if _is_jwt(data):
         return "jwt", None
+    # Base64 SAML before samples: it is the common case, told from its head, and no
+    # sample (TOML, with `subject =` or `[attributes]`) is base64 of XML.
+    form = _base64_form(data)
+    if form != "unknown":
+        return form, None
     sample, table = _sample_table(data, parse=parse_samples)
     if sample:
         return "sample", table
-    return _base64_form(data), None
+    return "unknown", None
 
 
 def _is_jwt(data: bytes) -> bool:
@@ -160,8 +168,16 @@ def _sample_table(data: bytes, *, parse: bool) -> tuple[bool, dict[str, Any] | N
 
 
 def _base64_form(data: bytes) -> Form:
-    compact = re.sub(rb"\s+", b"", data)
-    if not compact or not _BASE64.match(compact):
+    """SAML in base64 or deflate+base64, told from the head of `data` alone (its first
+    _HEAD bytes): the token is decoded once, later, by the SAML decoder, which checks
+    all of it."""
+    long = len(data) > _HEAD
+    compact = data[:_HEAD].translate(None, _WHITESPACE)
+    if long:
+        compact = compact[: len(compact) - len(compact) % 4]
+        if not compact or not _BASE64_HEAD.match(compact):
+            return "unknown"
+    elif not compact or not _BASE64.match(compact):
         return "unknown"
     standard = compact.replace(b"-", b"+").replace(b"_", b"/")
     try:

@@ -574,3 +574,23 @@ def test_a_value_the_rules_make_unholdable_is_denied_the_same_on_both_stores(
     assert "no store can hold" in (result.message or "")
     assert bench.rows("SELECT outcome FROM audit") == [("denied",)]
     assert bench.rows("SELECT count(*) FROM users") == [(0,)]
+
+
+# --- the form is told from the head; the whole token is decoded once, and checked ---------
+
+
+def test_base64_told_from_its_head_is_still_checked_whole() -> None:
+    import base64
+
+    from engine.intake import detect_form
+
+    xml = make_token(signing="assertion")
+    encoded = base64.b64encode(xml)
+    assert len(encoded) > 4096 and detect_form(encoded) == "saml-base64"
+    wrapped = b"\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    assert detect_form(wrapped) == "saml-base64"
+    assert read_token(wrapped, connection(), now=AT).name_id  # line-wrapped base64 reads
+    broken = encoded[:5000] + b"!" + encoded[5001:]  # past the head: only the decoder sees it
+    assert detect_form(broken) == "saml-base64"
+    assert reason_of(broken, connection(), now=AT) == "malformed"
+    assert detect_form(b"#" + encoded) == "unknown"
