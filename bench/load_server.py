@@ -8,11 +8,11 @@ processes (the supervisor and every worker) from /proc; `accounts` counts a stor
 users table read-only.
 
 Child side, `python -m bench.load_server {peer,floor} --folder WS --port P --workers N`:
-the peer or the floor under uvicorn with the same knobs as engine.service.server
-(backlog, connections per worker, keep-alive and graceful-shutdown timeouts, no server
-or date header, no uvicorn access log), h11, the same worker count and the same process
-model (uvicorn's supervisor, the workers in child processes), so the servers differ only
-in the application they run.
+the peer or the floor under uvicorn with serve's own settings (engine.service.server's
+UVICORN: backlog, connections per worker, timeouts, the httptools protocol on uvloop, no
+server or date header, no uvicorn access log), the same worker count and the same
+process model (uvicorn's supervisor, the workers in child processes), so the servers
+differ only in the application they run.
 """
 
 from __future__ import annotations
@@ -149,12 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
     from uvicorn.supervisors.multiprocess import Multiprocess
 
-    from engine.service.server import (
-        BACKLOG,
-        CONNECTIONS_PER_WORKER,
-        GRACEFUL_SECONDS,
-        KEEP_ALIVE_SECONDS,
-    )
+    from engine.service.server import UVICORN
 
     parser = argparse.ArgumentParser(prog="python -m bench.load_server")
     parser.add_argument("app", choices=sorted(FACTORIES))
@@ -169,16 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         host="127.0.0.1",
         port=args.port,
         workers=args.workers,
-        backlog=BACKLOG,
-        limit_concurrency=CONNECTIONS_PER_WORKER,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        server_header=False,
-        date_header=False,
-        access_log=False,
-        log_level="warning",
-        http="h11",
-        lifespan="off",  # a2wsgi speaks no lifespan; neither app has anything to start
+        **{**UVICORN, "lifespan": "off"},  # a2wsgi speaks no lifespan; nothing to start
     )
     # Like serve: uvicorn's supervisor with the workers in child processes, one worker
     # included (a worker that dies is replaced; SIGTERM stops them all gracefully).

@@ -3,11 +3,11 @@
 `serve` binds the socket and runs uvicorn's process supervisor with N workers (one or
 more, always in child processes). Each worker imports `app_from_environment`, which loads
 the workspace config named by JITPROV_SERVE_CONFIG and builds its own application
-(config read, rules compiled, nothing shared with other workers). uvicorn frames HTTP:
-it answers malformed requests itself, keeps an early answer's connection from reading
+(config read, rules compiled, nothing shared with other workers). uvicorn frames HTTP (httptools,
+on uvloop's event loop): it answers malformed requests itself, keeps an early answer's connection from reading
 the unread body as a next request, refuses connections past `limit_concurrency` with
-503, and on SIGTERM stops accepting and lets in-flight requests finish. `TimedH11`
-adds what uvicorn lacks: a deadline for each request's headers.
+503, and on SIGTERM stops accepting and lets in-flight requests finish.
+`TimedHttpTools` adds what uvicorn lacks: a deadline for each request's head.
 
 Reloads: on SIGHUP, or when the config or a file it names changes (checked every
 second), the supervisor validates the new version first — the config loads and every
@@ -22,6 +22,7 @@ GET /metrics in any worker sums them all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import ipaddress
@@ -36,9 +37,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import h11
 from starlette.applications import Starlette
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from engine.config import Config, ConfigError, load_config
@@ -57,6 +57,21 @@ HEADER_SECONDS = 10  # from connecting (or the last answer) to a request's whole
 WATCH_SECONDS = 1.0  # how often the config and its files are checked for a change
 WORKER_START_SECONDS = 60  # a new worker must serve within this, or the reload is dropped
 log = logging.getLogger("jitprov.serve")
+# How serve runs uvicorn, beyond the app and the address (the load benchmark runs its
+# peer application with the same settings).
+UVICORN: dict[str, Any] = {
+    "backlog": BACKLOG,
+    "limit_concurrency": CONNECTIONS_PER_WORKER,
+    "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+    "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+    "timeout_worker_healthcheck": WORKER_START_SECONDS,
+    "server_header": False,
+    "date_header": False,
+    "access_log": False,
+    "log_level": "warning",
+    "http": "engine.service.server:TimedHttpTools",
+    "loop": "uvloop",
+}
 
 
 class ServiceError(Exception):
@@ -199,42 +214,45 @@ def _versions_text(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} rules {sha[:12]}" for name, sha in versions.items()) or "no rules"
 
 
-class TimedH11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for request headers: a connection that has
-    not sent a whole request head within HEADER_SECONDS of connecting (or of its last
-    answer) is closed, so slow or half-sent headers cannot hold connections forever."""
+class TimedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for request heads: a connection that
+    has not sent a whole request head within HEADER_SECONDS of connecting (or of its last
+    answer) is closed, so slow or half-sent headers cannot hold connections forever.
+    (uvicorn bounds idle keep-alive connections, not a head that never ends.)"""
 
-    _head_deadline: Any = None
+    _head_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         self._arm_head_deadline()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm_head_deadline()
+    def on_headers_complete(self) -> None:
+        self._cancel_head_deadline()
+        super().on_headers_complete()
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.conn.their_state is not h11.IDLE and self._head_deadline is not None:
-            self._head_deadline.cancel()  # the head has arrived
-            self._head_deadline = None
+    def on_response_complete(self) -> None:
+        waiting = not self.pipeline  # a pipelined request's head has arrived already
+        super().on_response_complete()
+        if waiting:
+            self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        self._cancel_head_deadline()
         super().connection_lost(exc)
 
     def _arm_head_deadline(self) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
+        self._cancel_head_deadline()
         if not self.transport.is_closing():
             self._head_deadline = self.loop.call_later(HEADER_SECONDS, self._head_too_slow)
 
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
     def _head_too_slow(self) -> None:
         self._head_deadline = None
-        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+        if not self.transport.is_closing():
             self.transport.close()
 
 
@@ -310,17 +328,8 @@ def serve(
         port=port,
         uds=uds,
         workers=workers,
-        backlog=BACKLOG,
-        limit_concurrency=CONNECTIONS_PER_WORKER,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        timeout_graceful_shutdown=GRACEFUL_SECONDS,
-        timeout_worker_healthcheck=WORKER_START_SECONDS,
-        server_header=False,
-        date_header=False,
-        access_log=False,
-        log_level="warning",
-        http="engine.service.server:TimedH11",
         lifespan="on",
+        **UVICORN,
     )
     sock = settings.bind_socket()
     try:
