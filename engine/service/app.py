@@ -17,7 +17,8 @@ saturated: every pipeline slot busy and `queue` sign-ins already waiting for one
 (and closes or drains the connection of an early answer), Starlette routes them.
 
 The pipeline is synchronous; it runs in this worker's thread pool, at most `slots` at
-once (anyio's CapacityLimiter), each thread with its own `Provisioner` (its own store
+once (anyio's CapacityLimiter; 2 by default: enough to overlap a store's waits, few
+enough that threads do not fight over the GIL — more cores mean more workers), each thread with its own `Provisioner` (its own store
 connection, parser and compiled schemas: nothing lxml or xmlsec builds is shared
 between threads). Everything else a worker shares — the config, compiled rules — is
 built before it serves and is read-only.
@@ -112,7 +113,7 @@ class _Provisioners:
 def create_app(
     config: Config,
     *,
-    slots: int = 8,
+    slots: int = 2,
     queue: int = 128,
     token: str | None = None,
     log_format: LogFormat | None = None,
