@@ -115,13 +115,19 @@ def create_app(
     *,
     slots: int = 2,
     queue: int = 128,
+    threads: bool | None = None,
     token: str | None = None,
     log_format: LogFormat | None = None,
 ) -> Starlette:
     """The service for `config`: rules compiled now (RulesError when one does not).
 
-    At most `slots` sign-ins run at once; up to `queue` more wait for a slot, in order;
-    past that a sign-in is answered 503 with Retry-After at once (load shedding).
+    Where sign-ins run: with `threads` (the default for a PostgreSQL store, whose
+    round trips are worth overlapping) in pipeline threads, at most `slots` at once, up
+    to `queue` more waiting for a slot, in order, and past that answered 503 with
+    Retry-After at once (load shedding). Without (the default for SQLite, a local file:
+    the pipeline is CPU and the GIL would let only one thread run it anyway) each runs
+    on the event loop as its body arrives — no thread hop, no contention; past
+    uvicorn's connection limit a worker answers 503 itself.
 
     With `token`, every route but /healthz needs `Authorization: Bearer <token>`
     (compared in constant time); without one, a request is 401 before its body is read.
@@ -146,10 +152,14 @@ def create_app(
     limiter = anyio.CapacityLimiter(slots)
     load = _Load()
     metrics = Metrics()
+    if threads is None:
+        threads = config.store.url is not None
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         unlisten = listen_for_retries(metrics.store_retry)
+        if not threads:
+            provisioners.get()  # the event loop's own, warm before the first sign-in
         try:
             yield
         finally:
@@ -205,9 +215,12 @@ def create_app(
             )
         load.admitted += 1
         try:
-            result = await anyio.to_thread.run_sync(
-                _provision, provisioners, connection, field, token, fields, limiter=limiter
-            )
+            if threads:
+                result = await anyio.to_thread.run_sync(
+                    _provision, provisioners, connection, field, token, fields, limiter=limiter
+                )
+            else:
+                result = _provision(provisioners, connection, field, token, fields)
         except RulesError as exc:
             return _error(500, str(exc))
         finally:

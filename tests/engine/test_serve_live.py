@@ -217,7 +217,7 @@ async def test_a_saturated_worker_answers_503_with_retry_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One slot and a queue of one: the second sign-in waits its turn, the third is shed."""
-    app = create_app(load_config(demo_workspace(tmp_path)), slots=1, queue=1)
+    app = create_app(load_config(demo_workspace(tmp_path)), slots=1, queue=1, threads=True)
     release, entered = threading.Event(), threading.Event()
     provision = service_app._provision
 
