@@ -68,6 +68,8 @@ def table(results: list[Comparison]) -> str:
     for c in results:
         target = "" if c.target is None else f"≤ {c.target:g}x"
         met = "" if c.met is None else ("yes" if c.met else "NO")
+        if c.invalid:
+            met += f" (invalid: {c.invalid})"
         lines.append(
             f"| {c.stage} | {c.subject} | {c.baseline} | {c.ours.median_ms:.3f} ms "
             f"| {c.theirs.median_ms:.3f} ms | {c.ratio:.2f}x | {target} | {met} |"

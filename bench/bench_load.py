@@ -239,6 +239,12 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
+def _invalid(*runs: Run) -> str:
+    """Why a comparison of `runs` does not count: errors or lost updates in any of them."""
+    bad = [f"{r.system}: {r.errors} errors, {r.lost} lost" for r in runs if r.errors or r.lost]
+    return "; ".join(bad)
+
+
 def _comparisons(runs: list[Run], many: int, load: float) -> list[Comparison]:
     by = {(r.system, r.protocol, r.workers, r.clients): r for r in runs}
     machine = f"load average {load:.1f} on {os.cpu_count()} CPUs before the stage"
@@ -260,6 +266,7 @@ def _comparisons(runs: list[Run], many: int, load: float) -> list[Comparison]:
                         ours.stats(),
                         peer.stats(),
                         target=1 / 3,
+                        invalid=_invalid(ours, peer),
                         notes=(
                             "time per request = 1 / throughput (ratio = peer throughput / "
                             f"jitprov throughput); {ours.sent} distinct signed tokens each; "
@@ -297,6 +304,7 @@ def _comparisons(runs: list[Run], many: int, load: float) -> list[Comparison]:
                         wide.stats(),
                         one.stats(),
                         target=None if clients == 1 else 1 / 1.7,
+                        invalid=_invalid(wide, one),
                         notes=(
                             "one client is one keep-alive connection, served by one worker"
                             if clients == 1
@@ -326,6 +334,7 @@ def _comparisons(runs: list[Run], many: int, load: float) -> list[Comparison]:
                     p99,
                     budget,
                     target=1.0 if workers == many else None,
+                    invalid=_invalid(ours),
                     notes=f"the target applies to serve's default, one worker per CPU; {machine}",
                     extra={"p99_ms": round(ours.p99_ms, 2), "peer_p99_ms": round(peer.p99_ms, 2)},
                 )

@@ -62,6 +62,7 @@ class Comparison:
     target: float | None = None  # the ratio to stay at or under, when there is one
     notes: str = ""
     extra: dict[str, object] = field(default_factory=dict)
+    invalid: str = ""  # why the measurement does not count (e.g. errors): never met
 
     @property
     def ratio(self) -> float:
@@ -69,7 +70,9 @@ class Comparison:
 
     @property
     def met(self) -> bool | None:
-        return None if self.target is None else self.ratio <= self.target
+        if self.target is None:
+            return None
+        return not self.invalid and self.ratio <= self.target
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)

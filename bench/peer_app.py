@@ -155,6 +155,16 @@ def create_flask(folder: Path) -> Any:
             db["users"].upsert(user, pk="username")
         return jsonify({"outcome": "upserted", "username": user["username"]})
 
+    # python3-saml compiles its XML schema on every call, in whichever thread serves the
+    # request. The first compile of a process sets up libxml2's built-in schema types;
+    # several threads doing that at once can break the process for good (every later
+    # validation fails). A team meets this under its first burst and compiles once at
+    # start, as here; jitprov serializes its compiles for the same reason.
+    from lxml import etree
+    from onelogin.saml2.xml_utils import OneLogin_Saml2_XML
+
+    OneLogin_Saml2_XML.validate_xml(etree.fromstring(b"<x/>"), "saml-schema-protocol-2.0.xsd")
+
     app = Flask("peer")
 
     @app.post("/acs")

@@ -220,6 +220,7 @@ def create_app(
                     _provision, provisioners, connection, field, token, fields, limiter=limiter
                 )
             else:
+                await anyio.sleep(0)  # let the loop poll (accept, read) between sign-ins
                 result = _provision(provisioners, connection, field, token, fields)
         except RulesError as exc:
             return _error(500, str(exc))
