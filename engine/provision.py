@@ -112,10 +112,27 @@ class Provisioner:
         """Provision one token as received. Raises only ConfigError (unknown connection)
         and RulesError; every other outcome, the store's failures too, is a Result."""
         conn = self.config.connection(connection)
-        rules = self.rules(connection)
         now = now or datetime.now(UTC)
+        read = self.intake(
+            conn, raw, now=now, request_id=request_id, nonce=nonce, allow_samples=allow_samples
+        )
+        return self.record(conn, read, now=now, dry_run=dry_run)
+
+    def intake(
+        self,
+        conn: Connection,
+        raw: bytes,
+        *,
+        now: datetime,
+        request_id: str | None = None,
+        nonce: str | None = None,
+        allow_samples: bool = False,
+    ) -> Token | TokenRejected:
+        """Step 2 alone: the validated token, or why it is refused. Nothing is written:
+        `record` does that (so a server can validate while another process writes)."""
+        self.rules(conn.id)  # RulesError before any work
         try:
-            token = read_token(
+            return read_token(
                 raw,
                 conn,
                 now=now,
@@ -124,10 +141,17 @@ class Provisioner:
                 allow_samples=allow_samples,
             )
         except TokenRejected as exc:
+            return exc
+
+    def record(
+        self, conn: Connection, read: Token | TokenRejected, *, now: datetime, dry_run: bool
+    ) -> Result:
+        """Steps 3–8 for what `intake` gave: the account written, or the refusal audited."""
+        if isinstance(read, TokenRejected):
             return self.reject(
-                conn, exc.reason, exc.message, now=now, dry_run=dry_run, subject=exc.subject
+                conn, read.reason, read.message, now=now, dry_run=dry_run, subject=read.subject
             )
-        return self.apply_token(conn, token, now=now, dry_run=dry_run, rules=rules)
+        return self.apply_token(conn, read, now=now, dry_run=dry_run, rules=self.rules(conn.id))
 
     def apply_token(
         self,

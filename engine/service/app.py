@@ -11,17 +11,18 @@ bearer token: only the application may call the service.
 `request_id` and `nonce` come from the query string or the body's fields.
 
 Answers: the `apply --json` object, with 200 for created/updated/linked/unchanged, 403
-denied, 401 rejected, 503 store error; `{"error": ...}` with 400/404/405/413 for a
-request that is not a token delivery, and 503 with `Retry-After` when this worker is
-saturated: every pipeline slot busy and `queue` sign-ins already waiting for one. Nothing of HTTP is parsed here: uvicorn frames requests
+denied, 401 rejected, 503 store error; `{"error": ...}` with 400/404/405/408/413 for a
+request that is not a token delivery, and 503 with `Retry-After` when a worker with
+pipeline threads is saturated. Nothing of HTTP is parsed here: uvicorn frames requests
 (and closes or drains the connection of an early answer), Starlette routes them.
 
-The pipeline is synchronous; it runs in this worker's thread pool, at most `slots` at
-once (anyio's CapacityLimiter; 2 by default: enough to overlap a store's waits, few
-enough that threads do not fight over the GIL — more cores mean more workers), each thread with its own `Provisioner` (its own store
-connection, parser and compiled schemas: nothing lxml or xmlsec builds is shared
-between threads). Everything else a worker shares — the config, compiled rules — is
-built before it serves and is read-only.
+The pipeline is synchronous. On a SQLite store it runs on the event loop, one sign-in at
+a time (it is all CPU; one worker process per core gives the parallelism). On a
+PostgreSQL store it runs in pipeline threads (create_app's `slots`), overlapping the
+store's round trips. Each thread has its own `Provisioner`: its own store connection,
+parser and compiled schemas; nothing lxml or xmlsec builds is shared between threads.
+Everything else a worker shares — the config, compiled rules — is built before it
+serves and is read-only.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from engine.service.access import AccessLog, LogFormat
 from engine.service.metrics import CONTENT_TYPE, Metrics
 from engine.store import StoreError
 from engine.store.base import listen_for_retries
+from engine.store.sqlite import SqliteStore
+from engine.token import Token, TokenRejected
 
 STATUS = {
     "created": 200,
@@ -152,6 +155,7 @@ def create_app(
     limiter = anyio.CapacityLimiter(slots)
     load = _Load()
     metrics = Metrics()
+    turns = anyio.Lock()  # one sign-in of this worker at the store at a time
     if threads is None:
         threads = config.store.url is not None
 
@@ -221,7 +225,7 @@ def create_app(
                 )
             else:
                 await anyio.sleep(0)  # let the loop poll (accept, read) between sign-ins
-                result = _provision(provisioners, connection, field, token, fields)
+                result = await _sign_in(provisioners, turns, connection, field, token, fields)
         except RulesError as exc:
             return _error(500, str(exc))
         finally:
@@ -322,18 +326,66 @@ def _provision(
 ) -> Result:
     """One sign-in, in a pipeline thread."""
     provisioner = provisioners.get()
+    now = datetime.now(UTC)
+    read = _intake(provisioner, connection, field, token, fields, now)
+    return provisioner.record(connection, read, now=now, dry_run=False)
+
+
+async def _sign_in(
+    provisioners: _Provisioners,
+    turns: anyio.Lock,
+    connection: Connection,
+    field: str,
+    token: str,
+    fields: dict[str, str],
+) -> Result:
+    """One sign-in on the event loop: the token validated first (CPU, nothing shared),
+    then written in the store's turn. Waiting for the turn while another worker process
+    writes happens in a thread, so this worker validates other tokens meanwhile."""
+    provisioner = provisioners.get()
+    now = datetime.now(UTC)
+    read = _intake(provisioner, connection, field, token, fields, now)
+    async with turns:
+        try:
+            store = provisioner.store()
+        except StoreError:
+            return provisioner.record(connection, read, now=now, dry_run=False)  # the error
+        if not isinstance(store, SqliteStore) or store.writer_turn(wait=False):
+            return _recorded(provisioner, store, connection, read, now)
+        await anyio.to_thread.run_sync(store.writer_turn)
+        return _recorded(provisioner, store, connection, read, now)
+
+
+def _recorded(
+    provisioner: Provisioner,
+    store: object,
+    connection: Connection,
+    read: Token | TokenRejected,
+    now: datetime,
+) -> Result:
+    try:
+        return provisioner.record(connection, read, now=now, dry_run=False)
+    finally:
+        if isinstance(store, SqliteStore):
+            store.end_writer_turn()
+
+
+def _intake(
+    provisioner: Provisioner,
+    connection: Connection,
+    field: str,
+    token: str,
+    fields: dict[str, str],
+    now: datetime,
+) -> Token | TokenRejected:
     try:
         raw = token.encode("utf-8")
     except UnicodeEncodeError:  # a JSON body's lone surrogate (`"\ud800"`)
-        return provisioner.reject(
-            connection,
-            "malformed",
-            f"the {field} field holds a lone surrogate, which is not text",
-            now=datetime.now(UTC),
-            dry_run=False,
+        return TokenRejected(
+            "malformed", f"the {field} field holds a lone surrogate, which is not text"
         )
-    return provisioner.apply(
-        connection.id, raw, request_id=fields.get("request_id"), nonce=fields.get("nonce")
+    return provisioner.intake(
+        connection, raw, now=now, request_id=fields.get("request_id"), nonce=fields.get("nonce")
     )
 
 

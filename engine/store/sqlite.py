@@ -169,6 +169,28 @@ class SqliteStore(AccountReads):
         finally:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def writer_turn(self, wait: bool = True) -> bool:
+        """Take this store's turn in the writers' queue (`<store>.lock`) ahead of the
+        next write transaction, which keeps it and gives it up when it ends. Without
+        `wait`, False at once when another writer has the turn; True where there is no
+        queue (an in-memory store). `jitprov serve` takes its turn this way so that a
+        worker can validate other tokens while another process writes."""
+        if self._lock_fd is None:
+            self._lock_fd = writer_lock(self.path)
+            if self._lock_fd is None:
+                return True
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def end_writer_turn(self) -> None:
+        """Give up a turn taken with `writer_turn` that no transaction used (harmless
+        when it was not taken or is already given up)."""
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     def _transaction(self, work: Callable[[SqliteTransaction], T], begin: str, end: str) -> T:
         """`work` in one transaction (`begin` ... `end`); retried whole while busy."""
         try:
