@@ -320,6 +320,11 @@ def serve(
 
     os.environ[CONFIG_ENV] = str(config_path)
     os.environ[LOG_FORMAT_ENV] = log_format
+    # The workers share one listening socket, and a kept-alive connection stays with
+    # the worker that accepted it. libuv (under uvloop) then accepts one connection per
+    # turn of its loop, not every pending one, so a burst of new connections spreads
+    # over the workers (as Node's cluster does).
+    os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     _log_to_stderr(log)
     settings = uvicorn.Config(
         "engine.service.server:app_from_environment",

@@ -49,6 +49,33 @@ def test_a_write_waits_for_the_lock_holder_and_then_proceeds(tmp_path: Path) -> 
     assert outcomes == ["created"]
 
 
+def test_a_writer_turn_taken_ahead_is_used_by_the_next_write_and_then_given_up(
+    tmp_path: Path,
+) -> None:
+    """`jitprov serve` takes the store's turn without blocking, validates while another
+    process writes, and writes in its turn; the write gives the turn up."""
+    provisioner = Provisioner(load_config(workspace(tmp_path)))
+    store = provisioner.store()
+    holder = os.open(tmp_path / "jitprov.db.lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another worker is writing
+        assert store.writer_turn(wait=False) is False  # at once, not blocked
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        assert store.writer_turn(wait=False) is True  # this worker's turn now
+        with pytest.raises(BlockingIOError):  # held by this store for its next write
+            fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = provisioner.apply("okta", person("ann"), allow_samples=True)
+        assert result.outcome == "created"
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the write gave it up
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        assert store.writer_turn(wait=False) is True
+        store.end_writer_turn()  # a turn no write used is given up too
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(holder)
+        provisioner.close()
+
+
 def test_wal_checkpoints_run_in_the_background(tmp_path: Path, monkeypatch: Any) -> None:
     """No sign-in pays for a checkpoint: they run on their own connection and thread."""
     monkeypatch.setattr(sqlite_writers, "CHECKPOINT_EVERY", 5)
