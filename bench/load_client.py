@@ -100,6 +100,11 @@ async def _run(url: str, path: str, bodies: list[bytes], concurrency: int) -> di
                     statuses[n] = parser.get_status_code()
                     if statuses[n] != 200 and len(failures) < 5:
                         failures.append(f"{statuses[n]}: {bytes(answer.body[:200])!r}")
+                    if not parser.should_keep_alive():  # `Connection: close`: a new one,
+                        writer.close()  # as any HTTP client does (its cost is measured
+                        reader, writer = await connect()  # in the next request)
+                        answer = _Answer()
+                        parser = httptools.HttpResponseParser(answer)
                 except (OSError, TimeoutError, httptools.HttpParserError) as exc:
                     statuses[n] = -1
                     if len(failures) < 5:

@@ -54,6 +54,7 @@ GRACEFUL_SECONDS = 20
 BACKLOG = 2048
 CONNECTIONS_PER_WORKER = 256  # past it: 503 from uvicorn, before any parsing
 HEADER_SECONDS = 10  # from connecting (or the last answer) to a request's whole headers
+REQUESTS_PER_CONNECTION = 100  # then `Connection: close` (nginx's keepalive_requests)
 WATCH_SECONDS = 1.0  # how often the config and its files are checked for a change
 WORKER_START_SECONDS = 60  # a new worker must serve within this, or the reload is dropped
 log = logging.getLogger("jitprov.serve")
@@ -218,9 +219,12 @@ class TimedHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline for request heads: a connection that
     has not sent a whole request head within HEADER_SECONDS of connecting (or of its last
     answer) is closed, so slow or half-sent headers cannot hold connections forever.
-    (uvicorn bounds idle keep-alive connections, not a head that never ends.)"""
+    (uvicorn bounds idle keep-alive connections, not a head that never ends.) And at
+    most REQUESTS_PER_CONNECTION requests per connection, so that the application's
+    connections spread over the workers again as their load changes."""
 
     _head_deadline: asyncio.TimerHandle | None = None
+    _requests = 0  # requests begun on this connection
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -229,6 +233,12 @@ class TimedHttpTools(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_deadline()
         super().on_headers_complete()
+        self._requests += 1
+        if self._requests >= REQUESTS_PER_CONNECTION and self.cycle is not None:
+            # Answered with `Connection: close`: the client opens a new connection,
+            # which the least busy worker accepts (a kept-alive connection stays with
+            # the worker that accepted it, however busy that one has become).
+            self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
         waiting = not self.pipeline  # a pipelined request's head has arrived already

@@ -347,3 +347,20 @@ def test_every_route_and_status_through_a_running_server(tmp_path: Path) -> None
         assert (status, answer["outcome"]) == (503, "error")
         status, _, body = served.request("GET", "/readyz")
         assert status == 503 and json.loads(body)["status"] == "unavailable"
+
+
+def test_a_kept_alive_connection_is_closed_after_its_hundredth_request(tmp_path: Path) -> None:
+    """So that the application's connections spread over the workers again (a kept-alive
+    connection stays with the worker that accepted it, however busy that one is)."""
+    from engine.service.server import REQUESTS_PER_CONNECTION
+
+    with Served(demo_workspace(tmp_path)) as served:
+        connection = served.connect()
+        for n in range(1, REQUESTS_PER_CONNECTION + 1):
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            assert response.status == 200
+            response.read()
+            closing = response.getheader("connection", "").lower() == "close"
+            assert closing == (n == REQUESTS_PER_CONNECTION), n
+        connection.close()
