@@ -24,14 +24,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from engine.config import load_config
-from engine.saml.mint import mint
-from engine.sample import parse_sample_text
 from engine.service import create_app
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
 import provision_fixtures
-from serve_fixtures import Served, demo_workspace, free_port
+from serve_fixtures import Served, demo_workspace, free_port, fresh_token
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
 FORM = "application/x-www-form-urlencoded"
@@ -61,18 +59,6 @@ def post(client: TestClient, path: str, body: bytes, content_type: str) -> tuple
 
 def form(**fields: str) -> bytes:
     return urllib.parse.urlencode(fields).encode()
-
-
-def fresh_token(name: str = "okta-sales.toml") -> str:
-    config = load_config(DEMO / "jitprov.toml")
-    sample = parse_sample_text((DEMO / "samples" / name).read_text())
-    return mint(
-        sample,
-        config.connection("okta"),
-        key_pem=(DEMO / "certs" / "idp-test.key").read_bytes(),
-        cert_pem=(DEMO / "certs" / "idp-test.crt").read_bytes(),
-        encoding="base64",
-    ).decode()
 
 
 def test_a_signed_response_is_provisioned_and_a_replay_refused(client: TestClient) -> None:
