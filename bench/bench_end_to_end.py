@@ -41,6 +41,7 @@ from bench.bench_saml import (
     python3_saml_request,
 )
 from bench.harness import Comparison, Stats
+from bench.peer_app import saml_mapping as hand_mapping  # the same rules, by hand
 from engine.config import load_config
 from engine.provision import Provisioner
 from engine.saml.keys import generate_test_idp, trusted_certs
@@ -115,29 +116,6 @@ def _tokens(folder: Path, count: int) -> tuple[list[bytes], datetime]:
             mint(sample, conn, key_pem=key.read_bytes(), cert_pem=cert.read_bytes(), at=at)
         )
     return tokens, at
-
-
-def hand_mapping(attributes: dict[str, list[str]]) -> dict[str, object] | None:
-    """What a team would write by hand for the same rules."""
-    emails = attributes.get("email") or []
-    if not emails:
-        return None
-    mail = emails[0].lower()
-    groups = []
-    for dn in attributes.get("memberOf", []):
-        if "ou=apps," in dn.lower():
-            first = dn.split(",", 1)[0]
-            if first[:3].lower() == "cn=":
-                groups.append(first[3:].lower())
-    groups.append("everyone")
-    names = [(attributes.get("givenName") or [None])[0], (attributes.get("sn") or [None])[0]]
-    return {
-        "username": mail.rsplit("@", 1)[0],
-        "email": mail,
-        "display_name": " ".join(n for n in names if n) or None,
-        "department": (attributes.get("department") or ["unknown"])[0],
-        "groups": sorted(set(groups)),
-    }
 
 
 def hand_store(path: Path) -> Callable[[str, str, dict[str, object]], str]:
