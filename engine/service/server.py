@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -314,6 +315,22 @@ def metrics_directory() -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _check_address(host: str, port: int) -> None:
+    """ServiceError, saying why, when `host:port` cannot be listened on (in use, not an
+    address of this machine, a privileged port)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ServiceError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
 def serve(
     config_path: Path,
     *,
@@ -346,7 +363,14 @@ def serve(
         lifespan="on",
         **UVICORN,
     )
-    sock = settings.bind_socket()
+    where = f"unix:{uds}" if uds else f"http://{host}:{port}"
+    if uds is None:
+        _check_address(host, port)
+    try:
+        sock = settings.bind_socket()
+    except SystemExit:  # uvicorn has logged why
+        raise ServiceError(f"cannot listen on {where}") from None
+    log.warning("jitprov serving on %s with %d worker(s) (ctrl+c stops)", where, workers)
     try:
         # The supervisor handles SIGINT and SIGTERM (workers stop gracefully, then it
         # returns: exit status 0), SIGHUP (reload) and SIGTTIN/SIGTTOU (one worker more

@@ -269,3 +269,15 @@ def test_the_access_log_has_one_line_per_request_and_never_the_token(
     assert all(isinstance(x["duration_ms"], float) for x in lines)
     logged = caplog.text
     assert fresh[:40] not in logged and "grace" not in logged.lower()
+
+
+def test_a_port_in_use_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    config = demo_workspace(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = _serve(config, "--port", str(port), "--workers", "1")
+    assert code == 1, err  # a usage error (3 would say "rejected")
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "Traceback" not in err and "serving on" not in err

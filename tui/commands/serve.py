@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
 from tui.cli import EXIT_OK, CommandError, Workspace
@@ -67,8 +66,6 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         check_exposure(args.host, args.uds, service_token(config))
     except ServiceError as exc:
         raise CommandError(str(exc)) from None
-    where = f"unix:{args.uds}" if args.uds else f"http://{args.host}:{args.port}"
-    sys.stderr.write(f"jitprov serving on {where} with {args.workers} worker(s) (ctrl+c stops)\n")
     with metrics_directory():
         try:
             serve(
@@ -80,6 +77,6 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
                 log_format=args.log_format,
                 watch=args.watch,
             )
-        except (OSError, ServiceError) as exc:
-            raise CommandError(f"cannot serve on {where}: {exc}") from None
+        except ServiceError as exc:
+            raise CommandError(str(exc)) from None
     return EXIT_OK
