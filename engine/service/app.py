@@ -126,12 +126,12 @@ def create_app(
     """The service for `config`: rules compiled now (RulesError when one does not).
 
     Where sign-ins run: with `threads` (the default for a PostgreSQL store, whose
-    round trips are worth overlapping) in pipeline threads, at most `slots` at once, up
-    to `queue` more waiting for a slot, in order, and past that answered 503 with
-    Retry-After at once (load shedding). Without (the default for SQLite, a local file:
+    round trips are worth overlapping) in pipeline threads, at most `slots` at once, the
+    others waiting for a slot in order. Without (the default for SQLite, a local file:
     the pipeline is CPU and the GIL would let only one thread run it anyway) each runs
-    on the event loop as its body arrives — no thread hop, no contention; past
-    uvicorn's connection limit a worker answers 503 itself.
+    on the event loop in its turn — no thread hop, no contention. Either way at most
+    `slots + queue` sign-ins are admitted at once (running or waiting); past that one is
+    answered 503 with Retry-After at once (load shedding).
 
     With `token`, every route but /healthz needs `Authorization: Bearer <token>`
     (compared in constant time); without one, a request is 401 before its body is read.
