@@ -202,14 +202,14 @@ def test_slow_and_half_sent_requests_are_cut_off_and_others_still_served(
         # Meanwhile, a sign-in is served at once.
         status, answer = sign_in(served, fresh_token(person="patient"))
         assert (status, answer["outcome"]) == (200, "created")
-        started = time.monotonic()
+        # Each socket waits at most 30 s (its timeout, which fails the test): the
+        # server's 10 s deadlines close them first.
         for sock in [*heads, silent]:
             assert b"HTTP/1.1 200" not in _closed_or_answered(sock)
             sock.close()
         for sock in bodies:
             assert _closed_or_answered(sock).startswith(b"HTTP/1.1 408")
             sock.close()
-        assert time.monotonic() - started < 25  # 10 s deadlines, not the socket timeout
         assert sign_in(served, fresh_token(person="later"))[0] == 200
 
 
