@@ -57,16 +57,21 @@ class JwkEntry:
     rsa_bits: int | None
 
 
-_CACHE: dict[tuple[str, int, int], tuple[JwkEntry, ...]] = {}
+# Per file: its stamp (mtime, size) and its keys. One entry per JWKS file, so that
+# connections taking turns never evict each other's keys; a changed file replaces its
+# own entry. Bounded by the number of files the config names (and the paths tried).
+_CACHE: dict[str, tuple[tuple[int, int], tuple[JwkEntry, ...]]] = {}
+_CACHE_LIMIT = 256
 
 
 def load_jwks(path: Path) -> tuple[JwkEntry, ...]:
     """The signing keys of a JWKS file (cached until the file changes); ConfigError."""
     try:
         stat = path.stat()
-        cache_key = (str(path), stat.st_mtime_ns, stat.st_size)
-        if cache_key in _CACHE:
-            return _CACHE[cache_key]
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = _CACHE.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigError(path, "jwks", f"cannot read the JWKS: {exc}") from None
@@ -75,8 +80,9 @@ def load_jwks(path: Path) -> tuple[JwkEntry, ...]:
     if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
         raise ConfigError(path, "jwks", 'expected a JWKS: a JSON object with a "keys" list')
     entries = tuple(e for e in (_entry(jwk) for jwk in data["keys"]) if e is not None)
-    _CACHE.clear()  # one file per connection; keep the cache small
-    _CACHE[cache_key] = entries
+    if len(_CACHE) >= _CACHE_LIMIT and str(path) not in _CACHE:
+        _CACHE.clear()
+    _CACHE[str(path)] = (stamp, entries)
     return entries
 
 

@@ -27,6 +27,7 @@ serves and is read-only.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import threading
@@ -34,6 +35,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from engine.config import Config, Connection
+from engine.config import Config, ConfigError, Connection
 from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
 from engine.result import Result
 from engine.saml import schema
@@ -152,6 +154,7 @@ def create_app(
         )
 
     compiled = {name: load_rules(c, config) for name, c in config.connections.items()}
+    _warm_keys(config)
     provisioners = _Provisioners(config, compiled)
     limiter = anyio.CapacityLimiter(slots)
     load = _Load()
@@ -268,6 +271,21 @@ def create_app(
     app.state.metrics = metrics
     app.state.load = load
     return app
+
+
+def _warm_keys(config: Config) -> None:
+    """Read every connection's signing keys now (they are cached per file, shared by
+    the threads, re-read when a file changes), so that no first sign-in pays for it. A
+    file that cannot be read is left for the sign-ins to report, with their reason."""
+    from engine.oidc.keys import load_jwks
+    from engine.saml.keys import KeyFileError, trusted_certs
+
+    for connection in config.connections.values():
+        with contextlib.suppress(KeyFileError, ConfigError):
+            if connection.protocol == "saml2":
+                trusted_certs(connection)
+            elif connection.jwks is not None:
+                load_jwks(Path(connection.jwks))
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

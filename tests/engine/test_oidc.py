@@ -589,3 +589,21 @@ def test_deeply_nested_claims_are_malformed_not_a_crash(conn: Connection) -> Non
     assert rejected(sign(body.encode(), rsa_key()), conn).reason == "malformed"
     body = json.dumps(claims())[:-1] + ', "deep": ' + "[" * 60 + '"x"' + "]" * 60 + "}"
     assert check(sign(body.encode(), rsa_key()), conn).attributes["deep"] == ["x"]
+
+
+def test_connections_taking_turns_keep_their_jwks_cached(tmp_path: Path) -> None:
+    """Two OIDC connections signing in by turns used to evict each other's keys, so
+    every token re-read and re-parsed its JWKS; a changed file is still read again."""
+    import os
+
+    from engine.oidc.keys import load_jwks
+
+    first = write_jwks(tmp_path, public_jwk(rsa_key("a")), name="a.json")
+    second = write_jwks(tmp_path, public_jwk(rsa_key("b")), name="b.json")
+    keys_a, keys_b = load_jwks(first), load_jwks(second)
+    assert load_jwks(first) is keys_a and load_jwks(second) is keys_b  # both kept
+    write_jwks(tmp_path, public_jwk(rsa_key("c")), name="a.json")
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    changed = load_jwks(first)
+    assert changed is not keys_a and [e.kid for e in changed] == ["c"]
