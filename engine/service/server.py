@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import logging
 import os
@@ -36,14 +35,14 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from engine.config import Config, ConfigError, load_config
-from engine.provision import Provisioner, RulesError
+from engine.provision import RulesError, load_rules
 from engine.service.access import LogFormat
 from engine.service.app import create_app
 from engine.service.metrics import MULTIPROCESS_ENV, Metrics
@@ -111,30 +110,23 @@ def check_exposure(host: str, uds: str | None, token: str | None) -> None:
         )
 
 
-def validate(config_path: Path) -> Config:
-    """The config at `config_path` with every connection's rules compiled: what a worker
-    will serve. ServiceError (with the diagnostics) when it cannot be served."""
+class Checked(NamedTuple):
+    """A config that can be served, and the sha256 of each connection's compiled rules."""
+
+    config: Config
+    rules_sha256: dict[str, str]
+
+
+def validate(config_path: Path) -> Checked:
+    """The config at `config_path`, its rules compiled: what a worker will serve.
+    ServiceError (with the diagnostics) when it cannot be served."""
     try:
         config = load_config(config_path)
-        probe = Provisioner(config)
-        try:
-            for connection in config.connections:
-                probe.rules(connection)
-        finally:
-            probe.close()
+        rules = {name: load_rules(c, config).sha256 for name, c in config.connections.items()}
         service_token(config)
     except (ConfigError, RulesError) as exc:
         raise ServiceError(str(exc)) from None
-    return config
-
-
-def rules_versions(config: Config) -> dict[str, str]:
-    """Each connection's rules sha256 (the version /readyz and the audit rows show)."""
-    found: dict[str, str] = {}
-    for name, connection in config.connections.items():
-        with contextlib.suppress(OSError):
-            found[name] = hashlib.sha256(Path(connection.rules).read_bytes()).hexdigest()
-    return found
+    return Checked(config, rules)
 
 
 def watched_files(config: Config) -> list[Path]:
@@ -165,12 +157,11 @@ def fingerprint(files: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
 class Supervisor(Multiprocess):
     """uvicorn's worker supervisor, with reloads that validate before they replace."""
 
-    def __init__(self, config: Any, sockets: list[Any], config_path: Path, watch: bool) -> None:
+    def __init__(self, config: Any, sockets: list[Any], serving: Checked, watch: bool) -> None:
         super().__init__(config, sockets=sockets)
-        self.config_path = config_path
-        self.serving = validate(config_path)
+        self.serving = serving
         self.watching = watch
-        self._marks = fingerprint(watched_files(self.serving))
+        self._marks = fingerprint(watched_files(serving.config))
         self.metrics = Metrics()  # this process's file among the workers'
 
     def run(self) -> None:
@@ -183,7 +174,7 @@ class Supervisor(Multiprocess):
         stayed the same for one more look, so a file being written is not read half-way."""
         seen = self._marks
         while not self.should_exit.wait(WATCH_SECONDS):
-            now = fingerprint(watched_files(self.serving))
+            now = fingerprint(watched_files(self.serving.config))
             if now != seen:
                 seen = now  # changed: look again before acting
                 continue
@@ -193,14 +184,14 @@ class Supervisor(Multiprocess):
 
     def handle_hup(self) -> None:
         try:
-            config = validate(self.config_path)
+            checked = validate(self.serving.config.path)
         except ServiceError as exc:
-            kept = _versions_text(rules_versions(self.serving))
+            kept = _versions_text(self.serving.rules_sha256)
             log.error("reload refused, still serving %s: %s", kept, exc)
             self.metrics.reloads.labels("refused").inc()
             return
-        self._marks = fingerprint(watched_files(config))
-        log.warning("reloading: %s", _versions_text(rules_versions(config)))
+        self._marks = fingerprint(watched_files(checked.config))
+        log.warning("reloading: %s", _versions_text(checked.rules_sha256))
         before = [process.pid for process in self.processes]
         self.restart_all()
         if [process.pid for process in self.processes] == before:
@@ -208,8 +199,8 @@ class Supervisor(Multiprocess):
             self.metrics.reloads.labels("failed").inc()
             return
         self.metrics.reloads.labels("applied").inc()
-        self.serving = config
-        log.warning("reloaded: %s", _versions_text(rules_versions(config)))
+        self.serving = checked
+        log.warning("reloaded: %s", _versions_text(checked.rules_sha256))
 
 
 def _versions_text(versions: dict[str, str]) -> str:
@@ -276,10 +267,10 @@ def app_from_environment() -> Starlette:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _log_to_stderr(logging.getLogger("jitprov.access"))
     _log_to_stderr(log)
-    try:
-        config = validate(Path(os.environ[CONFIG_ENV]))
+    try:  # create_app compiles the rules: once, here
+        config = load_config(Path(os.environ[CONFIG_ENV]))
         return create_app(config, token=service_token(config), log_format=log_format)
-    except ServiceError as exc:
+    except (ConfigError, RulesError, ServiceError) as exc:
         log.error("worker not started: %s", exc)
         sys.exit(3)  # uvicorn's STARTUP_FAILURE: the supervisor keeps the running workers
 
@@ -332,7 +323,7 @@ def _check_address(host: str, port: int) -> None:
 
 
 def serve(
-    config_path: Path,
+    serving: Checked,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
@@ -341,11 +332,11 @@ def serve(
     log_format: LogFormat = "json",
     watch: bool = True,
 ) -> None:
-    """Serve until stopped (SIGINT or SIGTERM: in-flight sign-ins finish first). Call it
-    inside `metrics_directory()`."""
+    """Serve `serving` (from `validate`) until stopped (SIGINT or SIGTERM: in-flight
+    sign-ins finish first). Call it inside `metrics_directory()`."""
     import uvicorn
 
-    os.environ[CONFIG_ENV] = str(config_path)
+    os.environ[CONFIG_ENV] = str(serving.config.path)
     os.environ[LOG_FORMAT_ENV] = log_format
     # The workers share one listening socket, and a kept-alive connection stays with
     # the worker that accepted it. libuv (under uvloop) then accepts one connection per
@@ -375,7 +366,7 @@ def serve(
         # The supervisor handles SIGINT and SIGTERM (workers stop gracefully, then it
         # returns: exit status 0), SIGHUP (reload) and SIGTTIN/SIGTTOU (one worker more
         # or fewer), in every case, one worker included.
-        Supervisor(settings, [sock], config_path, watch).run()
+        Supervisor(settings, [sock], serving, watch).run()
     finally:
         sock.close()
         if uds and os.path.exists(uds):

@@ -62,14 +62,14 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     path = ws.locate()
     assert path is not None
     try:
-        config = validate(path)  # the config loads and every connection's rules compile
-        check_exposure(args.host, args.uds, service_token(config))
+        serving = validate(path)  # the config loads and every connection's rules compile
+        check_exposure(args.host, args.uds, service_token(serving.config))
     except ServiceError as exc:
         raise CommandError(str(exc)) from None
     with metrics_directory():
         try:
             serve(
-                path,
+                serving,
                 host=args.host,
                 port=args.port,
                 uds=args.uds,
