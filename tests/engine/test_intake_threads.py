@@ -108,24 +108,24 @@ def compare(folder: Path) -> list[tuple[str, str, str]]:
     return [(name, got, alone[name]) for name, got in threaded if got != alone[name]]
 
 
+def _fresh_python(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in a fresh process (nothing compiled or cached yet), from the root."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def test_32_threads_give_every_token_its_single_threaded_verdict(tmp_path: Path) -> None:
     """In a fresh process, so that the threads meet the intake before anything in it
     was compiled or cached."""
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.engine.test_intake_threads", str(tmp_path)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = _fresh_python("-m", "tests.engine.test_intake_threads", str(tmp_path), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout) == []
-
-
-if __name__ == "__main__":
-    print(json.dumps(compare(Path(sys.argv[1]))))
 
 
 WARM_ALL_AT_ONCE = """
@@ -151,14 +151,10 @@ def test_threads_compiling_their_schemas_at_once_never_break_the_process() -> No
     """The first schema compile of a process sets up libxml2's built-in types; 16 threads
     doing it at once broke about one fresh process in six for good ("the given type is
     not a built-in type"): every later sign-in of that server worker was a 500."""
-    root = Path(__file__).resolve().parents[2]
     for _ in range(12):
-        done = subprocess.run(
-            [sys.executable, "-c", WARM_ALL_AT_ONCE],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = _fresh_python("-c", WARM_ALL_AT_ONCE, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
+
+
+if __name__ == "__main__":
+    print(json.dumps(compare(Path(sys.argv[1]))))
