@@ -371,24 +371,14 @@ async def _sign_in(
             store = provisioner.store()
         except StoreError:
             return provisioner.record(connection, read, now=now, dry_run=False)  # the error
-        if isinstance(store, SqliteStore):
-            while not store.writer_turn(wait=False):
-                await anyio.sleep(TURN_POLL_SECONDS)
-        return _recorded(provisioner, store, connection, read, now)
-
-
-def _recorded(
-    provisioner: Provisioner,
-    store: object,
-    connection: Connection,
-    read: Token | TokenRejected,
-    now: datetime,
-) -> Result:
-    try:
-        return provisioner.record(connection, read, now=now, dry_run=False)
-    finally:
-        if isinstance(store, SqliteStore):
-            store.end_writer_turn()
+        if not isinstance(store, SqliteStore):  # no writers' queue to take a turn in
+            return provisioner.record(connection, read, now=now, dry_run=False)
+        while not store.writer_turn(wait=False):
+            await anyio.sleep(TURN_POLL_SECONDS)
+        try:
+            return provisioner.record(connection, read, now=now, dry_run=False)
+        finally:
+            store.end_writer_turn()  # when the write did not use the turn (an early error)
 
 
 def _intake(
