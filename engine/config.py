@@ -40,12 +40,26 @@ class ConfigError(Exception):
         super().__init__(where + message)
 
 
+STORE_MIGRATE = ("auto", "manual")
+DEFAULT_POOL = 10
+DEFAULT_POOL_TIMEOUT = 5.0
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
-    """Where the user store lives: a SQLite file (`path`) or a PostgreSQL `url`."""
+    """Where the user store lives: a SQLite file (`path`) or a PostgreSQL `url`, and how
+    its schema changes (`migrate`). The rest is PostgreSQL's alone: the most connections
+    one process keeps (`pool`), how long a sign-in waits for one of them before it is an
+    error (`pool_timeout`, seconds), and the longest any statement may run
+    (`statement_timeout`, seconds; 0: no limit)."""
 
     path: Path | None
     url: str | None
+    migrate: str = "auto"
+    pool: int = DEFAULT_POOL
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +193,11 @@ def parse_config(text: str, path: Path) -> Config:
     checker = _Checker(label, path.parent)
     checker.keys(data, "", {"store", "connections", "serve"})
     store_table = checker.table(data, "store", "store")
-    checker.keys(store_table, "store", {"path", "url", "fields"})
+    checker.keys(
+        store_table,
+        "store",
+        {"path", "url", "fields", "migrate", "pool", "pool_timeout", "statement_timeout"},
+    )
     store = _store(checker, store_table)
     extra = _fields(checker, checker.table(store_table, "fields", "store.fields"))
     fields: dict[str, FieldType] = {**BUILTIN_FIELDS, **extra}
@@ -231,7 +249,14 @@ class _Checker:
             raise self.fail(key, f"expected a table, got {_show(value)}")
         return value
 
-    def typed(self, table: Mapping[str, Any], name: str, key: str, kind: type, what: str) -> Any:
+    def typed(
+        self,
+        table: Mapping[str, Any],
+        name: str,
+        key: str,
+        kind: type | tuple[type, ...],
+        what: str,
+    ) -> Any:
         value = table[name]
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise self.fail(key, f"expected {what}, got {_show(value)}")
@@ -280,13 +305,33 @@ def _show(value: object) -> str:
 def _store(checker: _Checker, table: dict[str, Any]) -> StoreConfig:
     if "path" in table and "url" in table:
         raise checker.fail("store", "set either path or url, not both")
-    if "url" in table:
-        url = checker.text(table, "url", "store.url")
-        if not url.startswith(("postgresql://", "postgres://")):
-            raise checker.fail("store.url", f"expected a postgresql:// URL, got {_show(url)}")
-        return StoreConfig(None, url)
-    raw = checker.text(table, "path", "store.path") if "path" in table else "jitprov.db"
-    return StoreConfig((checker.root / raw).resolve(), None)
+    tuning: dict[str, Any] = {}
+    if "migrate" in table:
+        tuning["migrate"] = checker.choice(table, "migrate", "store.migrate", STORE_MIGRATE)
+    if "url" not in table:
+        for name in ("pool", "pool_timeout", "statement_timeout"):
+            if name in table:
+                raise checker.fail(f"store.{name}", "applies to a PostgreSQL store (url) only")
+        raw = checker.text(table, "path", "store.path") if "path" in table else "jitprov.db"
+        return StoreConfig((checker.root / raw).resolve(), None, **tuning)
+    url = checker.text(table, "url", "store.url")
+    if not url.startswith(("postgresql://", "postgres://")):
+        raise checker.fail("store.url", f"expected a postgresql:// URL, got {_show(url)}")
+    if "pool" in table:
+        pool = checker.typed(table, "pool", "store.pool", int, "a whole number")
+        if not 1 <= pool <= 1000:
+            raise checker.fail("store.pool", f"expected a whole number from 1 to 1000, got {pool}")
+        tuning["pool"] = pool
+    for name, low in (("pool_timeout", 0.001), ("statement_timeout", 0.0)):
+        if name in table:
+            value = checker.typed(table, name, f"store.{name}", (int, float), "a number of seconds")
+            if isinstance(value, bool) or not low <= value <= 86_400:
+                bound = "more than 0" if low else "0 or more"
+                raise checker.fail(
+                    f"store.{name}", f"expected seconds, {bound} and at most 86400, got {value}"
+                )
+            tuning[name] = float(value)
+    return StoreConfig(None, url, **tuning)
 
 
 def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:

@@ -67,10 +67,15 @@ class Provisioner:
         *,
         store: Store | None = None,
         rules_loader: RulesLoader = load_rules,
+        shared_store: Callable[[], Store] | None = None,
     ) -> None:
+        """`shared_store`: where the store comes from when it is shared with other
+        provisioners (a server's threads share one PostgreSQL pool); this one then
+        never closes it."""
         self.config = config
         self.layout = layout_for(config)
         self._store = store
+        self._shared = shared_store
         self._stand_in = False  # the store is a dry run's in-memory stand-in
         self._rules: dict[str, CompiledRulesLike] = {}
         self._load = rules_loader
@@ -87,16 +92,18 @@ class Provisioner:
         empty in-memory stand-in serves it); the first real write replaces the stand-in."""
         if self._store is not None and self._stand_in and not dry_run:
             self.close()
-        if self._store is None:
+        if self._store is None and self._shared is not None:
+            self._store = self._shared()
+        elif self._store is None:
             self._store = _open_store(self.config, read_only_if_missing=dry_run)
             path = self.config.store.path
             self._stand_in = dry_run and path is not None and not path.exists()
         return self._store
 
     def close(self) -> None:
-        if self._store is not None:
+        if self._store is not None and self._shared is None:
             self._store.close()
-            self._store = None
+        self._store = None
 
     def apply(
         self,

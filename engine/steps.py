@@ -148,6 +148,8 @@ class Job:
     def run(self, txn: Transaction) -> Result:
         self._plan, self._user_id, self._plans, self._accounts = None, None, [], []
         token_id = self.token.token_id
+        if self.subject is not None and not self.subject.transient:
+            txn.expect_link(self.conn.id, self.subject.key)
         if token_id is not None:
             if self.dry_run:
                 seen = txn.token_seen(self.conn.id, token_id, self.now)

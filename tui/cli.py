@@ -45,6 +45,7 @@ COMMANDS = (
     "audit",
     "connection",
     "serve",
+    "migrate",
 )
 
 

@@ -19,8 +19,9 @@ pipeline threads is saturated. Nothing of HTTP is parsed here: uvicorn frames re
 The pipeline is synchronous. On a SQLite store it runs on the event loop, one sign-in at
 a time (it is all CPU; one worker process per core gives the parallelism). On a
 PostgreSQL store it runs in pipeline threads (create_app's `slots`), overlapping the
-store's round trips. Each thread has its own `Provisioner`: its own store connection,
-parser and compiled schemas; nothing lxml or xmlsec builds is shared between threads.
+store's round trips. Each thread has its own `Provisioner`: its own parser and compiled
+schemas (nothing lxml or xmlsec builds is shared between threads); they share the
+process's one store, whose pool gives each transaction a connection of its own.
 Everything else a worker shares — the config, compiled rules — is built before it
 serves and is read-only.
 """
@@ -53,7 +54,7 @@ from engine.result import Result
 from engine.saml import schema
 from engine.service.access import AccessLog, LogFormat
 from engine.service.metrics import CONTENT_TYPE, Metrics
-from engine.store import StoreError
+from engine.store import Store, StoreError, open_store
 from engine.store.base import listen_for_retries
 from engine.store.sqlite import SqliteStore
 from engine.token import Token, TokenRejected
@@ -70,6 +71,7 @@ STATUS = {
 FORM_SLACK = 64 * 1024  # a token at its size limit, form-encoded, plus other fields
 BODY_SECONDS = 10  # to receive a whole body: a slow sender holds a slot no longer
 FIELD = {"acs": "SAMLResponse", "oidc": "id_token"}
+PG_SLOTS = 4  # pipeline threads per worker on a PostgreSQL store (at most its pool)
 TURN_POLL_SECONDS = 0.0005  # a worker waiting for the store's writers' queue looks again
 PROTOCOL = {"acs": "saml2", "oidc": "oidc"}
 
@@ -95,12 +97,15 @@ class _Provisioners:
         self._local = threading.local()
         self._all: list[Provisioner] = []
         self._lock = threading.Lock()
+        self._shared: Store | None = None  # PostgreSQL: one store (one pool) per process
+        self._opening = threading.Lock()
 
     def get(self) -> Provisioner:
         found: Provisioner | None = getattr(self._local, "provisioner", None)
         if found is None:
             schema.warm()  # this thread's schemas, before its first token
-            found = Provisioner(self.config, rules_loader=self._compiled)
+            shared = self.shared_store if self.config.store.url is not None else None
+            found = Provisioner(self.config, rules_loader=self._compiled, shared_store=shared)
             self._local.provisioner = found
             with self._lock:
                 self._all.append(found)
@@ -109,17 +114,29 @@ class _Provisioners:
     def _compiled(self, connection: Connection, _config: Config) -> CompiledRulesLike:
         return self.compiled[connection.id]
 
+    def shared_store(self) -> Store:
+        """The process's PostgreSQL store, opened by the first thread that needs it (the
+        app's start, normally); raises StoreError, and the next call tries again."""
+        with self._opening:
+            if self._shared is None:
+                self._shared = open_store(self.config)
+            return self._shared
+
     def close(self) -> None:
         with self._lock:
             for provisioner in self._all:
                 provisioner.close()
             self._all.clear()
+        with self._opening:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
 
 
 def create_app(
     config: Config,
     *,
-    slots: int = 2,
+    slots: int | None = None,
     queue: int = 128,
     threads: bool | None = None,
     token: str | None = None,
@@ -153,6 +170,8 @@ def create_app(
             headers={"WWW-Authenticate": "Bearer"},
         )
 
+    if slots is None:  # PostgreSQL: threads overlap round trips, within the pool
+        slots = min(config.store.pool, PG_SLOTS) if config.store.url is not None else 2
     compiled = {name: load_rules(c, config) for name, c in config.connections.items()}
     _warm_keys(config)
     provisioners = _Provisioners(config, compiled)
@@ -168,6 +187,12 @@ def create_app(
         unlisten = listen_for_retries(metrics.store_retry)
         if not threads:
             provisioners.get()  # the event loop's own, warm before the first sign-in
+        elif config.store.url is not None:
+            # The pool and any schema change before the first sign-in, never in one. A
+            # store that cannot be opened now is tried again by the sign-ins (each an
+            # `error` until it opens) and reported by /readyz.
+            with contextlib.suppress(StoreError):
+                await anyio.to_thread.run_sync(provisioners.shared_store)
         try:
             yield
         finally:

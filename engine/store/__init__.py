@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import Config
@@ -18,12 +19,14 @@ from engine.store.base import (
 )
 from engine.store.schema import Layout
 from engine.store.sqlite import SqliteStore
+from engine.store.versions import SCHEMA_VERSION
 
 __all__ = [
     "LOCAL_SOURCE",
     "AuditRow",
     "Layout",
     "Member",
+    "Migration",
     "SchemaError",
     "SqliteStore",
     "Store",
@@ -32,6 +35,7 @@ __all__ = [
     "Transaction",
     "UserWrite",
     "layout_for",
+    "migrate_store",
     "open_store",
 ]
 
@@ -51,9 +55,52 @@ def open_store(config: Config, *, read_only_if_missing: bool = False) -> Store:
     if config.store.url is not None:
         from engine.store.postgres import PostgresStore  # psycopg only when configured
 
-        return PostgresStore(config.store.url, layout_for(config))
+        settings = config.store
+        return PostgresStore(
+            config.store.url,
+            layout_for(config),
+            pool=settings.pool,
+            pool_timeout=settings.pool_timeout,
+            statement_timeout=settings.statement_timeout,
+            migrate=settings.migrate,
+        )
     path = config.store.path or Path(config.root, "jitprov.db")
     layout = layout_for(config)
     if read_only_if_missing and not path.exists():
         return SqliteStore(":memory:", layout)
-    return SqliteStore(path, layout)
+    return SqliteStore(path, layout, migrate=config.store.migrate)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """What `jitprov migrate` found: the store, its schema version after the run, the
+    changes (empty when the schema was current), and whether they were made."""
+
+    store: str
+    schema_version: int
+    changes: list[str]
+    applied: bool
+    created: bool  # a SQLite file that did not exist (made now, or to be made)
+
+
+def migrate_store(config: Config, *, apply: bool = True) -> Migration:
+    """Bring the config's store up to its fields and link_by keys, under the store's
+    schema lock (the same change every first open of a store that is behind makes when
+    `migrate = "auto"`). Without `apply` nothing is written: the changes are worked out
+    in a transaction that is rolled back. Raises StoreError."""
+    layout = layout_for(config)
+    if config.store.url is not None:
+        from engine.store.postgres import migrate_url, redacted
+
+        changes = migrate_url(config.store.url, layout, apply=apply)
+        label = redacted(config.store.url)
+        return Migration(label, SCHEMA_VERSION, changes or [], apply and bool(changes), False)
+    path = config.store.path or Path(config.root, "jitprov.db")
+    missing = not path.exists()
+    target: Path | str = ":memory:" if missing and not apply else path
+    store = SqliteStore(target, layout, migrate="never")
+    try:
+        changes = store.migrate(apply=apply)
+    finally:
+        store.close()
+    return Migration(str(path), SCHEMA_VERSION, changes or [], apply and bool(changes), missing)

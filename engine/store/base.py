@@ -102,6 +102,11 @@ class UserWrite:
 class Transaction(Protocol):
     """The reads and writes of one token, all inside one store transaction."""
 
+    def expect_link(self, connection: str, subject_key: str) -> None:
+        """A hint: `find_linked_user(connection, subject_key)` comes next (after the
+        token's claim); a store may send that lookup along with the claim."""
+        ...
+
     def claim_token(
         self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
     ) -> bool:
@@ -141,7 +146,7 @@ class Transaction(Protocol):
         """Only the link's `last_seen_at` (the `unchanged` outcome)."""
         ...
 
-    def write_audit(self, row: AuditRow) -> int: ...
+    def write_audit(self, row: AuditRow) -> None: ...
 
 
 class Store(Protocol):
@@ -152,7 +157,7 @@ class Store(Protocol):
         the whole of it while the database is busy. Raises StoreError."""
         ...
 
-    def write_audit(self, row: AuditRow) -> int:
+    def write_audit(self, row: AuditRow) -> None:
         """One audit row in its own transaction."""
         ...
 

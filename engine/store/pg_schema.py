@@ -1,15 +1,26 @@
 """The PostgreSQL store's tables: those of the SQLite store (engine.store.schema), made
 with plain DDL, and migrated the same way — additively, when the config declares new
 fields, and re-keyed once when its keys were computed another way (engine.store.rekey).
-Servers opening the store at once queue on an advisory lock."""
+
+Opening a store reads its `store_meta` rows (engine.store.versions) and runs no DDL when
+they say the schema is current: sign-ins never take a table lock. A change runs in one
+transaction under an advisory lock (servers opening the store at once queue on it, and
+the second finds the work done), with a short `lock_timeout` so that it waits behind
+running sign-ins without ever holding them up long: when it cannot have a table at once,
+it lets go of everything and tries again.
+"""
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
-from engine.store.rekey import rekey
+from engine.store.base import StoreError
+from engine.store.rekey import META_TABLE, rekey
 from engine.store.schema import Layout, key_column, set_table
 from engine.store.values import fold
+from engine.store.versions import Shape, check_version, describe, is_current, layout_rows
 
 # Column types as in SQLite: numbers as canonical text, booleans as 0/1, moments as text.
 _COLUMN_TYPES = {"text": "TEXT", "number": "TEXT", "bool": "INTEGER"}
@@ -60,9 +71,76 @@ CREATE TABLE IF NOT EXISTS store_meta (
 """
 
 
+_LOCK_NOT_AVAILABLE = "55P03"
+_MIGRATION_ATTEMPTS = 30
+
+
+def read_meta(conn: Any) -> dict[str, str] | None:
+    """The `store_meta` rows, or None when the store has no tables yet."""
+    row = conn.execute(f"SELECT to_regclass('{META_TABLE}') IS NOT NULL").fetchone()
+    if not row[0]:
+        return None
+    return {str(n): str(v) for n, v in conn.execute(f"SELECT name, value FROM {META_TABLE}")}
+
+
+def has_tables(conn: Any) -> bool:
+    """True when the store holds jitprov's tables (it is not a new, empty database)."""
+    return bool(conn.execute("SELECT to_regclass('users') IS NOT NULL").fetchone()[0])
+
+
+def migrate(conn: Any, layout: Layout, label: str, *, apply: bool = True) -> list[str] | None:
+    """Bring the schema up to `layout` on `conn` (autocommit, outside a transaction):
+    None when it already was, else what changed (with `apply=False` the same work is
+    done and rolled back: what would change)."""
+    import psycopg
+
+    for attempt in range(_MIGRATION_ATTEMPTS):
+        try:
+            with conn.transaction(force_rollback=not apply):
+                conn.execute("SET LOCAL lock_timeout = '1s'")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                meta = read_meta(conn) or {}
+                check_version(meta, label)
+                if is_current(meta, layout):
+                    return None
+                before = _shape(conn)
+                ensure_schema(conn, layout)
+                _many(
+                    conn,
+                    f"INSERT INTO {META_TABLE} (name, value) VALUES (%s, %s)"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    list(layout_rows(layout).items()),
+                )
+                return describe(before, _shape(conn))
+        except psycopg.Error as exc:
+            if getattr(exc, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                raise
+            time.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + random.random()))
+    raise StoreError(
+        f"store {label}: the schema change could not take its tables in"
+        f" {_MIGRATION_ATTEMPTS} tries (long transactions hold them); try again later"
+    )
+
+
+def _shape(conn: Any) -> Shape:
+    shape: Shape = {}
+    for table, column in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema()"
+    ):
+        shape.setdefault(str(table), set()).add(str(column))
+    shape[""] = {
+        str(row[0])
+        for row in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+        )
+    }
+    return shape
+
+
 def ensure_schema(conn: Any, layout: Layout) -> None:
-    """Create missing tables, columns and indexes; call inside a transaction."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+    """Create missing tables, columns and indexes; call inside a transaction holding
+    the schema lock (`migrate`)."""
     for statement in _TABLES.split(";"):
         if statement.strip():
             conn.execute(statement)

@@ -1,44 +1,134 @@
 """The PostgreSQL user store (`[store] url = "postgresql://..."`): the same tables as the
-SQLite store, for several application servers sharing one store (product.md §4).
+SQLite store, for several application servers sharing one store (docs/provisioning.md).
 
-Every token runs in one SERIALIZABLE transaction, retried whole, with jittered backoff,
-when PostgreSQL reports a serialization failure, a deadlock, or a unique key another
-server took first — so whatever the interleaving, the store ends as some one-by-one
-order of the tokens would leave it: no lost update, no duplicate account. Values are
-stored exactly as in SQLite (text, numbers as canonical text, booleans as 0/1, moments
-as ISO 8601 text), so a store can move between the two and queries read the same.
+Concurrency by design, not by retry. Every token runs in one READ COMMITTED transaction
+that locks what its decisions read, always in the same order:
+1. its identity link: a transaction-scoped advisory lock on the hashed (connection,
+   subject key) — taken before the link is looked up, so two first logins of one person
+   queue here and the second finds the account the first made;
+2. the case-insensitive keys it looks up or writes (`username`, the `link_by` field):
+   advisory locks on the hashed (field, key);
+3. the account's row (`SELECT … FOR NO KEY UPDATE`), which also serialises sign-ins of one
+   person through two connections.
+A lock is waited for only when it comes later in that order (rank, then hash) than every
+lock the transaction holds; one that would come earlier is only tried, and when another
+sign-in holds it the transaction lets go of everything and begins again. No wait can
+close a cycle, so sign-ins never deadlock: two for different people never wait on each
+other, two for the same person take turns, and the store ends as a one-by-one order of
+the tokens would leave it. A serialization failure, a deadlock or a unique key taken
+first (from writers outside jitprov) is still retried whole, as a backstop.
 
-psycopg 3 is imported on use: it comes with the `postgres` extra.
+Each process keeps a pool of connections (psycopg_pool): `pool` at most, a sign-in waits
+`pool_timeout` seconds for one and is then an `error`. Each token's statements run in
+pipeline mode: statements whose results are not needed yet travel together, so an update
+of a known account is two round trips (the lookups with the link's lock, then the writes
+with the commit), and psycopg prepares the hot statements on each connection. A
+connection found broken before the commit was sent is replaced and the token runs again
+(nothing of it was committed); one lost while committing is an `error` saying that the
+outcome is unknown (the audit row tells). Values are stored exactly as in SQLite (text,
+numbers as canonical text, booleans as 0/1, moments as ISO 8601 text), so a store can move
+between the two and queries read the same.
+
+psycopg 3 and psycopg_pool are imported on use: they come with the `postgres` extra.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from engine.store.base import AuditRow, StoreError, T, retried
-from engine.store.pg_schema import ensure_schema
+from engine.store.base import StoredUser, StoreError, T, UserWrite, retried
+from engine.store.pg_schema import has_tables, migrate, read_meta
 from engine.store.reads import AccountReads
-from engine.store.schema import Layout, key_column
-from engine.store.values import fold
+from engine.store.schema import Layout, key_column, set_table
+from engine.store.values import fold, iso
+from engine.store.versions import behind, check_version, is_current
 from engine.store.writes import SqlTransaction
+from rules.plan import Scalar
 
-# serialization_failure, deadlock_detected: the transaction is re-run and decides again.
-_RETRY_STATES = ("40001", "40P01")
-# unique_violation: a key another server took between our check and our insert. The
-# pipeline reads every key before it writes one, so SERIALIZABLE reports that race as
-# 40001; a few retries cover the rest, and a real duplicate fails at once.
+# serialization_failure, deadlock_detected, lock_not_available (NOWAIT): run it again.
+_RETRY_STATES = ("40001", "40P01", "55P03")
+# unique_violation: a key a writer outside jitprov took between our check and our insert
+# (jitprov's own writers hold the key's lock); a few retries, and a real duplicate fails.
 _UNIQUE_VIOLATION, _UNIQUE_RETRIES = "23505", 3
+_LOST_RETRIES = 3  # connections found broken before the commit, replaced in a row
+_IN_PROGRESS_SECONDS = 5.0  # how long a broken commit's outcome is waited for
+_LINK, _KEY, _USER = 0, 1, 2  # lock ranks: the order in which a transaction takes them
+
+logging.getLogger("psycopg").addHandler(logging.NullHandler())  # no stray stderr lines
+
+
+class LockBusy(Exception):
+    """A lock that comes earlier in the order is held by another sign-in: begin again."""
+
+
+class _Lost(Exception):
+    """The connection broke during a token; `in_doubt`: after its COMMIT was sent, and
+    the server cannot say whether it was committed."""
+
+    def __init__(self, in_doubt: bool, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.in_doubt = in_doubt
+
+
+def lock_key(*parts: str) -> int:
+    """The advisory lock key (a signed 64-bit integer) of a name's parts."""
+    text = "\0".join(parts).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
 class PostgresTransaction(SqlTransaction):
-    """The Transaction of one token on an open psycopg connection (see base.Transaction)."""
+    """The Transaction of one token on a pooled connection (see base.Transaction), with
+    the locks of the module's docstring. One per thread, bound to a connection per token."""
 
     def __init__(self, store: PostgresStore) -> None:
-        super().__init__(store, "%s")
+        super().__init__(store, "%s", None)  # bound to a connection in `start`
+        self._pg: PostgresStore = store
+        self._write = True
+        self._top: tuple[int, int] = (-1, 0)  # the latest (rank, key) of the locks held
+        self._held: set[int] = set()
+        self._loaded: dict[int, Mapping[str, Scalar]] = {}  # accounts read, by id
+        self._expected: tuple[str, str] | None = None  # the link find_linked_user will ask
+        self._queued: tuple[tuple[str, str], Any, Any] | None = None  # its lookup, sent
+
+    def start(self, conn: Any, write: bool) -> None:
+        self._conn = conn
+        self._write = write
+        self._top = (-1, 0)
+        self._held.clear()
+        self._loaded.clear()
+        self._expected = self._queued = None
+
+    # -- locks ----------------------------------------------------------------------
+
+    def _lock(self, rank: int, *parts: str) -> None:
+        key = lock_key(*parts)
+        if key in self._held:
+            return
+        if (rank, key) > self._top:
+            # Waited for in the pipeline: the statements after it run once it is granted.
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+            self._top = (rank, key)
+        else:
+            row = self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (key,)).fetchone()
+            if not row[0]:
+                raise LockBusy(f"another sign-in holds the lock of {parts[0]} {parts[1:]!r}")
+        self._held.add(key)
+
+    def _lock_keys(self, pairs: Iterable[tuple[str, Scalar]]) -> None:
+        """The key locks of (field, value) pairs, in hash order (None values have none)."""
+        names = {("key", field, str(fold(value))) for field, value in pairs if value is not None}
+        for parts in sorted(names, key=lambda p: lock_key(*p)):
+            self._lock(_KEY, *parts)
+
+    # -- the Transaction ----------------------------------------------------------------
 
     def _insert(self, sql: str, values: Sequence[object]) -> int:
         row = self._conn.execute(sql + " RETURNING id", values).fetchone()
@@ -46,32 +136,136 @@ class PostgresTransaction(SqlTransaction):
         return int(row[0])
 
     def _many(self, sql: str, rows: list[tuple[object, ...]]) -> None:
-        with self._conn.cursor() as cursor:
-            cursor.executemany(sql, rows)
+        self._conn.cursor().executemany(sql, rows)  # queued in the pipeline
+
+    def expect_link(self, connection: str, subject_key: str) -> None:
+        if self._write:
+            self._expected = (connection, subject_key)
+
+    def claim_token(
+        self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
+    ) -> bool:
+        values = (connection, token_id, None if expires_at is None else iso(expires_at), iso(now))
+        claimed = self._conn.execute(self._claim + " RETURNING 1", values)
+        if self._expected is not None:  # the link's lookup travels with the claim
+            self._queue_link(*self._expected)
+        return claimed.fetchone() is not None
+
+    def _queue_link(self, connection: str, subject_key: str) -> None:
+        """Send the link's lock and the lookup of its account, without waiting."""
+        self._lock(_LINK, "link", connection, subject_key)
+        store = self._pg
+        params = (connection, subject_key)
+        main = self._conn.execute(store.select_linked_locked, params)
+        members = self._conn.execute(store.members_by_link, params * store.member_parts)
+        self._queued = (params, main, members)
+
+    def find_linked_user(self, connection: str, subject_key: str) -> StoredUser | None:
+        if not self._write:
+            return super().find_linked_user(connection, subject_key)
+        if self._queued is None or self._queued[0] != (connection, subject_key):
+            self._queue_link(connection, subject_key)
+        assert self._queued is not None
+        _, main, members = self._queued
+        self._queued = None
+        row = main.fetchone()  # one round trip at most: the lock, the account, its members
+        if row is None:
+            return None
+        store = self._pg
+        return self._locked(store.filled(store.user_row(row), members.fetchall()))
+
+    def load_user(self, user_id: int) -> StoredUser | None:
+        if not self._write:
+            return super().load_user(user_id)
+        store = self._pg
+        wait = "" if self._top < (_USER, 0) else " NOWAIT"  # a second account: try only
+        main = self._conn.execute(store.select_user_locked + wait, (user_id,))
+        members = self._conn.execute(store.members_of, (user_id,) * store.member_parts)
+        row = main.fetchone()
+        if row is None:
+            return None
+        return self._locked(store.filled(store.user_row(row), members.fetchall()))
+
+    def _locked(self, user: StoredUser) -> StoredUser:
+        self._top = max(self._top, (_USER, 0))
+        self._loaded[user.id] = user.fields
+        return user
+
+    def find_by_key(self, field: str, value: Scalar) -> list[int]:
+        if self._write and value is not None:
+            self._lock(_KEY, "key", field, str(fold(value)))
+        return super().find_by_key(field, value)
+
+    def insert_user(self, fields: Mapping[str, Scalar], now: datetime) -> int:
+        self._lock_keys((name, fields.get(name)) for name in self._layout.keys)
+        return super().insert_user(fields, now)
+
+    def update_user(self, user_id: int, write: UserWrite, now: datetime) -> None:
+        changed = [name for name in write.fields if name in self._layout.keys]
+        if changed:  # the new keys and the old ones (a link_by lookup may hold either)
+            old = self._loaded.get(user_id, {})
+            pairs = [(name, write.fields[name]) for name in changed]
+            self._lock_keys(pairs + [(name, old.get(name)) for name in changed])
+        super().update_user(user_id, write, now)
 
 
 class PostgresStore(AccountReads):
-    """A PostgreSQL database holding users, links, audit and replay entries."""
+    """A PostgreSQL database holding users, links, audit and replay entries; safe to
+    share between threads (each transaction has a pooled connection of its own)."""
 
-    def __init__(self, url: str, layout: Layout, *, retry_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        layout: Layout,
+        *,
+        retry_seconds: float = 120.0,
+        pool: int = 10,
+        pool_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+        migrate: str = "auto",
+    ) -> None:
         self.url = url
         self.label = redacted(url)
         self.layout = layout
         self.retry_seconds = retry_seconds
+        self.pool_size = pool
+        self.pool_timeout = pool_timeout
         try:
             import psycopg
+            import psycopg_pool
         except ImportError:
             raise StoreError(
                 "the PostgreSQL store needs psycopg: pip install 'jitprov[postgres]'"
             ) from None
         self._psycopg = psycopg
-        self.conn: Any = self._connect()
+        self._pool_timeout_error = psycopg_pool.PoolTimeout
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": 10,
+            "application_name": "jitprov",
+            "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
+        }
+        self._local = threading.local()
+        self._direct: Any = None  # a connection for use outside transactions (`conn`)
+        self._direct_lock = threading.Lock()
+        self._statements(layout)
+        first = self._connect()  # a clear message when the server or database is wrong
         try:
-            self._retrying(lambda: self._in_transaction(lambda: ensure_schema(self.conn, layout)))
-        except StoreError:
-            self.conn.close()
-            raise
-        self._txn = PostgresTransaction(self)
+            self._open_schema(first, migrate)
+        finally:
+            first.close()
+        self._pool = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool,
+            timeout=pool_timeout,
+            kwargs=self._kwargs,
+            name="jitprov",
+            open=False,
+        )
+        self._pool.open(wait=False)
+
+    def _statements(self, layout: Layout) -> None:
         self.init_reads(layout, "%s")
         keys = [key_column(k) for k in layout.keys]
         names = [*(f'"{n}"' for n in layout.scalars), *(f'"{k}"' for k in keys)]
@@ -84,82 +278,158 @@ class PostgresStore(AccountReads):
             f"SELECT u.id, u.created_at, u.updated_at, {prefixed} FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = %s AND l.subject_key = %s"
         )
-
-    # -- transactions ---------------------------------------------------------------
+        self.select_linked_locked = self.select_linked + " FOR NO KEY UPDATE OF u"
+        self.select_user_locked = f"{self._select_user} WHERE id = %s FOR NO KEY UPDATE"
+        linked = "(SELECT user_id FROM identity_links WHERE connection = %s AND subject_key = %s)"
+        parts = [
+            f'SELECT {i}, value, source FROM "{set_table(name)}" WHERE user_id = {linked}'
+            for i, name in enumerate(layout.sets)
+        ]
+        parts.append(f"SELECT -1, connection, subject FROM identity_links WHERE user_id = {linked}")
+        self.members_by_link = " UNION ALL ".join(parts)
+        self.members_of = self._select_members
+        self.member_parts = len(parts)
 
     def _connect(self) -> Any:
         try:
-            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            return self._psycopg.connect(self.url, **self._kwargs)
         except self._psycopg.Error as exc:
             raise StoreError(f"cannot open the store {self.label}: {_first_line(exc)}") from None
 
+    def _open_schema(self, conn: Any, mode: str) -> None:
+        """No DDL when `store_meta` says the schema is current (one read); else migrate
+        (`auto`, or an empty store) or refuse (`manual`)."""
+        try:
+            meta = read_meta(conn)
+            if mode == "never" or (meta is not None and is_current(meta, self.layout)):
+                return
+            check_version(meta or {}, self.label)
+            if mode == "manual" and has_tables(conn):
+                raise behind(self.label)
+            migrate(conn, self.layout, self.label)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"store {self.label}: {_first_line(exc)}") from None
+
+    def migrate(self, *, apply: bool = True) -> list[str] | None:
+        """Bring the schema up to the layout: None when it was, else what changed
+        (`apply=False`: what would change; nothing is kept)."""
+        return migrate_url(self.url, self.layout, apply=apply)
+
+    @property
+    def conn(self) -> Any:
+        """The connection of this thread's transaction; outside one, a connection of the
+        store's own (administration, tests)."""
+        current = getattr(self._local, "conn", None)
+        if current is not None:
+            return current
+        with self._direct_lock:
+            if self._direct is None or self._direct.closed or self._direct.broken:
+                self._direct = self._connect()
+            return self._direct
+
+    # -- transactions ---------------------------------------------------------------
+
     def atomic(self, work: Callable[[PostgresTransaction], T], *, write: bool = True) -> T:
-        if self.conn.broken or self.conn.closed:
-            self._reconnect()  # a token broke the connection mid-way (and was an error)
-        begin = "BEGIN ISOLATION LEVEL SERIALIZABLE" + ("" if write else " READ ONLY")
-        return self._retrying(
-            lambda: self._in_transaction(lambda: work(self._txn), begin, write=write)
-        )
-
-    def _reconnect(self) -> None:
-        self.conn = self._connect()
-        self._txn = PostgresTransaction(self)
-
-    def _begin(self, begin: str) -> None:
-        try:
-            self.conn.execute(begin)
-        except self._psycopg.OperationalError:
-            if not self.conn.broken:
-                raise
-            # The server went away while we were idle (a restart, a failover, an idle
-            # timeout): nothing of this token was sent, so connect again and begin. A
-            # connection lost later in a token is not retried — its COMMIT may or may
-            # not have happened — and that token is an error.
-            self._reconnect()
-            self.conn.execute(begin)
-
-    def _in_transaction(
-        self, work: Callable[[], T], begin: str = "BEGIN", *, write: bool = True
-    ) -> T:
-        self._begin(begin)
-        try:
-            value = work()
-            self.conn.execute("COMMIT" if write else "ROLLBACK")
-            return value
-        except BaseException:
-            self._rollback()
-            raise
-
-    def _retrying(self, attempt: Callable[[], T]) -> T:
-        """Run `attempt`, again while PostgreSQL asks for a retry, for up to
-        `retry_seconds`; other database errors → StoreError."""
         deadline = time.monotonic() + self.retry_seconds
-        delay, unique_retries = 0.002, _UNIQUE_RETRIES
+        delay, unique_retries, lost_retries = 0.002, _UNIQUE_RETRIES, _LOST_RETRIES
         while True:
             try:
-                return attempt()
+                return self._attempt(work, write)
+            except LockBusy:
+                pass  # begin again, after the backoff below
+            except _Lost as lost:
+                if lost.in_doubt:
+                    raise StoreError(
+                        f"store {self.label}: the connection was lost while committing and"
+                        " the server cannot say whether the commit happened, so whether"
+                        f" this token was written is unknown (its audit row tells): {lost}"
+                    ) from None
+                lost_retries -= 1
+                if lost_retries < 0:
+                    raise StoreError(f"store {self.label}: connection lost: {lost}") from None
+                retried("postgresql")
+                continue  # nothing was committed: at once, on another connection
             except self._psycopg.Error as exc:
                 state = getattr(exc, "sqlstate", None)
                 if state == _UNIQUE_VIOLATION and unique_retries > 0:
                     unique_retries -= 1
                     state = _RETRY_STATES[0]
-                if state in _RETRY_STATES and time.monotonic() < deadline:
-                    retried("postgresql")
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 2, 0.1)
-                    continue
-                raise StoreError(f"store {self.label}: {_first_line(exc)}") from exc
+                if state not in _RETRY_STATES or time.monotonic() >= deadline:
+                    raise StoreError(f"store {self.label}: {_first_line(exc)}") from exc
+            retried("postgresql")
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.1)
 
-    def _rollback(self) -> None:
+    def _attempt(self, work: Callable[[PostgresTransaction], T], write: bool) -> T:
+        try:
+            conn = self._pool.getconn()
+        except self._pool_timeout_error:
+            raise StoreError(
+                f"store {self.label}: no connection to the store within"
+                f" {self.pool_timeout:g} s (a pool of {self.pool_size} per process): the"
+                " server is down, slow or at its connection limit, or the pool is too small"
+                " for the load"
+            ) from None
+        txn: PostgresTransaction | None = getattr(self._local, "txn", None)
+        if txn is None:
+            txn = self._local.txn = PostgresTransaction(self)
+        txn.start(conn, write)
+        self._local.conn = conn
+        committing, xid = False, None
+        try:
+            with conn.pipeline():
+                conn.execute("BEGIN" if write else "BEGIN READ ONLY")
+                if write:  # its id arrives with the first results: no round trip of its own
+                    xid = conn.execute("SELECT txid_current()")
+                value = work(txn)
+                committing = write
+                conn.execute("COMMIT" if write else "ROLLBACK")
+            return value
+        except BaseException as exc:
+            if not (isinstance(exc, self._psycopg.OperationalError) and conn.broken):
+                self._rollback(conn)
+                raise
+            outcome = self._outcome(xid) if committing else "aborted"
+            if outcome == "committed":
+                return value  # the commit went through; only its answer was lost
+            raise _Lost(outcome != "aborted", exc) from exc
+        finally:
+            self._local.conn = None
+            self._pool.putconn(conn)
+
+    def _outcome(self, xid: Any) -> str | None:
+        """What became of a transaction whose connection broke: "committed", "aborted",
+        or None when that cannot be known (its id never arrived, the server is away)."""
+        try:
+            row = xid.fetchone() if xid is not None else None
+        except self._psycopg.Error:
+            row = None
+        if row is None:
+            return None
+        deadline = time.monotonic() + _IN_PROGRESS_SECONDS
+        try:
+            with self._psycopg.connect(self.url, **self._kwargs) as conn:
+                while True:
+                    status = conn.execute("SELECT txid_status(%s)", (row[0],)).fetchone()
+                    found = status[0] if status else None
+                    # "in progress": the server process has not finished with it yet (the
+                    # connection broke on the way, not the server); look again shortly.
+                    if found != "in progress" or time.monotonic() > deadline:
+                        return None if found == "in progress" else found
+                    time.sleep(0.01)
+        except self._psycopg.Error:
+            return None
+
+    def _rollback(self, conn: Any) -> None:
         """Roll back an open transaction; a failing rollback must not hide the cause."""
         try:
-            if self.conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
-                self.conn.execute("ROLLBACK")
+            if conn.info.transaction_status != self._psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("ROLLBACK")
         except self._psycopg.Error:
             pass
 
-    def write_audit(self, row: AuditRow) -> int:
-        return self.atomic(lambda txn: txn.write_audit(row))
+    def write_audit(self, row: Any) -> None:
+        self.atomic(lambda txn: txn.write_audit(row))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -167,7 +437,28 @@ class PostgresStore(AccountReads):
         return _contains(query, columns)
 
     def close(self) -> None:
-        self.conn.close()
+        self._pool.close()
+        with self._direct_lock:
+            if self._direct is not None:
+                self._direct.close()
+                self._direct = None
+
+
+def migrate_url(url: str, layout: Layout, *, apply: bool = True) -> list[str] | None:
+    """`jitprov migrate` on a PostgreSQL store, on a connection of its own (no pool):
+    None when the schema is current, else what changed (or would, without `apply`)."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StoreError(
+            "the PostgreSQL store needs psycopg: pip install 'jitprov[postgres]'"
+        ) from None
+    label = redacted(url)
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            return migrate(conn, layout, label, apply=apply)
+    except psycopg.Error as exc:
+        raise StoreError(f"store {label}: {_first_line(exc)}") from None
 
 
 def redacted(url: str) -> str:

@@ -56,10 +56,13 @@ class AccountReads:
 
     def complete(self, row: tuple[Any, ...]) -> StoredUser:
         """An account from its `users` row, with its members and links read."""
-        user = self._user(row)
+        rows = self.conn.execute(self._select_members, (row[0],) * self._member_params)
+        return self.filled(self.user_row(row), rows.fetchall())
+
+    def filled(self, user: StoredUser, rows: Iterable[tuple[Any, ...]]) -> StoredUser:
+        """`user` with its member and link rows (as `_select_members` gives them)."""
         sets, members, links = self.layout.sets, user.members, user.links
-        rows = self.conn.execute(self._select_members, (user.id,) * self._member_params)
-        for index, first, second in rows.fetchall():
+        for index, first, second in rows:
             if index < 0:
                 links.append((first, second))
             else:
@@ -67,7 +70,7 @@ class AccountReads:
         links.sort()
         return user
 
-    def _user(self, row: tuple[Any, ...]) -> StoredUser:
+    def user_row(self, row: tuple[Any, ...]) -> StoredUser:
         """An account from its `users` row (id, created_at, updated_at, the scalars, then
         anything else), no members yet. Text comes back as text; other kinds are converted."""
         scalars = self._scalars
@@ -81,7 +84,7 @@ class AccountReads:
     def users(self) -> list[StoredUser]:
         def read(_: object) -> list[StoredUser]:
             rows = self.conn.execute(self._select_user + " ORDER BY id").fetchall()
-            users = {u.id: u for u in map(self._user, rows)}
+            users = {u.id: u for u in map(self.user_row, rows)}
             for name in self.layout.sets:
                 sql = f'SELECT user_id, value, source FROM "{set_table(name)}"'
                 for user_id, value, source in self.conn.execute(sql).fetchall():

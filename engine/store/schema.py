@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.store.base import SchemaError
-from engine.store.rekey import LINKS_MARK, META_TABLE, mark, marked, rekey
+from engine.store.rekey import META_TABLE, rekey
 from rules.vocabulary import FieldType
 
 # Columns of `users` that are not fields; a declared field must not take these names.
@@ -63,22 +63,6 @@ class Layout:
                     f"field {name!r} collides with the store's own column {name!r} of "
                     "table users; rename the field in [store.fields]"
                 )
-
-
-def schema_is_current(conn: sqlite3.Connection, layout: Layout) -> bool:
-    """True when every table and column the layout needs exists (a read: read-only
-    stores and the common case open without taking the write lock)."""
-    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    needed = {"users", "identity_links", "audit", "seen_tokens", META_TABLE}
-    needed |= {set_table(name) for name in layout.sets}
-    needed |= {f"idx_users_{key_column(name)}" for name in layout.keys}
-    if not needed <= names:
-        return False
-    columns = {row[1].lower() for row in conn.execute("PRAGMA table_info(users)")}
-    wanted = {*layout.scalars, *(key_column(k) for k in layout.keys), *USER_META_COLUMNS}
-    if not {c.lower() for c in wanted} <= columns:
-        return False
-    return {LINKS_MARK, *(mark(key_column(k)) for k in layout.keys)} <= marked(conn)
 
 
 def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:

@@ -28,7 +28,8 @@ from engine.store.base import (
     retried,
 )
 from engine.store.reads import AccountReads
-from engine.store.schema import Layout, ensure_schema, key_column, schema_is_current
+from engine.store.rekey import META_TABLE
+from engine.store.schema import Layout, ensure_schema, key_column
 from engine.store.sqlite_writers import (
     AUTOCHECKPOINT_PAGES,
     Checkpointer,
@@ -37,6 +38,7 @@ from engine.store.sqlite_writers import (
     writer_lock,
 )
 from engine.store.values import fold, iso
+from engine.store.versions import Shape, behind, check_version, describe, is_current, layout_rows
 from engine.store.writes import SqlTransaction
 
 
@@ -44,7 +46,7 @@ class SqliteTransaction(SqlTransaction):
     """The Transaction of one token on an open SQLite connection (see base.Transaction)."""
 
     def __init__(self, store: SqliteStore) -> None:
-        super().__init__(store, "?")
+        super().__init__(store, "?", store.conn)
         # The row id of the link find_linked_user found in this transaction, so that
         # touch_link updates it without a second search of the links index.
         self.found_link: tuple[str, str, int] | None = None
@@ -84,6 +86,7 @@ class SqliteStore(AccountReads):
         retry_seconds: float = 120.0,
         synchronous: str = "NORMAL",
         pragmas: Mapping[str, object] | None = None,
+        migrate: str = "auto",
     ) -> None:
         self.path = str(path)
         self.layout = layout
@@ -103,7 +106,7 @@ class SqliteStore(AccountReads):
             raise StoreError(f"cannot open the store {self.path}: {exc}") from None
         self.conn.create_function("jitprov_fold", 1, fold_sql, deterministic=True)
         try:
-            self._retrying(lambda: self._setup(synchronous, pragmas or {}))
+            self._retrying(lambda: self._setup(synchronous, pragmas or {}, migrate))
         except StoreError:
             self.conn.close()
             raise
@@ -116,7 +119,7 @@ class SqliteStore(AccountReads):
             " JOIN users u ON u.id = l.user_id WHERE l.connection = ? AND l.subject_key = ?"
         )
 
-    def _setup(self, synchronous: str, pragmas: Mapping[str, object]) -> None:
+    def _setup(self, synchronous: str, pragmas: Mapping[str, object], migrate: str) -> None:
         conn = self.conn
         if self.path != ":memory:":
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -127,14 +130,12 @@ class SqliteStore(AccountReads):
         # for one; SQLite's own automatic checkpoint stays as a backstop, far later.
         conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
         conn.execute("PRAGMA foreign_keys = ON")
-        if not schema_is_current(conn, self.layout):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                ensure_schema(conn, self.layout)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
+        meta = read_meta(conn)
+        if migrate != "never" and (meta is None or not is_current(meta, self.layout)):
+            check_version(meta or {}, self.path)
+            if migrate == "manual" and has_tables(conn):
+                raise behind(self.path)
+            self.migrate()
         for name, value in pragmas.items():  # e.g. tests' query_only, max_page_count
             conn.execute(f"PRAGMA {name} = {value}")
 
@@ -144,6 +145,31 @@ class SqliteStore(AccountReads):
         columns = ", ".join(f"[{n}]" for n in names)
         marks = ", ".join("?" for _ in names)
         return f"INSERT INTO users ({columns}) VALUES ({marks})"
+
+    def migrate(self, *, apply: bool = True) -> list[str] | None:
+        """Bring the schema up to the layout (engine.store.versions): None when it was,
+        else what changed (`apply=False`: what would change; nothing is kept)."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")  # the write lock: openers at once queue here
+        try:
+            meta = read_meta(conn) or {}
+            check_version(meta, self.path)
+            if is_current(meta, self.layout):
+                conn.execute("ROLLBACK")
+                return None
+            before = _shape(conn)
+            ensure_schema(conn, self.layout)
+            conn.executemany(
+                f"INSERT INTO {META_TABLE} (name, value) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                list(layout_rows(self.layout).items()),
+            )
+            changes = describe(before, _shape(conn))
+            conn.execute("COMMIT" if apply else "ROLLBACK")
+            return changes
+        except BaseException:
+            rollback(conn)
+            raise
 
     # -- transactions ---------------------------------------------------------------
 
@@ -228,8 +254,8 @@ class SqliteStore(AccountReads):
                     continue
                 raise StoreError(f"store {self.path}: {exc}") from exc
 
-    def write_audit(self, row: AuditRow) -> int:
-        return self.atomic(lambda txn: txn.write_audit(row))
+    def write_audit(self, row: AuditRow) -> None:
+        self.atomic(lambda txn: txn.write_audit(row))
 
     # -- reads ----------------------------------------------------------------------
 
@@ -250,6 +276,32 @@ class SqliteStore(AccountReads):
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def read_meta(conn: sqlite3.Connection) -> dict[str, str] | None:
+    """The `store_meta` rows, or None when the store has no such table."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (META_TABLE,)
+    ).fetchone()
+    if found is None:
+        return None
+    return {str(n): str(v) for n, v in conn.execute(f"SELECT name, value FROM {META_TABLE}")}
+
+
+def has_tables(conn: sqlite3.Connection) -> bool:
+    """True when the store holds jitprov's tables (it is not a new, empty file)."""
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'users'")
+    return found.fetchone() is not None
+
+
+def _shape(conn: sqlite3.Connection) -> Shape:
+    shape: Shape = {"": set()}
+    for kind, name in conn.execute("SELECT type, name FROM sqlite_master").fetchall():
+        if kind == "table" and not name.startswith("sqlite_"):
+            shape[name] = {str(r[1]) for r in conn.execute(f"PRAGMA table_info([{name}])")}
+        elif kind == "index" and not name.startswith("sqlite_autoindex"):
+            shape[""].add(str(name))
+    return shape
 
 
 def fold_sql(value: object) -> str | None:

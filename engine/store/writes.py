@@ -20,9 +20,9 @@ from rules.plan import Scalar
 class SqlTransaction:
     """The Transaction of one token on an open connection (see base.Transaction)."""
 
-    def __init__(self, store: Any, mark: str) -> None:
+    def __init__(self, store: Any, mark: str, conn: Any) -> None:
         self._store = store
-        self._conn = store.conn
+        self._conn = conn  # PostgreSQL binds one per transaction
         self._mark = m = mark
         layout: Layout = store.layout
         self._layout = layout
@@ -71,6 +71,9 @@ class SqlTransaction:
         raise NotImplementedError
 
     # -- the Transaction ----------------------------------------------------------------
+
+    def expect_link(self, connection: str, subject_key: str) -> None:
+        """A hint (see base.Transaction); the SQLite store has no round trips to save."""
 
     def claim_token(
         self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
@@ -149,8 +152,8 @@ class SqlTransaction:
     def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
         self._conn.execute(self._touch_link, (iso(now), connection, subject_key))
 
-    def write_audit(self, row: AuditRow) -> int:
-        return self._insert(
+    def write_audit(self, row: AuditRow) -> None:
+        self._conn.execute(
             self._write_audit,
             (
                 row.at,

@@ -166,6 +166,42 @@ def test_store_path_and_url_are_exclusive(workspace: Path) -> None:
     assert "store: set either path or url, not both" in error_of(workspace, text)
 
 
+def test_postgres_store_settings_are_read_with_their_defaults(workspace: Path) -> None:
+    url = BASE.replace('path = "jitprov.db"', 'url = "postgresql://x@y/z"')
+    store = load_config(write(workspace, url)).store
+    assert (store.pool, store.pool_timeout, store.statement_timeout) == (10, 5.0, 30.0)
+    assert store.migrate == "auto"
+    tuned = url.replace(
+        "[store]\n",
+        '[store]\npool = 3\npool_timeout = 0.5\nstatement_timeout = 0\nmigrate = "manual"\n',
+    )
+    store = load_config(write(workspace, tuned)).store
+    assert (store.pool, store.pool_timeout, store.statement_timeout) == (3, 0.5, 0.0)
+    assert store.migrate == "manual"
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("pool = 0", "store.pool: expected a whole number from 1 to 1000, got 0"),
+        ("pool = 2.5", "store.pool: expected a whole number, got 2.5"),
+        ("pool_timeout = 0", "store.pool_timeout: expected seconds, more than 0"),
+        ("statement_timeout = -1", "store.statement_timeout: expected seconds, 0 or more"),
+        ('statement_timeout = "30s"', "store.statement_timeout: expected a number of seconds"),
+        ("pool_timeout = true", "store.pool_timeout: expected seconds"),
+        ('migrate = "sometimes"', "store.migrate: expected one of auto, manual"),
+    ],
+)
+def test_bad_store_settings_name_the_key(workspace: Path, line: str, message: str) -> None:
+    url = BASE.replace('path = "jitprov.db"', f'url = "postgresql://x@y/z"\n{line}')
+    assert message in error_of(workspace, url)
+
+
+def test_pool_settings_belong_to_a_postgres_store(workspace: Path) -> None:
+    text = BASE.replace('path = "jitprov.db"', 'path = "jitprov.db"\npool = 4')
+    assert "store.pool: applies to a PostgreSQL store (url) only" in error_of(workspace, text)
+
+
 def test_unknown_connection_lists_the_known_ones(workspace: Path) -> None:
     config = load_config(write(workspace, BASE))
     with pytest.raises(ConfigError, match=r"unknown connection 'azure' \(known: okta\)"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import random
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -178,10 +180,15 @@ def test_open_store_picks_postgres_for_a_url(
 
 
 def _terminate(store: Any) -> None:
+    """End every server process of the store's database but the caller's (a restart,
+    as the store's pooled connections see it)."""
     import psycopg
 
     with psycopg.connect(store.url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.info.backend_pid,))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def test_a_connection_lost_between_tokens_is_made_again(
@@ -201,11 +208,11 @@ def test_a_connection_lost_between_tokens_is_made_again(
     bench.close()
 
 
-def test_a_connection_lost_mid_token_is_an_error_and_the_next_token_reconnects(
+def test_a_connection_lost_before_the_commit_runs_the_token_again(
     tmp_path: Path, new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Lost after the token's writes began: its commit is in doubt, so it is not retried
-    but reported (exit 4); the next token connects again."""
+    """Lost in the middle of a token, before its COMMIT was sent: the server rolled it
+    back, so it runs again on a new connection and is written once."""
     from engine.store.postgres import PostgresTransaction
 
     provision_fixtures.NEW_DATABASE = new_database
@@ -217,15 +224,94 @@ def test_a_connection_lost_mid_token_is_an_error_and_the_next_token_reconnects(
     real = PostgresTransaction.write_audit
     calls: list[int] = []
 
-    def cut_first(self: PostgresTransaction, row: Any) -> int:
+    def cut_first(self: PostgresTransaction, row: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
             _terminate(bench.store)
-        return real(self, row)
+        real(self, row)
 
     monkeypatch.setattr(PostgresTransaction, "write_audit", cut_first)
+    again = bench.apply(person("bob"))
+    assert again.outcome == "created", again.message
+    assert len(calls) == 2
+    assert sorted(u.fields["username"] for u in bench.store.users()) == ["ann", "bob"]
+    assert bench.rows("SELECT count(*) FROM audit WHERE subject = 'bob-subject'") == [(1,)]
+    bench.close()
+
+
+def _cut_at_commit(bench: Bench) -> threading.Thread:
+    """Make bob's first commit wait in a deferred trigger, and end its server process
+    there from another connection (as a crash or a restart during COMMIT would)."""
+    import psycopg
+
+    bench.execute("CREATE SEQUENCE cut_seq")
+    bench.execute(
+        "CREATE FUNCTION cut() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.subject = 'bob-subject' AND nextval('cut_seq') = 1 THEN PERFORM pg_sleep(60);"
+        " END IF; RETURN NEW; END $$"
+    )
+    bench.execute(
+        "CREATE CONSTRAINT TRIGGER cut AFTER INSERT ON audit"
+        " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cut()"
+    )
+    url = bench.store.url
+
+    def cut() -> None:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(url, autocommit=True) as admin:
+            while time.monotonic() < deadline:
+                sleeping = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND query = 'COMMIT' AND wait_event = 'PgSleep'"
+                ).fetchall()
+                if sleeping:
+                    admin.execute("SELECT pg_terminate_backend(%s)", (sleeping[0][0],))
+                    return
+                time.sleep(0.005)
+
+    thread = threading.Thread(target=cut)
+    thread.start()
+    return thread
+
+
+def test_a_connection_lost_while_committing_is_resolved_and_written_once(
+    tmp_path: Path, new_database: Callable[[], str]
+) -> None:
+    """Lost during COMMIT: the store asks the server what became of the transaction
+    (txid_status); it was rolled back, so the token runs again and is written once."""
+    provision_fixtures.NEW_DATABASE = new_database
+    try:
+        bench = Bench(workspace(tmp_path))
+    finally:
+        provision_fixtures.NEW_DATABASE = None
+    assert bench.apply(person("ann")).outcome == "created"
+    cutter = _cut_at_commit(bench)
+    result = bench.apply(person("bob"))
+    cutter.join(timeout=60)
+    assert result.outcome == "created", result.message
+    assert bench.rows("SELECT nextval('cut_seq')") == [(3,)]  # committed on the 2nd try
+    assert bench.rows("SELECT count(*) FROM audit WHERE subject = 'bob-subject'") == [(1,)]
+    assert sorted(u.fields["username"] for u in bench.store.users()) == ["ann", "bob"]
+    bench.close()
+
+
+def test_a_commit_whose_outcome_cannot_be_known_is_an_error_that_says_so(
+    tmp_path: Path, new_database: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the server cannot say what became of a broken commit, the token is not run
+    again (it may have been written) but reported as an error (exit 4) that says so;
+    the next token goes through on a new connection."""
+    provision_fixtures.NEW_DATABASE = new_database
+    try:
+        bench = Bench(workspace(tmp_path))
+    finally:
+        provision_fixtures.NEW_DATABASE = None
+    assert bench.apply(person("ann")).outcome == "created"
+    monkeypatch.setattr(PostgresStore, "_outcome", lambda self, xid: None)
+    cutter = _cut_at_commit(bench)
     lost = bench.apply(person("bob"))
-    assert lost.outcome == "error" and "store error" in (lost.message or "")
-    assert [u.fields["username"] for u in bench.store.users()] == ["ann"]  # rolled back
-    assert bench.apply(person("bob")).outcome == "created"
+    cutter.join(timeout=60)
+    assert lost.outcome == "error"
+    assert "while committing" in (lost.message or "") and "unknown" in (lost.message or "")
+    assert bench.apply(person("cid")).outcome == "created"
     bench.close()
