@@ -95,6 +95,7 @@ class PostgresTransaction(SqlTransaction):
         self._top: tuple[int, int] = (-1, 0)  # the latest (rank, key) of the locks held
         self._held: set[int] = set()
         self._loaded: dict[int, Mapping[str, Scalar]] = {}  # accounts read, by id
+        self.xid: Any = None  # a cursor whose row is this transaction's id, once sent
         self._expected: tuple[str, str] | None = None  # the link find_linked_user will ask
         self._queued: tuple[tuple[str, str], Any, Any] | None = None  # its lookup, sent
 
@@ -105,6 +106,13 @@ class PostgresTransaction(SqlTransaction):
         self._held.clear()
         self._loaded.clear()
         self._expected = self._queued = None
+        self.xid = None
+
+    def need_xid(self) -> None:
+        """Send for the transaction's id, if no claim carried it: it arrives with the
+        next results, at no round trip of its own (PostgresStore._outcome)."""
+        if self._write and self.xid is None:
+            self.xid = self._conn.execute("SELECT txid_current()")
 
     # -- locks ----------------------------------------------------------------------
 
@@ -131,6 +139,7 @@ class PostgresTransaction(SqlTransaction):
     # -- the Transaction ----------------------------------------------------------------
 
     def _insert(self, sql: str, values: Sequence[object]) -> int:
+        self.need_xid()
         row = self._conn.execute(sql + " RETURNING id", values).fetchone()
         assert row is not None
         return int(row[0])
@@ -146,13 +155,17 @@ class PostgresTransaction(SqlTransaction):
         self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
     ) -> bool:
         values = (connection, token_id, None if expires_at is None else iso(expires_at), iso(now))
-        claimed = self._conn.execute(self._claim + " RETURNING 1", values)
+        # The transaction's id comes back with the claim (for a commit whose answer is
+        # lost: PostgresStore._outcome), at no cost of its own.
+        claimed = self._conn.execute(self._claim + " RETURNING txid_current()", values)
+        self.xid = claimed
         if self._expected is not None:  # the link's lookup travels with the claim
             self._queue_link(*self._expected)
         return claimed.fetchone() is not None
 
     def _queue_link(self, connection: str, subject_key: str) -> None:
         """Send the link's lock and the lookup of its account, without waiting."""
+        self.need_xid()
         self._lock(_LINK, "link", connection, subject_key)
         store = self._pg
         params = (connection, subject_key)
@@ -177,6 +190,7 @@ class PostgresTransaction(SqlTransaction):
     def load_user(self, user_id: int) -> StoredUser | None:
         if not self._write:
             return super().load_user(user_id)
+        self.need_xid()
         store = self._pg
         wait = "" if self._top < (_USER, 0) else " NOWAIT"  # a second account: try only
         main = self._conn.execute(store.select_user_locked + wait, (user_id,))
@@ -192,6 +206,7 @@ class PostgresTransaction(SqlTransaction):
         return user
 
     def find_by_key(self, field: str, value: Scalar) -> list[int]:
+        self.need_xid()
         if self._write and value is not None:
             self._lock(_KEY, "key", field, str(fold(value)))
         return super().find_by_key(field, value)
@@ -375,13 +390,12 @@ class PostgresStore(AccountReads):
             txn = self._local.txn = PostgresTransaction(self)
         txn.start(conn, write)
         self._local.conn = conn
-        committing, xid = False, None
+        committing = False
         try:
             with conn.pipeline():
                 conn.execute("BEGIN" if write else "BEGIN READ ONLY")
-                if write:  # its id arrives with the first results: no round trip of its own
-                    xid = conn.execute("SELECT txid_current()")
                 value = work(txn)
+                txn.need_xid()  # when nothing has asked for it (its answer comes with COMMIT's)
                 committing = write
                 conn.execute("COMMIT" if write else "ROLLBACK")
             return value
@@ -389,7 +403,7 @@ class PostgresStore(AccountReads):
             if not (isinstance(exc, self._psycopg.OperationalError) and conn.broken):
                 self._rollback(conn)
                 raise
-            outcome = self._outcome(xid) if committing else "aborted"
+            outcome = self._outcome(txn.xid) if committing else "aborted"
             if outcome == "committed":
                 return value  # the commit went through; only its answer was lost
             raise _Lost(outcome != "aborted", exc) from exc
