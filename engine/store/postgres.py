@@ -357,12 +357,19 @@ class PostgresStore(AccountReads):
                     raise StoreError(
                         f"store {self.label}: the connection was lost while committing and"
                         " the server cannot say whether the commit happened, so whether"
-                        f" this token was written is unknown (its audit row tells): {lost}"
+                        f" this token was written is unknown (its audit row tells):"
+                        f" {_first_line(lost)}"
                     ) from None
                 lost_retries -= 1
                 if lost_retries < 0:
-                    raise StoreError(f"store {self.label}: connection lost: {lost}") from None
+                    raise StoreError(
+                        f"store {self.label}: connection lost: {_first_line(lost)}"
+                    ) from None
                 retried("postgresql")
+                if lost_retries == _LOST_RETRIES - 1:
+                    # A restart leaves every idle connection of the pool dead: test them
+                    # all now, so the token's next try has a live one.
+                    self._pool.check()
                 continue  # nothing was committed: at once, on another connection
             except self._psycopg.Error as exc:
                 state = getattr(exc, "sqlstate", None)
@@ -400,9 +407,11 @@ class PostgresStore(AccountReads):
                 conn.execute("COMMIT" if write else "ROLLBACK")
             return value
         except BaseException as exc:
-            if not (isinstance(exc, self._psycopg.OperationalError) and conn.broken):
+            if not self._broken(conn, exc):
                 self._rollback(conn)
                 raise
+            if not conn.closed:
+                conn.close()  # the pool then replaces it
             outcome = self._outcome(txn.xid) if committing else "aborted"
             if outcome == "committed":
                 return value  # the commit went through; only its answer was lost
@@ -410,6 +419,20 @@ class PostgresStore(AccountReads):
         finally:
             self._local.conn = None
             self._pool.putconn(conn)
+
+    def _broken(self, conn: Any, exc: BaseException) -> bool:
+        """Whether `exc` means the connection is gone (or no longer usable): broken, a
+        server shutting down (57P01–57P03, class 08), or a client-side failure that left
+        the connection mid-answer (psycopg's "cannot exit pipeline mode while busy" when
+        the server went away between two results). Its transaction's outcome is then
+        asked of the server."""
+        if not isinstance(exc, self._psycopg.OperationalError):
+            return False
+        state = getattr(exc, "sqlstate", None)
+        if conn.broken or (state is not None and state.startswith(("57P", "08"))):
+            return True
+        status = self._psycopg.pq.TransactionStatus
+        return state is None and conn.info.transaction_status in (status.ACTIVE, status.UNKNOWN)
 
     def _outcome(self, xid: Any) -> str | None:
         """What became of a transaction whose connection broke: "committed", "aborted",
@@ -420,19 +443,22 @@ class PostgresStore(AccountReads):
             row = None
         if row is None:
             return None
+        # A restarting server is back within moments, and a transaction still "in
+        # progress" (the connection broke on the way, not the server) ends soon: both
+        # are asked again, for a few seconds, before the outcome is called unknown.
         deadline = time.monotonic() + _IN_PROGRESS_SECONDS
-        try:
-            with self._psycopg.connect(self.url, **self._kwargs) as conn:
-                while True:
+        while True:
+            try:
+                with self._psycopg.connect(self.url, **self._kwargs) as conn:
                     status = conn.execute("SELECT txid_status(%s)", (row[0],)).fetchone()
-                    found = status[0] if status else None
-                    # "in progress": the server process has not finished with it yet (the
-                    # connection broke on the way, not the server); look again shortly.
-                    if found != "in progress" or time.monotonic() > deadline:
-                        return None if found == "in progress" else found
-                    time.sleep(0.01)
-        except self._psycopg.Error:
-            return None
+                found = status[0] if status else None
+                if found != "in progress":
+                    return found
+            except self._psycopg.Error:
+                pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
 
     def _rollback(self, conn: Any) -> None:
         """Roll back an open transaction; a failing rollback must not hide the cause."""

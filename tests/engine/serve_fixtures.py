@@ -119,7 +119,9 @@ class Served:
 
     def __enter__(self) -> Served:
         self._log_file = self.log_path.open("wb")
-        self.process = subprocess.Popen(self.command, cwd=ROOT, stderr=self._log_file, env=self.env)
+        self.process = subprocess.Popen(  # a process group of its own, ended whole at exit
+            self.command, cwd=ROOT, stderr=self._log_file, env=self.env, start_new_session=True
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
