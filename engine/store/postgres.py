@@ -44,13 +44,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from engine.store.base import StoredUser, StoreError, T, UserWrite, retried
+from engine.store.base import AuditRow, StoredUser, StoreError, T, UserWrite, retried
 from engine.store.pg_schema import has_tables, migrate, read_meta
 from engine.store.reads import AccountReads
 from engine.store.schema import Layout, key_column, set_table
 from engine.store.values import fold, iso
 from engine.store.versions import behind, check_version, is_current
-from engine.store.writes import SqlTransaction
+from engine.store.writes import AUDIT_INSERT, SqlTransaction, audit_values
 from rules.plan import Scalar
 
 # serialization_failure, deadlock_detected, lock_not_available (NOWAIT): run it again.
@@ -98,6 +98,7 @@ class PostgresTransaction(SqlTransaction):
         self.xid: Any = None  # a cursor whose row is this transaction's id, once sent
         self._expected: tuple[str, str] | None = None  # the link find_linked_user will ask
         self._queued: tuple[tuple[str, str], Any, Any] | None = None  # its lookup, sent
+        self._pending_touch: tuple[str, str, str] | None = None  # last_seen_at, held back
 
     def start(self, conn: Any, write: bool) -> None:
         self._conn = conn
@@ -107,6 +108,7 @@ class PostgresTransaction(SqlTransaction):
         self._loaded.clear()
         self._expected = self._queued = None
         self.xid = None
+        self._pending_touch = None
 
     def need_xid(self) -> None:
         """Send for the transaction's id, if no claim carried it: it arrives with the
@@ -154,10 +156,25 @@ class PostgresTransaction(SqlTransaction):
     def claim_token(
         self, connection: str, token_id: str, expires_at: datetime | None, now: datetime
     ) -> bool:
-        values = (connection, token_id, None if expires_at is None else iso(expires_at), iso(now))
+        values: tuple[object, ...] = (
+            connection,
+            token_id,
+            None if expires_at is None else iso(expires_at),
+            iso(now),
+        )
         # The transaction's id comes back with the claim (for a commit whose answer is
-        # lost: PostgresStore._outcome), at no cost of its own.
-        claimed = self._conn.execute(self._claim + " RETURNING txid_current()", values)
+        # lost: PostgresStore._outcome), and the link's lock is taken by it: fewer
+        # statements, each of which costs the client more than the server.
+        returning = " RETURNING txid_current()"
+        link = None
+        if self._expected is not None:
+            link = lock_key("link", *self._expected)
+            if link not in self._held and (_LINK, link) > self._top:
+                returning += ", pg_advisory_xact_lock(%s)"
+                values += (link,)
+                self._held.add(link)  # (a replay returns no row: it then needs none)
+                self._top = (_LINK, link)
+        claimed = self._conn.execute(self._claim + returning, values)
         self.xid = claimed
         if self._expected is not None:  # the link's lookup travels with the claim
             self._queue_link(*self._expected)
@@ -204,6 +221,22 @@ class PostgresTransaction(SqlTransaction):
         self._top = max(self._top, (_USER, 0))
         self._loaded[user.id] = user.fields
         return user
+
+    def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
+        self._pending_touch = (iso(now), connection, subject_key)  # sent with the audit row
+
+    def write_audit(self, row: AuditRow) -> None:
+        if self._pending_touch is None:
+            super().write_audit(row)
+            return
+        touch, self._pending_touch = self._pending_touch, None
+        self._conn.execute(self._pg.touch_and_audit, (*touch, *audit_values(row)))
+
+    def flush(self) -> None:
+        """Send what is held back (a link's touch that no audit row carried)."""
+        if self._pending_touch is not None:
+            touch, self._pending_touch = self._pending_touch, None
+            self._conn.execute(self._touch_link, touch)
 
     def find_by_key(self, field: str, value: Scalar) -> list[int]:
         self.need_xid()
@@ -302,6 +335,10 @@ class PostgresStore(AccountReads):
         ]
         parts.append(f"SELECT -1, connection, subject FROM identity_links WHERE user_id = {linked}")
         self.members_by_link = " UNION ALL ".join(parts)
+        self.touch_and_audit = (
+            "WITH touched AS (UPDATE identity_links SET last_seen_at = %s"
+            " WHERE connection = %s AND subject_key = %s) " + AUDIT_INSERT.format(m="%s")
+        )
         self.members_of = self._select_members
         self.member_parts = len(parts)
 
@@ -402,6 +439,7 @@ class PostgresStore(AccountReads):
             with conn.pipeline():
                 conn.execute("BEGIN" if write else "BEGIN READ ONLY")
                 value = work(txn)
+                txn.flush()
                 txn.need_xid()  # when nothing has asked for it (its answer comes with COMMIT's)
                 committing = write
                 conn.execute("COMMIT" if write else "ROLLBACK")

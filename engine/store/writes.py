@@ -55,10 +55,7 @@ class SqlTransaction:
             f"UPDATE identity_links SET last_seen_at = {m}"
             f" WHERE connection = {m} AND subject_key = {m}"
         )
-        self._write_audit = (
-            "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
-            f" user_id, changes, trace, rules_sha256) VALUES ({', '.join([m] * 11)})"
-        )
+        self._write_audit = AUDIT_INSERT.format(m=m)
 
     # -- what each store does its own way ---------------------------------------------
 
@@ -153,22 +150,31 @@ class SqlTransaction:
         self._conn.execute(self._touch_link, (iso(now), connection, subject_key))
 
     def write_audit(self, row: AuditRow) -> None:
-        self._conn.execute(
-            self._write_audit,
-            (
-                row.at,
-                row.connection,
-                row.subject,
-                row.token_id,
-                row.outcome,
-                row.reason,
-                row.message,
-                row.user_id,
-                encoded(row.changes),
-                encoded(row.trace),
-                row.rules_sha256,
-            ),
-        )
+        self._conn.execute(self._write_audit, audit_values(row))
+
+
+AUDIT_INSERT = (
+    "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
+    " user_id, changes, trace, rules_sha256)"
+    " VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
+)
+
+
+def audit_values(row: AuditRow) -> tuple[object, ...]:
+    """The parameters of AUDIT_INSERT for `row`."""
+    return (
+        row.at,
+        row.connection,
+        row.subject,
+        row.token_id,
+        row.outcome,
+        row.reason,
+        row.message,
+        row.user_id,
+        encoded(row.changes),
+        encoded(row.trace),
+        row.rules_sha256,
+    )
 
 
 @functools.lru_cache(maxsize=256)
