@@ -25,6 +25,7 @@ STAGES = (
     "end_to_end",
     "cases",
     "concurrency",
+    "postgres",
     "load",
     "tui",
 )
