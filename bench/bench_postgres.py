@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench.bench_store import CONFIG as STORE_CONFIG
 from bench.bench_store import RULES, RULES_SHA256, STAMP, tokens
 from bench.harness import Comparison, Stats
 
@@ -73,18 +74,8 @@ LOOP = Path(__file__).with_name("pg_loop.py")
 TARGET = 1.3
 P99_BUDGET_MS = 50.0
 
-CONFIG = """\
-[store]
-url = {url}
-[store.fields]
-department = "text"
-[connections.okta]
-protocol = "saml2"
-issuer = "https://idp.example/"
-certificate = "idp.pem"
-audience = "https://sp.example/"
-rules = "okta.rules"
-"""
+# The store stage's workspace, on PostgreSQL.
+CONFIG = STORE_CONFIG.replace('path = "jitprov.db"', "url = {url}")
 # Contention: each token adds a group of its own (`+=`), and display_name records how
 # many groups the account held before it: in any one-by-one order of the tokens, every
 # count is seen once per account and the last one is the total minus one.

@@ -179,6 +179,15 @@ def test_open_store_picks_postgres_for_a_url(
     store.close()
 
 
+def _bench(root: Path, new_database: Callable[[], str]) -> Bench:
+    """A Bench on a workspace whose store is a fresh PostgreSQL database."""
+    provision_fixtures.NEW_DATABASE = new_database
+    try:
+        return Bench(workspace(root))
+    finally:
+        provision_fixtures.NEW_DATABASE = None
+
+
 def _terminate(store: Any) -> None:
     """End every server process of the store's database but the caller's (a restart,
     as the store's pooled connections see it)."""
@@ -196,11 +205,7 @@ def test_a_connection_lost_between_tokens_is_made_again(
 ) -> None:
     """A server restart or failover between sign-ins goes unnoticed: nothing of the next
     token had been sent, so it connects again and goes through."""
-    provision_fixtures.NEW_DATABASE = new_database
-    try:
-        bench = Bench(workspace(tmp_path))
-    finally:
-        provision_fixtures.NEW_DATABASE = None
+    bench = _bench(tmp_path, new_database)
     assert bench.apply(person("ann")).outcome == "created"
     _terminate(bench.store)
     assert bench.apply(person("bob")).outcome == "created"
@@ -215,11 +220,7 @@ def test_a_connection_lost_before_the_commit_runs_the_token_again(
     back, so it runs again on a new connection and is written once."""
     from engine.store.postgres import PostgresTransaction
 
-    provision_fixtures.NEW_DATABASE = new_database
-    try:
-        bench = Bench(workspace(tmp_path))
-    finally:
-        provision_fixtures.NEW_DATABASE = None
+    bench = _bench(tmp_path, new_database)
     assert bench.apply(person("ann")).outcome == "created"
     real = PostgresTransaction.write_audit
     calls: list[int] = []
@@ -279,11 +280,7 @@ def test_a_connection_lost_while_committing_is_resolved_and_written_once(
 ) -> None:
     """Lost during COMMIT: the store asks the server what became of the transaction
     (txid_status); it was rolled back, so the token runs again and is written once."""
-    provision_fixtures.NEW_DATABASE = new_database
-    try:
-        bench = Bench(workspace(tmp_path))
-    finally:
-        provision_fixtures.NEW_DATABASE = None
+    bench = _bench(tmp_path, new_database)
     assert bench.apply(person("ann")).outcome == "created"
     cutter = _cut_at_commit(bench)
     result = bench.apply(person("bob"))
@@ -301,11 +298,7 @@ def test_a_commit_whose_outcome_cannot_be_known_is_an_error_that_says_so(
     """When the server cannot say what became of a broken commit, the token is not run
     again (it may have been written) but reported as an error (exit 4) that says so;
     the next token goes through on a new connection."""
-    provision_fixtures.NEW_DATABASE = new_database
-    try:
-        bench = Bench(workspace(tmp_path))
-    finally:
-        provision_fixtures.NEW_DATABASE = None
+    bench = _bench(tmp_path, new_database)
     assert bench.apply(person("ann")).outcome == "created"
     monkeypatch.setattr(PostgresStore, "_outcome", lambda self, xid: None)
     cutter = _cut_at_commit(bench)
