@@ -77,6 +77,7 @@ class Connection:
     require_signed: Literal["assertion", "response", "either", "both"] = "either"
     decryption_key: Path | None = None
     jwks: Path | None = None
+    client_secret_env: str | None = None  # oidc: the environment variable of the HS secret
     clock_skew: int = DEFAULT_CLOCK_SKEW
     check_cert_dates: bool = False
     allow_sha1: bool = False
@@ -215,10 +216,8 @@ def parse_config(text: str, path: Path) -> Config:
         if "token_env" in serve_table
         else None
     )
-    if token_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
-        raise checker.fail(
-            "serve.token_env", f"expected an environment variable name, got {token_env!r}"
-        )
+    if token_env is not None:
+        checker.env_name(serve_table, "token_env", "serve.token_env")
     return Config(path, store, fields, extra, connections, token_env)
 
 
@@ -260,6 +259,12 @@ class _Checker:
         value = table[name]
         if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
             raise self.fail(key, f"expected {what}, got {_show(value)}")
+        return value
+
+    def env_name(self, table: Mapping[str, Any], name: str, key: str) -> str:
+        value = self.text(table, name, key)
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise self.fail(key, f"expected an environment variable name, got {_show(value)}")
         return value
 
     def choice(
@@ -360,7 +365,7 @@ _SAML_ONLY = (
     "allow_sha1",
     "require_in_response_to",
 )
-_OIDC_ONLY = ("jwks",)
+_OIDC_ONLY = ("jwks", "client_secret_env")
 _COMMON = (
     "protocol",
     "issuer",
@@ -408,6 +413,7 @@ def _connection(
         "decryption_key": lambda k: checker.file(table, k, key(k)),
         "metadata": lambda k: checker.file(table, k, key(k)),
         "jwks": lambda k: checker.file(table, k, key(k)),
+        "client_secret_env": lambda k: checker.env_name(table, k, key(k)),
         "check_cert_dates": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "allow_sha1": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "require_in_response_to": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
@@ -444,8 +450,12 @@ def _connection(
         raise checker.fail(
             key("certificate"), "missing: a saml2 connection needs certificate or metadata"
         )
-    if protocol == "oidc" and "jwks" not in table:
-        raise checker.fail(key("jwks"), "missing: an oidc connection needs a jwks file")
+    if protocol == "oidc" and "jwks" not in table and "client_secret_env" not in table:
+        raise checker.fail(
+            key("jwks"),
+            "missing: an oidc connection needs a jwks file, or client_secret_env for"
+            " HS256/HS384/HS512 ID tokens",
+        )
     if "link_by" in table:
         link_by = checker.text(table, "link_by", key("link_by"))
         kind = fields.get(link_by)

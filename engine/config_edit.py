@@ -34,6 +34,7 @@ KEY_ORDER = (
     "certificate",
     "metadata",
     "jwks",
+    "client_secret_env",
     "audience",
     "recipient",
     "require_signed",

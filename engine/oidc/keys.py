@@ -1,6 +1,7 @@
 """The connection's JWKS, key selection and signature verification (product.md §2).
 
-The key comes only from the connection's JWKS file: the JOSE header's `jku`, `jwk`,
+The key comes only from the connection's JWKS file, or for HS256/384/512 from its client
+secret (the environment variable `client_secret_env` names): the JOSE header's `jku`, `jwk`,
 `x5u` and `x5c` are never read. With a `kid`, only the keys carrying that `kid` are
 candidates; without one, every key whose type fits `alg`. Keys with `use: "enc"` are not
 signing keys and are left out of the set; a key whose own `alg` differs from the token's,
@@ -15,6 +16,7 @@ configuration error.
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
-from joserfc.jwk import Key, RSAKey, import_key
+from joserfc.jwk import Key, OctKey, RSAKey, import_key
 
 from engine.config import ConfigError, Connection
 from engine.oidc.compact import Compact
@@ -130,14 +132,27 @@ def verify_signature(token: Compact, connection: Connection) -> None:
     if alg not in ALGORITHMS:
         known = ", ".join(ALGORITHMS)
         raise TokenRejected("unsupported", f"expected alg one of {known}, found {alg!r}")
-    if connection.jwks is None:
-        raise TokenRejected("untrusted-signer", "the connection has no jwks file")
-    entries = load_jwks(connection.jwks)
+    secret = _client_secret(connection, alg)
+    if connection.jwks is None and secret is None:
+        if connection.client_secret_env is not None and alg.startswith("HS"):
+            raise TokenRejected(
+                "untrusted-signer",
+                f"the connection's client secret is not set: the environment variable"
+                f" {connection.client_secret_env} is missing or empty",
+            )
+        what = "an HS256/HS384/HS512 secret" if connection.client_secret_env else "a jwks file"
+        raise TokenRejected(
+            "untrusted-signer", f"alg {alg} needs a key from a JWKS; the connection has {what}"
+        )
+    entries = load_jwks(connection.jwks) if connection.jwks is not None else ()
+    if secret is not None:
+        entries = (*entries, secret)
     kid = token.header.get("kid")
     if "kid" in token.header:
         if not isinstance(kid, str):
             raise TokenRejected("malformed", "JWT header: kid is not a string")
-        named = [e for e in entries if e.kid == kid]
+        # The client secret answers to any kid: IdPs name it as they like, or not at all.
+        named = [e for e in entries if e.kid == kid or e is secret]
         if not named:
             known = ", ".join(sorted({e.kid for e in entries if e.kid})) or "none"
             raise TokenRejected(
@@ -163,6 +178,22 @@ def verify_signature(token: Compact, connection: Connection) -> None:
         if _verifies(token.text, entry.key, alg):
             return
     raise TokenRejected("bad-signature", f"the {alg} signature does not verify with {who}")
+
+
+def _client_secret(connection: Connection, alg: str) -> JwkEntry | None:
+    """The connection's client secret as an oct key, for an HS token: read from the
+    environment variable `client_secret_env` names at each use (so a rotated secret
+    takes effect with the process's environment), never from the workspace."""
+    name = connection.client_secret_env
+    if name is None or not alg.startswith("HS"):
+        return None
+    value = os.environ.get(name, "")
+    if not value:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # joserfc warns on short secrets; the IdP chose it
+        key = OctKey.import_key(value.encode("utf-8"))
+    return JwkEntry(key, None, "oct", None, None, None)
 
 
 class _Registry(jws.JWSRegistry):

@@ -145,6 +145,25 @@ def test_oidc_needs_jwks(workspace: Path) -> None:
         'audience = "client"\nrules = "rules/okta.rules"\n'
     )
     assert "connections.google.jwks: missing" in error_of(workspace, text)
+    assert "or client_secret_env" in error_of(workspace, text)
+
+
+def test_client_secret_env_names_a_variable_and_stands_in_for_jwks(workspace: Path) -> None:
+    oidc = (
+        '\n[connections.google]\nprotocol = "oidc"\nissuer = "https://accounts.google.com"\n'
+        'audience = "client"\nrules = "rules/okta.rules"\n'
+    )
+    config = load_config(write(workspace, BASE + oidc + 'client_secret_env = "GOOGLE_SECRET"\n'))
+    google = config.connection("google")
+    assert (google.client_secret_env, google.jwks) == ("GOOGLE_SECRET", None)
+    bad = BASE + oidc + 'client_secret_env = "not a name"\n'
+    assert 'client_secret_env: expected an environment variable name, got "not a name"' in (
+        error_of(workspace, bad)
+    )
+    saml = BASE.replace(
+        'rules = "rules/okta.rules"', 'rules = "rules/okta.rules"\nclient_secret_env = "X"'
+    )
+    assert 'only for protocol = "oidc"' in error_of(workspace, saml)
 
 
 def test_certificate_list_for_key_rollover(workspace: Path) -> None:
