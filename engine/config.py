@@ -26,7 +26,8 @@ ON_ERROR = ("abort", "continue")
 FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 DEFAULT_MAX_TOKEN_BYTES = 1_048_576
 DEFAULT_CLOCK_SKEW = 120
-DEFAULT_AUDIENCE = "urn:jitprov:sp"  # the SP entity ID when a workspace names none
+DEFAULT_AUDIENCE = "urn:jitprov:sp"
+TENANT_PLACEHOLDER = "{tenantid}"  # in an oidc issuer: any tenant of `tenants` in its place  # the SP entity ID when a workspace names none
 
 
 class ConfigError(Exception):
@@ -78,6 +79,8 @@ class Connection:
     decryption_key: Path | None = None
     jwks: Path | None = None
     client_secret_env: str | None = None  # oidc: the environment variable of the HS secret
+    # oidc, an issuer with {tenantid}: the tenants accepted, or "any" (written explicitly)
+    tenants: tuple[str, ...] | Literal["any"] | None = None
     clock_skew: int = DEFAULT_CLOCK_SKEW
     check_cert_dates: bool = False
     allow_sha1: bool = False
@@ -89,6 +92,17 @@ class Connection:
     link_by: str | None = None
     on_error: Literal["abort", "continue"] = "abort"
     redact: tuple[str, ...] = ()
+
+    def tenant_of(self, iss: str) -> str | None:
+        """The tenant an `iss` names in the place of {tenantid} (a multi-tenant issuer),
+        or None when it does not have the issuer's form."""
+        head, found, tail = self.issuer.partition(TENANT_PLACEHOLDER)
+        if not found or len(iss) <= len(head) + len(tail):
+            return None
+        if not (iss.startswith(head) and iss.endswith(tail)):
+            return None
+        tenant = iss[len(head) : len(iss) - len(tail)]
+        return tenant if "/" not in tenant else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +309,44 @@ class _Checker:
         return tuple(value)
 
 
+def _tenants(
+    checker: _Checker, table: Mapping[str, Any], key: Callable[[str], str], issuer: str
+) -> tuple[str, ...] | Literal["any"] | None:
+    """`tenants` of a multi-tenant issuer (one `{tenantid}` in `issuer`): required, a
+    non-empty list of tenant IDs or the word "any"; refused for any other issuer."""
+    count = issuer.count(TENANT_PLACEHOLDER)
+    if count == 0:
+        if "tenants" in table:
+            raise checker.fail(
+                key("tenants"),
+                f"applies only to an issuer with {TENANT_PLACEHOLDER}, such as"
+                f' "https://login.microsoftonline.com/{TENANT_PLACEHOLDER}/v2.0"',
+            )
+        return None
+    if count > 1 or "{" in issuer.replace(TENANT_PLACEHOLDER, ""):
+        raise checker.fail(key("issuer"), f"expected {TENANT_PLACEHOLDER} once and no other braces")
+    if "tenants" not in table:
+        raise checker.fail(
+            key("tenants"),
+            f"missing: an issuer with {TENANT_PLACEHOLDER} accepts only the tenants listed"
+            ' (tenants = ["<tenant id>", ...]), or every tenant when tenants = "any" is'
+            " written explicitly",
+        )
+    raw = table["tenants"]
+    if raw == "any":
+        return "any"
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(t, str) and t and "/" not in t for t in raw)
+    ):
+        raise checker.fail(
+            key("tenants"),
+            f'expected a non-empty list of tenant IDs, or "any", got {_show(raw)}',
+        )
+    return tuple(t.lower() for t in raw)
+
+
 def _show(value: object) -> str:
     if isinstance(value, str):
         return '"' + value.replace('"', '\\"') + '"'
@@ -365,7 +417,7 @@ _SAML_ONLY = (
     "allow_sha1",
     "require_in_response_to",
 )
-_OIDC_ONLY = ("jwks", "client_secret_env")
+_OIDC_ONLY = ("jwks", "client_secret_env", "tenants")
 _COMMON = (
     "protocol",
     "issuer",
@@ -456,6 +508,8 @@ def _connection(
             "missing: an oidc connection needs a jwks file, or client_secret_env for"
             " HS256/HS384/HS512 ID tokens",
         )
+    if protocol == "oidc":
+        values["tenants"] = _tenants(checker, table, key, values["issuer"])
     if "link_by" in table:
         link_by = checker.text(table, "link_by", key("link_by"))
         kind = fields.get(link_by)

@@ -111,7 +111,11 @@ def load_sample(
                 raise TokenRejected("malformed", f"sample: not UTF-8 text: {exc}") from None
         # Whitespace and BOMs around it, as intake strips them before it detects a sample.
         sample = parse_sample_text(data.strip(" \t\r\n\f\v\ufeff"))
-    if sample.issuer is not None and sample.issuer != connection.issuer:
+    if sample.issuer is not None and (
+        sample.issuer != connection.issuer
+        if connection.tenants is None
+        else connection.tenant_of(sample.issuer) is None
+    ):
         raise TokenRejected(
             "wrong-issuer",
             f"sample issuer {sample.issuer!r} is not the connection's {connection.issuer!r}",

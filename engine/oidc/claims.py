@@ -60,7 +60,9 @@ def check_claims(
     claims: Mapping[str, Any], connection: Connection, now: datetime, nonce: str | None
 ) -> None:
     """Issuer, audience, validity window and nonce, in product.md §2's order."""
-    if claims["iss"] != connection.issuer:
+    if connection.tenants is not None:
+        check_tenant(claims, connection)
+    elif claims["iss"] != connection.issuer:
         raise TokenRejected(
             "wrong-issuer",
             f"expected iss {connection.issuer!r}, found {claims['iss']!r}",
@@ -114,6 +116,30 @@ def check_claims(
     if nonce is not None and claims.get("nonce") != nonce:
         raise TokenRejected(
             "wrong-nonce", f"expected nonce {nonce!r}, found {_show(claims.get('nonce'))}"
+        )
+
+
+def check_tenant(claims: Mapping[str, Any], connection: Connection) -> None:
+    """A multi-tenant issuer (`{tenantid}` in `issuer`): `iss` must be the issuer with
+    one tenant in its place, that tenant must be allowed (`tenants`), and the token's
+    `tid` must name the same tenant (an `iss` alone can be any tenant's); all
+    `wrong-issuer`. Tenant IDs compare case-insensitively (they are GUIDs)."""
+    iss = claims["iss"]
+    tenant = connection.tenant_of(iss)
+    if tenant is None:
+        raise TokenRejected(
+            "wrong-issuer", f"expected iss of the form {connection.issuer!r}, found {iss!r}"
+        )
+    if connection.tenants != "any" and tenant.lower() not in (connection.tenants or ()):
+        raise TokenRejected(
+            "wrong-issuer",
+            f"tenant {tenant!r} (from iss) is not one of the connection's tenants",
+        )
+    tid = claims.get("tid")
+    if not isinstance(tid, str) or tid.lower() != tenant.lower():
+        raise TokenRejected(
+            "wrong-issuer",
+            f"expected claim tid to equal the tenant in iss ({tenant!r}), found {_show(tid)}",
         )
 
 
