@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from xmlsec import constants as xc
 
 from engine.config import Connection
+from engine.moments import stamp as moment
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -86,34 +87,53 @@ def ders_from_pem(data: bytes, source: str) -> list[bytes]:
 
 
 @lru_cache(maxsize=256)
-def _certs_of_file(stamp: tuple[str, int, int], entity: str | None) -> tuple[TrustedCert, ...]:
+def _certs_of_file(
+    stamp: tuple[str, int, int], entity: str | None
+) -> tuple[tuple[TrustedCert, ...], dt.datetime | None]:
+    """A file's certificates, and for metadata its validUntil."""
     path = Path(stamp[0])
     data = path.read_bytes()
     if entity is not None:  # IdP metadata XML: the signing certificates of that entity
         from engine.saml.metadata import MetadataError, parse_metadata
 
         try:
-            ders = parse_metadata(data, entity).signing_certs
+            metadata = parse_metadata(data, entity)
         except MetadataError as exc:
             raise KeyFileError(f"{path.name}: {exc}") from None
-        return tuple(cert_from_der(der, path.name) for der in ders)
+        certs = tuple(cert_from_der(der, path.name) for der in metadata.signing_certs)
+        return certs, metadata.valid_until
     try:
-        return tuple(cert_from_der(der, path.name) for der in ders_from_pem(data, path.name))
+        certs = tuple(cert_from_der(der, path.name) for der in ders_from_pem(data, path.name))
     except ValueError as exc:
         raise KeyFileError(f"{path.name}: cannot read certificate: {exc}") from None
+    return certs, None
 
 
-def trusted_certs(connection: Connection) -> tuple[TrustedCert, ...]:
-    """The connection's signing certificates (files are re-read only when they change)."""
+def trusted_certs(
+    connection: Connection, now: dt.datetime | None = None
+) -> tuple[TrustedCert, ...]:
+    """The connection's signing certificates (files are re-read only when they change).
+    With `now`, a metadata file past its validUntil gives none; when that leaves no
+    certificate at all, KeyFileError says the metadata expired."""
     found: list[TrustedCert] = []
+    expired: list[str] = []
     paths: list[tuple[Path, str | None]] = [(p, None) for p in connection.certificates]
     if connection.metadata is not None:
         paths.append((connection.metadata, connection.issuer))
     for path, entity in paths:
         try:
-            found.extend(_certs_of_file(_stamp(path), entity))
+            certs, valid_until = _certs_of_file(_stamp(path), entity)
         except OSError as exc:
             raise KeyFileError(f"{path}: cannot read: {exc}") from None
+        if now is not None and valid_until is not None and now >= valid_until:
+            expired.append(
+                f"the metadata {path.name} expired at {moment(valid_until)} (its validUntil);"
+                " get a current copy from the IdP"
+            )
+            continue
+        found.extend(certs)
+    if not found and expired:
+        raise KeyFileError("; ".join(expired))
     return tuple(found)
 
 

@@ -12,6 +12,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from lxml import etree
 
@@ -34,6 +35,9 @@ class IdpMetadata:
     signing_certs: tuple[bytes, ...]  # DER
     sso_url: str | None = None
     name_id_formats: tuple[str, ...] = field(default_factory=tuple)
+    # The earliest validUntil of the EntityDescriptor and the EntitiesDescriptors around
+    # it: after it, the metadata (and the certificates it lists) must not be trusted.
+    valid_until: datetime | None = None
 
 
 def _idp_entities(root: etree._Element) -> list[etree._Element]:
@@ -94,4 +98,25 @@ def parse_metadata(data: bytes, entity: str | None = None) -> IdpMetadata:
         s.get("Binding"): s.get("Location") for s in descriptor.iterfind(f"{MD}SingleSignOnService")
     }
     formats = tuple((f.text or "").strip() for f in descriptor.iterfind(f"{MD}NameIDFormat"))
-    return IdpMetadata(entity_id, certs, sso.get(_POST) or sso.get(_REDIRECT), formats)
+    sso_url = sso.get(_POST) or sso.get(_REDIRECT)
+    return IdpMetadata(entity_id, certs, sso_url, formats, _valid_until(node))
+
+
+def _valid_until(node: etree._Element) -> datetime | None:
+    """The earliest validUntil on `node` and its ancestors (SAML metadata §2.3.1: an
+    enclosing EntitiesDescriptor's validity bounds the entities inside it)."""
+    from engine.saml.conditions import parse_time
+
+    found: datetime | None = None
+    element: etree._Element | None = node
+    while element is not None:
+        text = element.get("validUntil")
+        if text is not None:
+            try:
+                moment = parse_time(text, "validUntil")
+            except TokenRejected as exc:
+                raise MetadataError(exc.message) from None
+            if moment is not None and (found is None or moment < found):
+                found = moment
+        element = element.getparent()
+    return found

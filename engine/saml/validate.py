@@ -193,7 +193,7 @@ def _check_signatures(
         )
     _check_unique_ids(*roots)
     try:
-        trusted = keys.trusted_certs(connection)
+        trusted = keys.trusted_certs(connection, now)
     except keys.KeyFileError as exc:
         raise TokenRejected(
             "untrusted-signer", f"no usable configured certificate: {exc}"

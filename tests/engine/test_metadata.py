@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from engine.saml import validate_saml
 from engine.saml.metadata import MetadataError, parse_metadata
 from engine.saml.workspace import import_metadata, pem, slug
+from engine.token import TokenRejected
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
@@ -63,6 +65,49 @@ def test_metadata_as_the_trust_source_with_rollover(tmp_path: Path) -> None:
     md.write_text(entity(certs=(rollover, IDP_CERT)))
     token = validate_saml(make_token(), connection(certificates=(), metadata=md), now=LATER)
     assert token.name_id == "jdoe@example.com"
+
+
+def _valid_until(xml: str, moment: str, *, outer: str | None = None) -> str:
+    """`xml` with validUntil on its EntityDescriptor, optionally wrapped in an
+    EntitiesDescriptor with a validUntil of its own."""
+    xml = xml.replace(f'entityID="{ISSUER}"', f'entityID="{ISSUER}" validUntil="{moment}"', 1)
+    if outer is not None:
+        xml = xml.replace(f' xmlns:md="{MD}"', "", 1)
+        xml = f'<md:EntitiesDescriptor xmlns:md="{MD}" validUntil="{outer}">{xml}</md:EntitiesDescriptor>'
+    return xml
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_valid_until_is_the_earliest_of_the_entity_and_its_enclosing_descriptors() -> None:
+    xml = _valid_until(entity(), "2031-01-01T00:00:00Z", outer="2030-06-01T12:00:00.5+02:00")
+    found = parse_metadata(xml.encode()).valid_until
+    assert found is not None and _stamp(found) == "2030-06-01T10:00:00Z"
+    assert parse_metadata(entity().encode()).valid_until is None
+    with pytest.raises(MetadataError, match="validUntil"):
+        parse_metadata(_valid_until(entity(), "next tuesday").encode())
+
+
+def test_metadata_past_its_valid_until_is_no_longer_trusted(tmp_path: Path) -> None:
+    md = tmp_path / "idp.xml"
+    conn = connection(certificates=(), metadata=md)
+    md.write_text(_valid_until(entity(), _stamp(LATER + timedelta(seconds=1))))
+    assert validate_saml(make_token(), conn, now=LATER).name_id == "jdoe@example.com"
+    md.write_text(_valid_until(entity(), _stamp(LATER)))  # over at that very second
+    with pytest.raises(TokenRejected) as info:
+        validate_saml(make_token(), conn, now=LATER)
+    assert info.value.reason == "untrusted-signer"
+    assert "the metadata idp.xml expired at" in info.value.message
+    assert "validUntil" in info.value.message
+
+
+def test_a_certificate_file_beside_expired_metadata_still_serves(tmp_path: Path) -> None:
+    md = tmp_path / "idp.xml"
+    md.write_text(_valid_until(entity(), "2001-01-01T00:00:00Z"))
+    conn = connection(certificates=(IDP_CERT,), metadata=md)
+    assert validate_saml(make_token(), conn, now=LATER).name_id == "jdoe@example.com"
 
 
 def test_slug() -> None:
