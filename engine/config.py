@@ -27,6 +27,7 @@ FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 DEFAULT_MAX_TOKEN_BYTES = 1_048_576
 DEFAULT_CLOCK_SKEW = 120
 DEFAULT_AUDIENCE = "urn:jitprov:sp"
+DEFAULT_JWKS_MIN_REFRESH = 60.0  # seconds between fetches of one JWKS for unknown kids
 TENANT_PLACEHOLDER = "{tenantid}"  # in an oidc issuer: any tenant of `tenants` in its place  # the SP entity ID when a workspace names none
 
 
@@ -79,6 +80,10 @@ class Connection:
     decryption_key: Path | None = None
     jwks: Path | None = None
     client_secret_env: str | None = None  # oidc: the environment variable of the HS secret
+    jwks_uri: str | None = None  # oidc: the IdP's JWKS URL (engine.oidc.remote)
+    discovery: str | None = None  # oidc: the OpenID Provider configuration URL
+    jwks_min_refresh: float = DEFAULT_JWKS_MIN_REFRESH  # an unknown kid refetches, at most
+    cache_dir: Path | None = None  # the workspace's .jitprov/cache (fetched keys)
     # oidc, an issuer with {tenantid}: the tenants accepted, or "any" (written explicitly)
     tenants: tuple[str, ...] | Literal["any"] | None = None
     clock_skew: int = DEFAULT_CLOCK_SKEW
@@ -275,6 +280,15 @@ class _Checker:
             raise self.fail(key, f"expected {what}, got {_show(value)}")
         return value
 
+    def fetchable(self, table: Mapping[str, Any], name: str, key: str) -> str:
+        from engine.oidc.remote import check_url
+
+        value = self.text(table, name, key)
+        problem = check_url(value)
+        if problem is not None:
+            raise self.fail(key, f"{problem}, got {_show(value)}")
+        return value
+
     def env_name(self, table: Mapping[str, Any], name: str, key: str) -> str:
         value = self.text(table, name, key)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
@@ -417,7 +431,14 @@ _SAML_ONLY = (
     "allow_sha1",
     "require_in_response_to",
 )
-_OIDC_ONLY = ("jwks", "client_secret_env", "tenants")
+_OIDC_ONLY = (
+    "jwks",
+    "client_secret_env",
+    "tenants",
+    "jwks_uri",
+    "discovery",
+    "jwks_min_refresh",
+)
 _COMMON = (
     "protocol",
     "issuer",
@@ -466,6 +487,8 @@ def _connection(
         "metadata": lambda k: checker.file(table, k, key(k)),
         "jwks": lambda k: checker.file(table, k, key(k)),
         "client_secret_env": lambda k: checker.env_name(table, k, key(k)),
+        "jwks_uri": lambda k: checker.fetchable(table, k, key(k)),
+        "discovery": lambda k: checker.fetchable(table, k, key(k)),
         "check_cert_dates": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "allow_sha1": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "require_in_response_to": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
@@ -502,12 +525,28 @@ def _connection(
         raise checker.fail(
             key("certificate"), "missing: a saml2 connection needs certificate or metadata"
         )
-    if protocol == "oidc" and "jwks" not in table and "client_secret_env" not in table:
+    key_sources = ("jwks", "jwks_uri", "discovery", "client_secret_env")
+    if protocol == "oidc" and not any(k in table for k in key_sources):
         raise checker.fail(
             key("jwks"),
-            "missing: an oidc connection needs a jwks file, or client_secret_env for"
-            " HS256/HS384/HS512 ID tokens",
+            "missing: an oidc connection needs a jwks file, a jwks_uri or discovery URL,"
+            " or client_secret_env for HS256/HS384/HS512 ID tokens",
         )
+    if "jwks_uri" in table and "discovery" in table:
+        raise checker.fail(
+            key("jwks_uri"), "set either jwks_uri or discovery (which gives the jwks_uri)"
+        )
+    if "jwks_min_refresh" in table:
+        value = checker.typed(
+            table, "jwks_min_refresh", key("jwks_min_refresh"), (int, float), "seconds"
+        )
+        if isinstance(value, bool) or not 1 <= value <= 86_400:
+            raise checker.fail(
+                key("jwks_min_refresh"), f"expected seconds from 1 to 86400, got {_show(value)}"
+            )
+        values["jwks_min_refresh"] = float(value)
+    if protocol == "oidc" and ("jwks_uri" in table or "discovery" in table):
+        values["cache_dir"] = checker.root / ".jitprov" / "cache"
     if protocol == "oidc":
         values["tenants"] = _tenants(checker, table, key, values["issuer"])
     if "link_by" in table:

@@ -1,7 +1,8 @@
 """The connection's JWKS, key selection and signature verification (product.md §2).
 
-The key comes only from the connection's JWKS file, or for HS256/384/512 from its client
-secret (the environment variable `client_secret_env` names): the JOSE header's `jku`, `jwk`,
+The key comes only from the connection's JWKS file, the JWKS it fetches (`jwks_uri`,
+`discovery`: engine.oidc.fetched), or for HS256/384/512 its client secret (the
+environment variable `client_secret_env` names): the JOSE header's `jku`, `jwk`,
 `x5u` and `x5c` are never read. With a `kid`, only the keys carrying that `kid` are
 candidates; without one, every key whose type fits `alg`. Keys with `use: "enc"` are not
 signing keys and are left out of the set; a key whose own `alg` differs from the token's,
@@ -77,15 +78,23 @@ def load_jwks(path: Path) -> tuple[JwkEntry, ...]:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigError(path, "jwks", f"cannot read the JWKS: {exc}") from None
-    if isinstance(data, dict) and "kty" in data:
-        data = {"keys": [data]}
-    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+    entries = jwks_entries(data)
+    if entries is None:
         raise ConfigError(path, "jwks", 'expected a JWKS: a JSON object with a "keys" list')
-    entries = tuple(e for e in (_entry(jwk) for jwk in data["keys"]) if e is not None)
     if len(_CACHE) >= _CACHE_LIMIT and str(path) not in _CACHE:
         _CACHE.clear()
     _CACHE[str(path)] = (stamp, entries)
     return entries
+
+
+def jwks_entries(data: Any) -> tuple[JwkEntry, ...] | None:
+    """The signing keys of a parsed JWKS (a single JWK counts as a set of one); None
+    when `data` is no JWKS."""
+    if isinstance(data, dict) and "kty" in data:
+        data = {"keys": [data]}
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        return None
+    return tuple(e for e in (_entry(jwk) for jwk in data["keys"]) if e is not None)
 
 
 def _entry(jwk: Any) -> JwkEntry | None:
@@ -133,7 +142,8 @@ def verify_signature(token: Compact, connection: Connection) -> None:
         known = ", ".join(ALGORITHMS)
         raise TokenRejected("unsupported", f"expected alg one of {known}, found {alg!r}")
     secret = _client_secret(connection, alg)
-    if connection.jwks is None and secret is None:
+    fetched = connection.jwks_uri is not None or connection.discovery is not None
+    if connection.jwks is None and secret is None and not fetched:
         if connection.client_secret_env is not None and alg.startswith("HS"):
             raise TokenRejected(
                 "untrusted-signer",
@@ -145,9 +155,14 @@ def verify_signature(token: Compact, connection: Connection) -> None:
             "untrusted-signer", f"alg {alg} needs a key from a JWKS; the connection has {what}"
         )
     entries = load_jwks(connection.jwks) if connection.jwks is not None else ()
+    kid = token.header.get("kid")
+    if fetched:
+        from engine.oidc.fetched import fetched_keys
+
+        have_kid = not isinstance(kid, str) or any(e.kid == kid for e in entries)
+        entries = (*entries, *fetched_keys(connection, None if have_kid else kid))
     if secret is not None:
         entries = (*entries, secret)
-    kid = token.header.get("kid")
     if "kid" in token.header:
         if not isinstance(kid, str):
             raise TokenRejected("malformed", "JWT header: kid is not a string")

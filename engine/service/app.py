@@ -299,18 +299,23 @@ def create_app(
 
 
 def _warm_keys(config: Config) -> None:
-    """Read every connection's signing keys now (they are cached per file, shared by
-    the threads, re-read when a file changes), so that no first sign-in pays for it. A
-    file that cannot be read is left for the sign-ins to report, with their reason."""
+    """Read every connection's signing keys now (they are cached per file or URL, shared
+    by the threads, re-read when a file changes or a copy goes stale), so that no first
+    sign-in pays for it. Keys that cannot be had now are left for the sign-ins to
+    report, with their reason (a fetch is bounded by its timeout)."""
+    from engine.oidc.fetched import fetched_keys
     from engine.oidc.keys import load_jwks
     from engine.saml.keys import KeyFileError, trusted_certs
 
     for connection in config.connections.values():
-        with contextlib.suppress(KeyFileError, ConfigError):
+        with contextlib.suppress(KeyFileError, ConfigError, TokenRejected):
             if connection.protocol == "saml2":
                 trusted_certs(connection)
-            elif connection.jwks is not None:
+                continue
+            if connection.jwks is not None:
                 load_jwks(Path(connection.jwks))
+            if connection.jwks_uri is not None or connection.discovery is not None:
+                fetched_keys(connection, None)
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -1,0 +1,280 @@
+"""Keys from the IdP (`jwks_uri`, `discovery`), against a real HTTP server on loopback:
+rotation, unknown-kid floods, an IdP that is down or slow, the workspace's last good copy,
+ETags, and the discovery document's issuer."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
+    sys.path.insert(0, str(Path(__file__).parent))
+from oidc_fixtures import ISSUER, NOW, claims, connection, public_jwk, rsa_key, sign
+
+from engine.config import ConfigError, Connection, load_config
+from engine.oidc import remote, validate_id_token
+from engine.token import Token, TokenRejected
+
+
+class Idp:
+    """What the fake IdP serves, and what it was asked."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict[str, Any]] = [public_jwk(rsa_key("k1"), use="sig")]
+        self.issuer = ISSUER
+        self.cache_control = "max-age=3600"
+        self.down = False
+        self.stall = threading.Event()  # set: answers wait for `release`
+        self.release = threading.Event()
+        self.hits: Counter[str] = Counter()
+        self.not_modified = 0
+        self.port = 0
+
+    @property
+    def jwks_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/jwks"
+
+    @property
+    def discovery_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/.well-known/openid-configuration"
+
+    def body(self, path: str) -> bytes | None:
+        if path == "/jwks":
+            return json.dumps({"keys": self.keys}).encode()
+        if path == "/.well-known/openid-configuration":
+            return json.dumps({"issuer": self.issuer, "jwks_uri": self.jwks_url}).encode()
+        return None
+
+
+@pytest.fixture
+def idp() -> Iterator[Idp]:
+    state = Idp()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.hits[self.path] += 1
+            if state.stall.is_set():
+                state.release.wait(30)
+            body = state.body(self.path)
+            if state.down or body is None:
+                self.send_response(503 if state.down else 404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
+            if self.headers.get("If-None-Match") == etag:
+                state.not_modified += 1
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.send_header("Cache-Control", state.cache_control)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("ETag", etag)
+            self.send_header("Cache-Control", state.cache_control)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    remote.forget()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        server.shutdown()
+        server.server_close()
+        remote.forget()
+
+
+def fetching(tmp_path: Path, **keys: Any) -> Connection:
+    conn = connection(tmp_path / "rules", cache_dir=tmp_path / "cache", **keys)
+    return dataclasses.replace(conn, jwks=None)
+
+
+def check(token: bytes, conn: Connection) -> Token:
+    return validate_id_token(token, conn, now=NOW)
+
+
+def refused(token: bytes, conn: Connection) -> TokenRejected:
+    with pytest.raises(TokenRejected) as info:
+        check(token, conn)
+    return info.value
+
+
+def stale(conn: Connection) -> remote.Remote:
+    """The connection's JWKS copy, made stale and its last attempt long ago."""
+    assert conn.jwks_uri is not None
+    source = remote.remote(conn.jwks_uri, conn.cache_dir)
+    assert source.copy is not None
+    source.copy.fresh_until = 0.0
+    source.last_attempt -= 3600
+    source.last_forced -= 3600
+    return source
+
+
+def test_keys_are_fetched_once_while_fresh(idp: Idp, tmp_path: Path) -> None:
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url)
+    for n in range(5):
+        assert check(sign(claims(sub=f"u{n}"), rsa_key("k1")), conn).name_id == f"u{n}"
+    assert idp.hits["/jwks"] == 1
+
+
+def test_a_rotated_key_validates_after_one_refetch(idp: Idp, tmp_path: Path) -> None:
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url)
+    assert check(sign(claims(), rsa_key("k1")), conn)
+    idp.keys = [public_jwk(rsa_key("k2"), use="sig")]  # the IdP rotates
+    assert check(sign(claims(), rsa_key("k2")), conn).name_id == "user-1"
+    assert idp.hits["/jwks"] == 2
+    # The old key is gone from the set; its tokens are refused without another fetch.
+    assert refused(sign(claims(), rsa_key("k1")), conn).reason == "untrusted-signer"
+    assert idp.hits["/jwks"] == 2
+
+
+def test_a_flood_of_unknown_kids_fetches_at_most_once_per_interval(
+    idp: Idp, tmp_path: Path
+) -> None:
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url, jwks_min_refresh=60.0)
+    assert check(sign(claims(), rsa_key("k1")), conn)
+    for n in range(50):
+        forged = sign(claims(), rsa_key("k1"), kid=f"forged-{n}")
+        assert refused(forged, conn).reason == "untrusted-signer"
+    assert idp.hits["/jwks"] == 2  # the first fetch and one refetch, not 51
+    stale(conn)  # the interval has passed
+    assert refused(sign(claims(), rsa_key("k1"), kid="forged-x"), conn).reason
+    assert idp.hits["/jwks"] == 3
+
+
+def test_an_idp_that_is_down_leaves_the_cached_keys_working(idp: Idp, tmp_path: Path) -> None:
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url)
+    assert check(sign(claims(), rsa_key("k1")), conn)
+    idp.down = True
+    source = stale(conn)
+    assert check(sign(claims(sub="later"), rsa_key("k1")), conn).name_id == "later"
+    assert idp.hits["/jwks"] == 2 and "HTTP 503" in (source.last_error or "")
+    assert check(sign(claims(sub="again"), rsa_key("k1")), conn)  # no retry within the interval
+    assert idp.hits["/jwks"] == 2
+
+
+def test_a_restart_during_an_outage_has_the_workspace_s_last_good_copy(
+    idp: Idp, tmp_path: Path
+) -> None:
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url)
+    assert check(sign(claims(), rsa_key("k1")), conn)
+    assert list((tmp_path / "cache").glob("*.json"))
+    idp.down = True
+    remote.forget()  # a new process
+    assert check(sign(claims(sub="after-restart"), rsa_key("k1")), conn)
+
+
+def test_no_keys_at_all_is_untrusted_signer_saying_why(idp: Idp, tmp_path: Path) -> None:
+    idp.down = True
+    problem = refused(sign(claims(), rsa_key("k1")), fetching(tmp_path, jwks_uri=idp.jwks_url))
+    assert problem.reason == "untrusted-signer"
+    assert "cannot fetch the connection's signing keys" in problem.message
+    assert "HTTP 503" in problem.message
+
+
+def test_a_slow_idp_costs_a_sign_in_the_timeout_at_most(
+    idp: Idp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote, "FETCH_TIMEOUT", 0.2)
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url)
+    idp.stall.set()
+    problem = refused(sign(claims(), rsa_key("k1")), conn)
+    assert problem.reason == "untrusted-signer" and "Timeout" in problem.message
+    idp.stall.clear()
+    idp.release.set()
+    stale_source = remote.remote(idp.jwks_url, conn.cache_dir)
+    stale_source.last_attempt -= 3600
+    assert check(sign(claims(), rsa_key("k1")), conn)  # once it answers again
+    idp.release.clear()
+    idp.stall.set()  # slow again: the cached keys serve, after one bounded try
+    stale(conn)
+    assert check(sign(claims(sub="while-slow"), rsa_key("k1")), conn).name_id == "while-slow"
+
+
+def test_a_stale_copy_is_revalidated_with_its_etag(idp: Idp, tmp_path: Path) -> None:
+    conn = fetching(tmp_path, jwks_uri=idp.jwks_url)
+    assert check(sign(claims(), rsa_key("k1")), conn)
+    stale(conn)
+    assert check(sign(claims(sub="b"), rsa_key("k1")), conn)
+    assert idp.not_modified == 1
+
+
+def test_discovery_gives_the_jwks(idp: Idp, tmp_path: Path) -> None:
+    conn = fetching(tmp_path, discovery=idp.discovery_url)
+    assert check(sign(claims(), rsa_key("k1")), conn).name_id == "user-1"
+    assert idp.hits["/.well-known/openid-configuration"] == 1 and idp.hits["/jwks"] == 1
+
+
+def test_a_discovery_document_for_another_issuer_is_refused(idp: Idp, tmp_path: Path) -> None:
+    idp.issuer = "https://evil.example/"
+    problem = refused(
+        sign(claims(), rsa_key("k1")), fetching(tmp_path, discovery=idp.discovery_url)
+    )
+    assert problem.reason == "untrusted-signer"
+    assert "names issuer 'https://evil.example/'" in problem.message
+    assert idp.hits["/jwks"] == 0
+
+
+BASE = """
+[store]
+path = "jitprov.db"
+
+[connections.idp]
+protocol = "oidc"
+issuer = "https://idp.example/"
+audience = "client-123"
+rules = "idp.rules"
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('jwks_uri = "http://idp.example/jwks"\n', "expected an https:// URL"),
+        ('discovery = "ftp://idp.example/x"\n', "expected an https:// URL"),
+        (
+            'jwks_uri = "https://idp.example/jwks"\ndiscovery = "https://idp.example/d"\n',
+            "set either jwks_uri or discovery",
+        ),
+        (
+            'jwks_uri = "https://idp.example/jwks"\njwks_min_refresh = 0\n',
+            "expected seconds from 1 to 86400",
+        ),
+        ("", "a jwks_uri or discovery URL"),
+    ],
+)
+def test_fetch_settings_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    (tmp_path / "idp.rules").write_text("username = subject\n")
+    (tmp_path / "jitprov.toml").write_text(BASE + extra)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "jitprov.toml")
+    assert message in str(info.value)
+
+
+def test_the_config_reads_fetch_settings(tmp_path: Path) -> None:
+    (tmp_path / "idp.rules").write_text("username = subject\n")
+    text = BASE + 'discovery = "https://idp.example/.well-known/openid-configuration"\n'
+    (tmp_path / "jitprov.toml").write_text(text + "jwks_min_refresh = 300\n")
+    conn = load_config(tmp_path / "jitprov.toml").connection("idp")
+    assert conn.discovery and conn.jwks_uri is None and conn.jwks_min_refresh == 300.0
+    assert conn.cache_dir is not None and conn.cache_dir.parts[-2:] == (".jitprov", "cache")
