@@ -120,6 +120,7 @@ class Config:
     extra_fields: dict[str, FieldType]
     connections: dict[str, Connection] = field(default_factory=dict)
     serve_token_env: str | None = None  # [serve] token_env: the variable holding the bearer token
+    sp_entity_id: str | None = None  # [sp] entity_id: the default audience of new connections
 
     @property
     def root(self) -> Path:
@@ -211,7 +212,7 @@ def parse_config(text: str, path: Path) -> Config:
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, over-long integers, nesting
         raise ConfigError(label, None, f"invalid TOML: {toml_problem(exc)}") from None
     checker = _Checker(label, path.parent)
-    checker.keys(data, "", {"store", "connections", "serve"})
+    checker.keys(data, "", {"store", "connections", "serve", "sp"})
     store_table = checker.table(data, "store", "store")
     checker.keys(
         store_table,
@@ -237,7 +238,12 @@ def parse_config(text: str, path: Path) -> Config:
     )
     if token_env is not None:
         checker.env_name(serve_table, "token_env", "serve.token_env")
-    return Config(path, store, fields, extra, connections, token_env)
+    sp_table = checker.table(data, "sp", "sp")
+    checker.keys(sp_table, "sp", {"entity_id"})
+    sp_entity_id = (
+        checker.text(sp_table, "entity_id", "sp.entity_id") if "entity_id" in sp_table else None
+    )
+    return Config(path, store, fields, extra, connections, token_env, sp_entity_id)
 
 
 class _Checker:

@@ -327,14 +327,32 @@ class Facade:
             for r in run_cases(config, items, jobs=1)
         ]
 
-    def import_metadata(self, path: Path) -> str:
+    def sp_entity_id(self) -> str | None:
+        """The config's `[sp] entity_id` (the audience imports default to), if any."""
+        try:
+            return self.config.sp_entity_id
+        except FacadeError:
+            return None  # an invalid config: the import reports it
+
+    def read_metadata(self, path: Path) -> str:
+        """The IdP entity ID of a metadata file; FacadeError saying why it is unusable."""
+        from engine.saml.metadata import MetadataError, parse_metadata
+
+        try:
+            return parse_metadata(path.read_bytes()).entity_id
+        except OSError as exc:
+            raise FacadeError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        except MetadataError as exc:
+            raise FacadeError(f"{path.name}: {exc}") from None
+
+    def import_metadata(self, path: Path, *, audience: str | None = None) -> str:
         """Add a saml2 connection from IdP metadata (the `connection import-metadata`
         function); returns the new connection's id."""
         from engine.saml.metadata import MetadataError
         from engine.saml.workspace import import_metadata
 
         try:
-            done = import_metadata(self.config_path, path)
+            done = import_metadata(self.config_path, path, audience=audience)
         except MetadataError as exc:
             raise FacadeError(str(exc)) from None
         self.load()

@@ -13,13 +13,15 @@ import base64
 import re
 import textwrap
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.config import DEFAULT_AUDIENCE, ConfigError
+from engine.config import ConfigError
 from engine.config_edit import save_connection
+from engine.moments import stamp
 from engine.saml.metadata import MetadataError, parse_metadata
 
 STARTER_RULES = "# Rules for this connection (see rules-language.md).\nusername = subject\n"
@@ -37,6 +39,7 @@ class Imported:
     rules_created: bool
     audience: str
     sso_url: str | None
+    warnings: tuple[str, ...] = ()  # e.g. the metadata's validUntil has passed
 
 
 def slug(entity_id: str) -> str:
@@ -60,13 +63,23 @@ def import_metadata(
     connection_id: str | None = None,
     entity: str | None = None,
     audience: str | None = None,
+    recipient: str | None = None,
+    require_signed: str | None = None,
+    decryption_key: str | None = None,
+    now: datetime | None = None,
 ) -> Imported:
-    """Add `[connections.ID]` from the metadata; raises MetadataError (config untouched)."""
+    """Add `[connections.ID]` from the metadata; raises MetadataError (config untouched).
+
+    Nothing is taken from another connection: the audience (the SP entity ID) is
+    `audience`, else the config's `[sp] entity_id`, else an error; `recipient`,
+    `require_signed` and `decryption_key` (a path relative to the config) are written
+    when given (the defaults of docs/config.md apply otherwise)."""
     try:
         data = metadata_path.read_bytes()
     except OSError as exc:
         raise MetadataError(f"{metadata_path}: cannot read: {exc.strerror or exc}") from None
     idp = parse_metadata(data, entity)
+    warnings = _validity_warnings(idp.valid_until, now or datetime.now(UTC))
     try:
         doc = tomlkit.parse(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
@@ -78,8 +91,15 @@ def import_metadata(
     if conn_id in connections:
         raise MetadataError(f"connection {conn_id!r} already exists in {config_path.name}")
     if audience is None:
-        existing = [c.get("audience") for c in connections.values() if isinstance(c, dict)]
-        audience = next((a for a in existing if isinstance(a, str) and a), DEFAULT_AUDIENCE)
+        sp = doc.get("sp")
+        default = sp.get("entity_id") if isinstance(sp, dict) else None
+        if not isinstance(default, str) or not default:
+            raise MetadataError(
+                "no audience: give --audience SP_ENTITY_ID (the SP entity ID this IdP"
+                " sends its tokens to), or set [sp] entity_id in the config as the default"
+                " of every import"
+            )
+        audience = default
     root = config_path.parent
     names = (
         [f"certs/{conn_id}.pem"]
@@ -104,13 +124,19 @@ def import_metadata(
             rules.parent.mkdir(parents=True, exist_ok=True)
             rules.write_text(STARTER_RULES, encoding="utf-8")
             created.append(rules)
-        values = {
+        values: dict[str, object] = {
             "protocol": "saml2",
             "issuer": idp.entity_id,
             "certificate": names[0] if len(names) == 1 else names,
             "audience": audience,
             "rules": rules_name,
         }
+        optional = {
+            "recipient": recipient,
+            "require_signed": require_signed,
+            "decryption_key": decryption_key,
+        }
+        values.update({k: v for k, v in optional.items() if v is not None})
         try:  # the shared editor: layout kept, whole config validated, atomic write
             save_connection(config_path, conn_id, values)
         except ConfigError as exc:
@@ -127,4 +153,23 @@ def import_metadata(
         rules_created,
         audience,
         idp.sso_url,
+        warnings,
     )
+
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def _validity_warnings(valid_until: datetime | None, now: datetime) -> tuple[str, ...]:
+    """What an administrator should hear about the metadata's validUntil."""
+    if valid_until is None:
+        return ()
+    when = stamp(valid_until)
+    if valid_until <= now:
+        return (
+            f"the metadata expired at {when} (its validUntil): the IdP may have rotated"
+            " its keys since; get a current copy from the IdP and check the certificate",
+        )
+    if valid_until - now <= timedelta(days=EXPIRY_WARNING_DAYS):
+        return (f"the metadata expires at {when} (its validUntil): get a current copy soon",)
+    return ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import tomllib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -145,7 +145,7 @@ def test_import_keeps_comments_and_writes_files(tmp_path: Path) -> None:
     assert "BEGIN CERTIFICATE" in (tmp_path / "certs/idp-example-org-saml.pem").read_text()
 
 
-def test_import_takes_the_audience_of_an_existing_connection(tmp_path: Path) -> None:
+def test_import_never_takes_the_audience_of_another_connection(tmp_path: Path) -> None:
     (tmp_path / "idp.pem").write_text(IDP_CERT.read_text())
     (tmp_path / "a.rules").write_text("username = subject\n")
     config = _workspace(
@@ -157,8 +157,71 @@ def test_import_takes_the_audience_of_an_existing_connection(tmp_path: Path) -> 
     md.write_text(entity(certs=(IDP_CERT, IDP_CERT.parent / "idp-rollover.crt")))
     done = import_metadata(config, md, connection_id="b")
     data = tomllib.loads(config.read_text())["connections"]["b"]
-    assert data["audience"] == "https://sp/saml" == done.audience
+    assert data["audience"] == "urn:jitprov:sp" == done.audience  # [sp] entity_id
     assert data["certificate"] == ["certs/b-1.pem", "certs/b-2.pem"]
+
+
+def test_import_without_an_audience_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "jitprov.toml"
+    config.write_text('[store]\npath = "jitprov.db"\n')
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    with pytest.raises(MetadataError, match=r"no audience: give --audience SP_ENTITY_ID"):
+        import_metadata(config, md)
+    assert config.read_text() == '[store]\npath = "jitprov.db"\n'
+    assert not (tmp_path / "certs").exists() and not (tmp_path / "rules").exists()
+    assert import_metadata(config, md, audience="https://sp.example/saml").audience
+
+
+def test_import_writes_the_options_it_is_given(tmp_path: Path) -> None:
+    config = _workspace(tmp_path)
+    (tmp_path / "sp.key").write_text("not read at import")
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    import_metadata(
+        config,
+        md,
+        connection_id="x",
+        audience="https://sp.example/saml",
+        recipient="https://sp.example/saml/acs",
+        require_signed="response",
+        decryption_key="sp.key",
+    )
+    data = tomllib.loads(config.read_text())["connections"]["x"]
+    assert data["audience"] == "https://sp.example/saml"
+    assert data["recipient"] == "https://sp.example/saml/acs"
+    assert data["require_signed"] == "response"
+    assert data["decryption_key"] == "sp.key"
+
+
+@pytest.mark.parametrize(
+    ("valid_until", "warning"),
+    [
+        ("2001-01-01T00:00:00Z", "the metadata expired at 2001-01-01T00:00:00Z"),
+        ("2026-01-20T00:00:00Z", "the metadata expires at 2026-01-20T00:00:00Z"),
+        ("2027-01-01T00:00:00Z", None),
+    ],
+)
+def test_import_warns_about_metadata_that_expired_or_soon_will(
+    tmp_path: Path, valid_until: str, warning: str | None
+) -> None:
+    config = _workspace(tmp_path)
+    md = tmp_path / "idp.xml"
+    md.write_text(_valid_until(entity(), valid_until))
+    done = import_metadata(config, md, now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert [w[: len(warning)] for w in done.warnings] == ([warning] if warning else [])
+
+
+def test_cli_import_prints_its_warnings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tui.cli import run
+
+    config = _workspace(tmp_path)
+    md = tmp_path / "idp.xml"
+    md.write_text(_valid_until(entity(), "2001-01-01T00:00:00Z"))
+    assert run(["connection", "import-metadata", str(md), "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "jitprov: warning: the metadata expired at 2001-01-01T00:00:00Z" in captured.err
+    assert "added [connections.idp-example-org-saml]" in captured.out
 
 
 def test_import_refuses_an_existing_id(tmp_path: Path) -> None:

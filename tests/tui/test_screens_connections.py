@@ -125,10 +125,16 @@ async def test_import_metadata_adds_a_connection(app: JitprovApp, config_path: P
         assert isinstance(app.screen, PromptScreen)
         await pilot.press(*"partner.xml", "enter")
         await settle(pilot)
+        # The workspace names no [sp] entity_id: the audience is asked, never guessed.
+        assert isinstance(app.screen, PromptScreen)
+        await pilot.press(*"https://sp.partner.test/saml", "enter")
+        await settle(pilot)
         assert isinstance(app.screen, ConnectionsScreen)
         ids = {row.id for row in app.screen.rows}
         assert "idp-partner-example-saml" in ids
-        assert "[connections.idp-partner-example-saml]" in config_path.read_text()
+        text = config_path.read_text()
+        assert "[connections.idp-partner-example-saml]" in text
+        assert 'audience = "https://sp.partner.test/saml"' in text
 
 
 async def test_import_of_a_bad_file_is_a_notification(app: JitprovApp, config_path: Path) -> None:

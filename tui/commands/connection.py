@@ -4,10 +4,11 @@ metadata (engine.saml.workspace does the work; the TUI calls the same function).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
-from engine.config import DEFAULT_AUDIENCE
+from engine.config import REQUIRE_SIGNED
 from tui.cli import EXIT_OK, CommandError, Workspace, print_json
 
 
@@ -40,8 +41,19 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     imp.add_argument(
         "--audience",
         metavar="SP_ENTITY_ID",
-        help="the SP entity ID (default: an existing connection's audience, "
-        f"else {DEFAULT_AUDIENCE})",
+        help="the SP entity ID the IdP sends tokens to (required unless the config sets"
+        " [sp] entity_id; never taken from another connection)",
+    )
+    imp.add_argument("--recipient", metavar="ACS_URL", help="the SP's ACS URL, checked when set")
+    imp.add_argument(
+        "--require-signed",
+        choices=REQUIRE_SIGNED,
+        help='where a signature must be (default "either": the Response or the Assertion)',
+    )
+    imp.add_argument(
+        "--decryption-key",
+        metavar="PATH",
+        help="the SP's private key for encrypted assertions (relative to the config)",
     )
     imp.set_defaults(run=run_import)
 
@@ -63,6 +75,9 @@ def run_import(args: argparse.Namespace, ws: Workspace) -> int:
             connection_id=args.conn_id,
             entity=args.entity,
             audience=args.audience,
+            recipient=args.recipient,
+            require_signed=args.require_signed,
+            decryption_key=args.decryption_key,
         )
     except MetadataError as exc:
         raise CommandError(f"{args.file}: {exc}") from None
@@ -75,6 +90,7 @@ def run_import(args: argparse.Namespace, ws: Workspace) -> int:
                 "rules": str(done.rules.relative_to(config_path.parent)),
                 "audience": done.audience,
                 "sso_url": done.sso_url,
+                "warnings": list(done.warnings),
             }
         )
         return EXIT_OK
@@ -87,4 +103,6 @@ def run_import(args: argparse.Namespace, ws: Workspace) -> int:
     print(f"  audience     {done.audience}")
     if done.sso_url:
         print(f"  IdP sign-in  {done.sso_url}")
+    for warning in done.warnings:
+        print(f"jitprov: warning: {warning}", file=sys.stderr)
     return EXIT_OK

@@ -185,19 +185,42 @@ class ConnectionsScreen(Screen[None]):
 
     def action_import_metadata(self) -> None:
         def chosen(answer: str | None) -> None:
-            if answer:
+            if not answer:
+                return
+            if self.facade.sp_entity_id() is not None:
                 self.import_metadata(answer)
+                return
+            try:  # a file that is no metadata is said at once, before another question
+                self.facade.read_metadata(self._path(answer))
+            except FacadeError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+
+            def audience(entity_id: str | None) -> None:
+                if entity_id:
+                    self.import_metadata(answer, entity_id.strip())
+
+            # No [sp] entity_id in the config: the audience is asked, never guessed.
+            self.app.push_screen(
+                PromptScreen(
+                    "This SP's entity ID (the audience the IdP sends tokens to)",
+                    "https://sp.example.com/saml",
+                ),
+                audience,
+            )
 
         self.app.push_screen(
             PromptScreen("IdP metadata file to import", "path/to/idp-metadata.xml"), chosen
         )
 
-    def import_metadata(self, answer: str) -> None:
+    def _path(self, answer: str) -> Path:
         path = Path(answer)
-        if not path.is_absolute():
-            path = self.facade.root / path
+        return path if path.is_absolute() else self.facade.root / path
+
+    def import_metadata(self, answer: str, audience: str | None = None) -> None:
+        path = self._path(answer)
         try:
-            connection_id = self.facade.import_metadata(path)
+            connection_id = self.facade.import_metadata(path, audience=audience)
         except (FacadeError, ConfigError) as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
