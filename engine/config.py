@@ -27,6 +27,8 @@ FIELD_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
 DEFAULT_MAX_TOKEN_BYTES = 1_048_576
 DEFAULT_CLOCK_SKEW = 120
 DEFAULT_AUDIENCE = "urn:jitprov:sp"
+DEFAULT_REFRESH_MIN = 600.0  # saml2 metadata_url: refetched no more often than this
+DEFAULT_REFRESH_MAX = 86_400.0  # ... and at least this often
 DEFAULT_JWKS_MIN_REFRESH = 60.0  # seconds between fetches of one JWKS for unknown kids
 TENANT_PLACEHOLDER = "{tenantid}"  # in an oidc issuer: any tenant of `tenants` in its place  # the SP entity ID when a workspace names none
 
@@ -80,10 +82,15 @@ class Connection:
     decryption_key: Path | None = None
     jwks: Path | None = None
     client_secret_env: str | None = None  # oidc: the environment variable of the HS secret
-    jwks_uri: str | None = None  # oidc: the IdP's JWKS URL (engine.oidc.remote)
+    jwks_uri: str | None = None  # oidc: the IdP's JWKS URL (engine.remote)
     discovery: str | None = None  # oidc: the OpenID Provider configuration URL
     jwks_min_refresh: float = DEFAULT_JWKS_MIN_REFRESH  # an unknown kid refetches, at most
     cache_dir: Path | None = None  # the workspace's .jitprov/cache (fetched keys)
+    metadata_url: str | None = None  # saml2: IdP metadata fetched and kept current
+    metadata_certificate: Path | None = None  # ... whose signature it must carry
+    metadata_signed: bool = True  # false: accepted unsigned (written explicitly)
+    refresh_min: float = DEFAULT_REFRESH_MIN  # seconds a fetched copy serves, at least
+    refresh_max: float = DEFAULT_REFRESH_MAX  # ... and at most before it is fetched again
     # oidc, an issuer with {tenantid}: the tenants accepted, or "any" (written explicitly)
     tenants: tuple[str, ...] | Literal["any"] | None = None
     clock_skew: int = DEFAULT_CLOCK_SKEW
@@ -287,7 +294,7 @@ class _Checker:
         return value
 
     def fetchable(self, table: Mapping[str, Any], name: str, key: str) -> str:
-        from engine.oidc.remote import check_url
+        from engine.remote import check_url
 
         value = self.text(table, name, key)
         problem = check_url(value)
@@ -327,6 +334,41 @@ class _Checker:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(key, f"expected a list of strings, got {_show(value)}")
         return tuple(value)
+
+
+def _metadata_url(
+    checker: _Checker, table: Mapping[str, Any], key: Callable[[str], str], values: dict[str, Any]
+) -> None:
+    """The settings of metadata fetched from a URL: a signature checked against
+    `metadata_certificate` unless `metadata_signed = false` is written; refresh bounds."""
+    if "metadata_url" not in table:
+        for name in ("metadata_certificate", "metadata_signed", "refresh_min", "refresh_max"):
+            if name in table:
+                raise checker.fail(key(name), "applies only with metadata_url")
+        return
+    signed = values.get("metadata_signed", True)
+    if signed and "metadata_certificate" not in table:
+        raise checker.fail(
+            key("metadata_certificate"),
+            "missing: metadata from a URL is trusted only when its signature verifies with"
+            " this certificate (the IdP's or federation's metadata signing certificate);"
+            " metadata_signed = false accepts it unsigned",
+        )
+    if not signed and "metadata_certificate" in table:
+        raise checker.fail(key("metadata_signed"), "false, but metadata_certificate is set")
+    bounds = {"refresh_min": DEFAULT_REFRESH_MIN, "refresh_max": DEFAULT_REFRESH_MAX}
+    for name in bounds:
+        if name in table:
+            value = checker.typed(table, name, key(name), (int, float), "seconds")
+            if isinstance(value, bool) or not 60 <= value <= 30 * 86_400:
+                raise checker.fail(
+                    key(name), f"expected seconds from 60 to 2592000, got {_show(value)}"
+                )
+            bounds[name] = float(value)
+    if bounds["refresh_min"] > bounds["refresh_max"]:
+        raise checker.fail(key("refresh_min"), "is more than refresh_max")
+    values.update(bounds)
+    values["cache_dir"] = checker.root / ".jitprov" / "cache"
 
 
 def _tenants(
@@ -430,6 +472,11 @@ def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:
 _SAML_ONLY = (
     "certificate",
     "metadata",
+    "metadata_url",
+    "metadata_certificate",
+    "metadata_signed",
+    "refresh_min",
+    "refresh_max",
     "recipient",
     "require_signed",
     "decryption_key",
@@ -491,6 +538,9 @@ def _connection(
         "require_signed": lambda k: checker.choice(table, k, key(k), REQUIRE_SIGNED),
         "decryption_key": lambda k: checker.file(table, k, key(k)),
         "metadata": lambda k: checker.file(table, k, key(k)),
+        "metadata_url": lambda k: checker.fetchable(table, k, key(k)),
+        "metadata_certificate": lambda k: checker.file(table, k, key(k)),
+        "metadata_signed": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "jwks": lambda k: checker.file(table, k, key(k)),
         "client_secret_env": lambda k: checker.env_name(table, k, key(k)),
         "jwks_uri": lambda k: checker.fetchable(table, k, key(k)),
@@ -527,10 +577,14 @@ def _connection(
                 raise checker.fail(key("certificate"), f"file not found: {n} (looked for {path})")
             paths.append(path)
         values["certificates"] = tuple(paths)
-    if protocol == "saml2" and "certificate" not in table and "metadata" not in table:
+    sources = ("certificate", "metadata", "metadata_url")
+    if protocol == "saml2" and not any(k in table for k in sources):
         raise checker.fail(
-            key("certificate"), "missing: a saml2 connection needs certificate or metadata"
+            key("certificate"),
+            "missing: a saml2 connection needs certificate, metadata or metadata_url",
         )
+    if protocol == "saml2":
+        _metadata_url(checker, table, key, values)
     key_sources = ("jwks", "jwks_uri", "discovery", "client_secret_env")
     if protocol == "oidc" and not any(k in table for k in key_sources):
         raise checker.fail(

@@ -1,4 +1,4 @@
-"""The keys of an OIDC connection's `jwks_uri` or `discovery` (engine.oidc.remote does the
+"""The keys of an OIDC connection's `jwks_uri` or `discovery` (engine.remote does the
 fetching and caching): the JWKS as signing keys, refetched for a `kid` it lacks at most
 once per `jwks_min_refresh`, and the discovery document's `issuer` checked against the
 connection's. Every failure with no good keys left is `untrusted-signer`."""
@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.config import Connection
 from engine.oidc.keys import JwkEntry, jwks_entries
-from engine.oidc.remote import FetchError, Remote, check_url, remote
+from engine.remote import FetchError, Remote, check_url, remote
 from engine.token import TokenRejected
 
 _PARSED: dict[int, tuple[bytes, tuple[JwkEntry, ...]]] = {}  # id(Remote) → last parse

@@ -132,9 +132,34 @@ def trusted_certs(
             )
             continue
         found.extend(certs)
+    if connection.metadata_url is not None:
+        from engine.remote import FetchError
+        from engine.saml.fetched import fetched_certs, metadata_source
+
+        try:
+            fetched, valid_until = fetched_certs(connection)
+        except FetchError as exc:
+            raise KeyFileError(f"cannot fetch the connection's metadata: {exc}") from None
+        if now is not None and valid_until is not None and now >= valid_until:
+            error = metadata_source(connection).last_error
+            expired.append(
+                f"the metadata from {connection.metadata_url} expired at {moment(valid_until)}"
+                " (its validUntil), and no newer copy could be had"
+                + (f": {error}" if error else "")
+            )
+        else:
+            found.extend(c for c in fetched if isinstance(c, TrustedCert))
     if not found and expired:
         raise KeyFileError("; ".join(expired))
     return tuple(found)
+
+
+def trusted_file_certs(path: Path) -> tuple[TrustedCert, ...]:
+    """The certificates of one PEM or DER file (a metadata_certificate); KeyFileError."""
+    try:
+        return _certs_of_file(_stamp(path), None)[0]
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read: {exc}") from None
 
 
 @lru_cache(maxsize=64)

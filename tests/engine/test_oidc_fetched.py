@@ -20,8 +20,9 @@ if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importa
     sys.path.insert(0, str(Path(__file__).parent))
 from oidc_fixtures import ISSUER, NOW, claims, connection, public_jwk, rsa_key, sign
 
+from engine import remote
 from engine.config import ConfigError, Connection, load_config
-from engine.oidc import remote, validate_id_token
+from engine.oidc import validate_id_token
 from engine.token import Token, TokenRejected
 
 
@@ -278,3 +279,23 @@ def test_the_config_reads_fetch_settings(tmp_path: Path) -> None:
     conn = load_config(tmp_path / "jitprov.toml").connection("idp")
     assert conn.discovery and conn.jwks_uri is None and conn.jwks_min_refresh == 300.0
     assert conn.cache_dir is not None and conn.cache_dir.parts[-2:] == (".jitprov", "cache")
+
+
+def test_connection_refresh_fetches_the_keys_now(
+    idp: Idp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import run
+
+    (tmp_path / "idp.rules").write_text("username = subject\n")
+    text = BASE.replace('issuer = "https://idp.example/"', f'issuer = "{ISSUER}"')
+    config = tmp_path / "jitprov.toml"
+    config.write_text(text + f'discovery = "{idp.discovery_url}"\n')
+    assert run(["connection", "refresh", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"idp: ok: {idp.discovery_url}: 1 signing key(s) from {idp.jwks_url} (k1)"
+    )
+    idp.down = True
+    assert run(["connection", "refresh", "idp", "--json", "--config", str(config)]) == 1
+    [report] = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and "HTTP 503" in report["detail"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import REQUIRE_SIGNED
-from tui.cli import EXIT_OK, CommandError, Workspace, print_json
+from tui.cli import EXIT_OK, EXIT_USAGE, CommandError, Workspace, print_json
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -56,10 +56,44 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         help="the SP's private key for encrypted assertions (relative to the config)",
     )
     imp.set_defaults(run=run_import)
+    ref = actions.add_parser(
+        "refresh",
+        parents=[common],
+        help="fetch the keys of connections with metadata_url, discovery or jwks_uri now",
+        description="Fetch now, whatever their freshness, the IdP metadata (metadata_url)"
+        " and OIDC keys (discovery, jwks_uri) of every such connection, or of CONN, with"
+        " every check a sign-in's fetch makes. A failure keeps the last good copy and is"
+        " reported; exit 1 when any fetch failed.",
+    )
+    ref.add_argument("conn_id", nargs="?", metavar="CONN", help="only this connection")
+    ref.set_defaults(run=run_refresh)
 
 
 def _missing_action(args: argparse.Namespace, ws: Workspace) -> int:
-    raise CommandError("connection needs an action: import-metadata FILE [--id ID]")
+    raise CommandError(
+        "connection needs an action: import-metadata FILE [--id ID], or refresh [CONN]"
+    )
+
+
+def run_refresh(args: argparse.Namespace, ws: Workspace) -> int:
+    from engine.keysources import fetching_connections, refresh
+
+    config = ws.config
+    if not fetching_connections(config, args.conn_id):
+        which = f"connection {args.conn_id!r} does" if args.conn_id else "no connection does"
+        raise CommandError(f"{which} not fetch its keys (metadata_url, discovery, jwks_uri)")
+    results = refresh(config, args.conn_id)
+    if args.json:
+        print_json(
+            [
+                {"connection": r.connection, "url": r.url, "ok": r.ok, "detail": r.detail}
+                for r in results
+            ]
+        )
+    else:
+        for r in results:
+            print(f"{r.connection}: {'ok' if r.ok else 'error'}: {r.url}: {r.detail}")
+    return EXIT_OK if all(r.ok for r in results) else EXIT_USAGE
 
 
 def run_import(args: argparse.Namespace, ws: Workspace) -> int:

@@ -1,5 +1,6 @@
-"""Signing keys fetched from the IdP: `jwks_uri`, or `discovery` (the OpenID Provider
-configuration, whose `jwks_uri` is then used). docs/oidc.md, "Keys from the IdP".
+"""Documents fetched from the IdP and kept current: an OIDC connection's JWKS and discovery
+document (engine.oidc.fetched; docs/oidc.md, "Keys from the IdP") and a SAML
+connection's metadata (engine.saml.fetched; docs/tokens.md, "Metadata from a URL").
 
 Rules, chosen so that an IdP that is slow, down or under attack never turns good keys
 into refusals, and forged tokens can never make jitprov hammer the IdP:
@@ -7,8 +8,11 @@ into refusals, and forged tokens can never make jitprov hammer the IdP:
   (MAX_BYTES), no redirects to other schemes, and HTTPS only (plain HTTP only to the
   loopback host, for tests and local IdPs);
 - a copy is fresh for the response's `Cache-Control: max-age` (bounded to
-  MIN_FRESH..MAX_FRESH; DEFAULT_FRESH without one); refreshed copies are asked with
-  `If-None-Match` (a 304 keeps the keys);
+  MIN_FRESH..MAX_FRESH; DEFAULT_FRESH without one), or for what the document's own
+  `freshness` says (SAML metadata: cacheDuration, validUntil); refreshed copies are asked
+  with `If-None-Match` (a 304 keeps the keys);
+- a document its `validate` refuses (a metadata signature that does not verify, an
+  expired validUntil) is never kept: the last good copy stays;
 - a token naming a `kid` the keys lack triggers a refetch at most once per
   `jwks_min_refresh` seconds per URL (default 60), whatever the number of such tokens;
 - when a fetch fails, the last good keys keep serving (however old); only with none at
@@ -28,6 +32,7 @@ import re
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +70,24 @@ class Copy:
     fresh_until: float
 
 
+Validate = Callable[[bytes], None]  # raises FetchError for a document not to keep
+Freshness = Callable[[bytes, float], float]  # (body, header freshness) → seconds fresh
+
+
 class Remote:
     """One URL's document, cached in memory and in the workspace."""
 
-    def __init__(self, url: str, cache_dir: Path | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        cache_dir: Path | None,
+        *,
+        validate: Validate | None = None,
+        freshness: Freshness | None = None,
+    ) -> None:
         self.url = url
+        self._validate = validate
+        self._freshness = freshness
         self._file = (
             cache_dir / f"{hashlib.sha256(url.encode()).hexdigest()[:32]}.json"
             if cache_dir is not None
@@ -128,7 +146,8 @@ class Remote:
                 client.stream("GET", self.url, headers=headers) as response,
             ):
                 if response.status_code == 304 and self.copy is not None:
-                    self.copy.fresh_until = time.time() + _freshness(response.headers)
+                    fresh = self._fresh(self.copy.body, _freshness(response.headers))
+                    self.copy.fresh_until = time.time() + fresh
                     self.last_error = None
                     return
                 if response.status_code != 200:
@@ -142,14 +161,27 @@ class Remote:
                 etag = response.headers.get("etag")
         except httpx.HTTPError as exc:
             raise FetchError(f"{self.url}: {type(exc).__name__}: {exc}") from None
-        try:
-            json.loads(bytes(body))
-        except ValueError as exc:
-            raise FetchError(f"{self.url}: not JSON: {exc}") from None
+        document = bytes(body)
+        self._check(document)
         now = time.time()
-        self.copy = Copy(bytes(body), etag, now, now + fresh)
+        self.copy = Copy(document, etag, now, now + self._fresh(document, fresh))
         self.last_error = None
         self._write_cache()
+
+    def _check(self, document: bytes) -> None:
+        """FetchError unless the document may be kept (JSON by default)."""
+        if self._validate is not None:
+            self._validate(document)
+            return
+        try:
+            json.loads(document)
+        except ValueError as exc:
+            raise FetchError(f"{self.url}: not JSON: {exc}") from None
+
+    def _fresh(self, document: bytes, header_seconds: float) -> float:
+        return (
+            header_seconds if self._freshness is None else self._freshness(document, header_seconds)
+        )
 
     def _read_cache(self) -> Copy | None:
         if self._file is None:
@@ -159,9 +191,10 @@ class Remote:
             if data.get("url") != self.url:
                 return None
             body = data["body"].encode("utf-8")
+            self._check(body)  # the workspace's copy is checked like a fetched one
             # Stale at once: it serves while the IdP answers nothing better.
             return Copy(body, data.get("etag"), float(data["fetched"]), 0.0)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, FetchError):
             return None
 
     def _write_cache(self) -> None:
@@ -189,17 +222,26 @@ def _freshness(headers: Any) -> float:
     return min(max(seconds, MIN_FRESH), MAX_FRESH)
 
 
-_REMOTES: dict[tuple[str, str | None], Remote] = {}
+_REMOTES: dict[tuple[object, ...], Remote] = {}
 _REMOTES_LOCK = threading.Lock()
 
 
-def remote(url: str, cache_dir: Path | None) -> Remote:
-    """The process's one Remote for `url` (bounded by the URLs the config names)."""
-    key = (url, str(cache_dir) if cache_dir is not None else None)
+def remote(
+    url: str,
+    cache_dir: Path | None,
+    *,
+    validate: Validate | None = None,
+    freshness: Freshness | None = None,
+    key: tuple[object, ...] = (),
+) -> Remote:
+    """The process's one Remote for `url` and `key` (what its `validate` depends on);
+    bounded by the URLs and settings the config names."""
+    index = (url, str(cache_dir) if cache_dir is not None else None, *key)
     with _REMOTES_LOCK:
-        found = _REMOTES.get(key)
+        found = _REMOTES.get(index)
         if found is None:
-            found = _REMOTES[key] = Remote(url, cache_dir)
+            found = Remote(url, cache_dir, validate=validate, freshness=freshness)
+            _REMOTES[index] = found
         return found
 
 
