@@ -19,7 +19,7 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from engine.config import ConfigError
+from engine.config import DEFAULT_AUDIENCE, ConfigError
 from engine.config_edit import save_connection
 from engine.moments import stamp
 from engine.saml.metadata import MetadataError, parse_metadata
@@ -71,7 +71,8 @@ def import_metadata(
     """Add `[connections.ID]` from the metadata; raises MetadataError (config untouched).
 
     Nothing is taken from another connection: the audience (the SP entity ID) is
-    `audience`, else the config's `[sp] entity_id`, else an error; `recipient`,
+    `audience`, else the config's `[sp] entity_id`, else jitprov's default SP entity ID
+    (`urn:jitprov:sp`, with a warning); `recipient`,
     `require_signed` and `decryption_key` (a path relative to the config) are written
     when given (the defaults of docs/config.md apply otherwise)."""
     try:
@@ -93,13 +94,15 @@ def import_metadata(
     if audience is None:
         sp = doc.get("sp")
         default = sp.get("entity_id") if isinstance(sp, dict) else None
-        if not isinstance(default, str) or not default:
-            raise MetadataError(
-                "no audience: give --audience SP_ENTITY_ID (the SP entity ID this IdP"
-                " sends its tokens to), or set [sp] entity_id in the config as the default"
-                " of every import"
+        if isinstance(default, str) and default:
+            audience = default
+        else:
+            audience = DEFAULT_AUDIENCE
+            warnings += (
+                f"audience {DEFAULT_AUDIENCE!r} is jitprov's default SP entity ID: give"
+                " --audience SP_ENTITY_ID (the entity ID this IdP sends its tokens to), or"
+                " set [sp] entity_id in the config, before going live",
             )
-        audience = default
     root = config_path.parent
     names = (
         [f"certs/{conn_id}.pem"]

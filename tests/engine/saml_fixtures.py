@@ -116,9 +116,6 @@ def find(root: etree._Element, path: str) -> etree._Element:
 WORKSPACE_CONFIG = """# A workspace for metadata import tests.
 [store]
 path = "jitprov.db"   # keep this comment
-
-[sp]
-entity_id = "urn:jitprov:sp"   # the audience of imported connections
 """
 
 

@@ -157,20 +157,28 @@ def test_import_never_takes_the_audience_of_another_connection(tmp_path: Path) -
     md.write_text(entity(certs=(IDP_CERT, IDP_CERT.parent / "idp-rollover.crt")))
     done = import_metadata(config, md, connection_id="b")
     data = tomllib.loads(config.read_text())["connections"]["b"]
-    assert data["audience"] == "urn:jitprov:sp" == done.audience  # [sp] entity_id
+    assert data["audience"] == "urn:jitprov:sp" == done.audience  # not https://sp/saml
     assert data["certificate"] == ["certs/b-1.pem", "certs/b-2.pem"]
 
 
-def test_import_without_an_audience_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+def test_import_without_an_audience_takes_the_default_and_says_so(tmp_path: Path) -> None:
     config = tmp_path / "jitprov.toml"
     config.write_text('[store]\npath = "jitprov.db"\n')
     md = tmp_path / "idp.xml"
     md.write_text(entity())
-    with pytest.raises(MetadataError, match=r"no audience: give --audience SP_ENTITY_ID"):
-        import_metadata(config, md)
-    assert config.read_text() == '[store]\npath = "jitprov.db"\n'
-    assert not (tmp_path / "certs").exists() and not (tmp_path / "rules").exists()
-    assert import_metadata(config, md, audience="https://sp.example/saml").audience
+    done = import_metadata(config, md)
+    assert done.audience == "urn:jitprov:sp"
+    assert any("give --audience SP_ENTITY_ID" in w for w in done.warnings)
+    given = import_metadata(config, md, connection_id="x", audience="https://sp.example/saml")
+    assert given.audience == "https://sp.example/saml" and not given.warnings
+
+
+def test_import_takes_the_workspace_s_sp_entity_id(tmp_path: Path) -> None:
+    config = _workspace(tmp_path, '\n[sp]\nentity_id = "https://sp.example/saml"\n')
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    done = import_metadata(config, md)
+    assert done.audience == "https://sp.example/saml" and not done.warnings
 
 
 def test_import_writes_the_options_it_is_given(tmp_path: Path) -> None:
@@ -208,7 +216,7 @@ def test_import_warns_about_metadata_that_expired_or_soon_will(
     config = _workspace(tmp_path)
     md = tmp_path / "idp.xml"
     md.write_text(_valid_until(entity(), valid_until))
-    done = import_metadata(config, md, now=datetime(2026, 1, 1, tzinfo=UTC))
+    done = import_metadata(config, md, audience="urn:sp", now=datetime(2026, 1, 1, tzinfo=UTC))
     assert [w[: len(warning)] for w in done.warnings] == ([warning] if warning else [])
 
 
