@@ -154,3 +154,69 @@ def test_corpus_decryption_alone(case: dict[str, Any]) -> None:
     for name, value in case["extract"].items():
         if name not in ("nameid", "nameid_format", "session_index"):
             assert read_attributes(assertion)[name][0] == value
+
+
+def _imported_cases() -> list[Any]:
+    """Valid responses whose IdP certificate came from one of the corpus's metadata
+    files: (case, that metadata file)."""
+    if not MANIFEST.is_file():
+        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"no corpus at {CORPUS}"))]
+    manifest = tomllib.loads(MANIFEST.read_text(encoding="utf-8"))
+    metadata = {f["source_path"]: f["path"] for f in manifest["file"] if f["kind"] == "metadata"}
+    from_metadata = {}
+    for f in manifest["file"]:
+        origin = f.get("source_path", "").split(" (X509Certificate")[0]
+        if f["kind"] == "cert" and origin in metadata and f["path"].endswith(".derived.pem"):
+            from_metadata[f["path"]] = metadata[origin]
+    return [
+        pytest.param(case, from_metadata[case["spec_options"]["certificate"]], id=case["id"])
+        for case in manifest["case"]
+        if case["kind"] == "saml-response"
+        and case["spec_verdict"] == "valid"
+        and case["spec_options"].get("certificate") in from_metadata
+    ]
+
+
+@pytest.mark.parametrize(("case", "metadata"), _imported_cases())
+def test_a_connection_imported_from_the_idp_s_metadata_accepts_its_responses(
+    case: dict[str, Any], metadata: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`connection import-metadata` with the options that describe this SP (audience,
+    recipient, require_signed, decryption key) gives a connection that checks clean and
+    signs the IdP's response in; the case's other settings (clock_skew, allow_sha1, ...)
+    are written as an administrator would."""
+    from engine.config_edit import save_connection
+    from tui.cli import run
+
+    options = case["spec_options"]
+    config = tmp_path / "jitprov.toml"
+    config.write_text('[store]\npath = "jitprov.db"\n', encoding="utf-8")
+    argv = ["connection", "import-metadata", str(CORPUS / metadata), "--id", "md"]
+    argv += ["--audience", options["audience"], "--config", str(config)]
+    if "recipient" in options:
+        argv += ["--recipient", options["recipient"]]
+    if "require_signed" in options:
+        argv += ["--require-signed", options["require_signed"]]
+    if "decryption_key" in options:
+        argv += ["--decryption-key", str(CORPUS / options["decryption_key"])]
+    assert run(argv) == 0, capsys.readouterr().err
+    imported = tomllib.loads(config.read_text())["connections"]["md"]
+    assert imported["issuer"] == options["issuer"]
+    settings = {
+        k: options[k]
+        for k in ("clock_skew", "allow_sha1", "check_cert_dates", "require_in_response_to")
+        if k in options
+    }
+    save_connection(config, "md", {**imported, **settings})
+    capsys.readouterr()
+    assert run(["check", "--config", str(config)]) == 0, capsys.readouterr().out
+    token = tmp_path / "response.xml"
+    token.write_bytes((CORPUS / case["path"]).read_bytes())
+    at = options.get("at", case["valid_at"])
+    apply = ["apply", "-c", "md", "--at", at, "--json", "--config", str(config), str(token)]
+    if "request_id" in options:
+        apply += ["--request-id", options["request_id"]]
+    code = run(apply)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert '"outcome": "created"' in out
