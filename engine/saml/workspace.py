@@ -66,6 +66,8 @@ def import_metadata(
     recipient: str | None = None,
     require_signed: str | None = None,
     decryption_key: str | None = None,
+    metadata_url: str | None = None,
+    metadata_certificate: str | None = None,
     now: datetime | None = None,
 ) -> Imported:
     """Add `[connections.ID]` from the metadata; raises MetadataError (config untouched).
@@ -74,7 +76,10 @@ def import_metadata(
     `audience`, else the config's `[sp] entity_id`, else jitprov's default SP entity ID
     (`urn:jitprov:sp`, with a warning); `recipient`,
     `require_signed` and `decryption_key` (a path relative to the config) are written
-    when given (the defaults of docs/config.md apply otherwise)."""
+    when given (the defaults of docs/config.md apply otherwise). With `metadata_url`
+    the connection fetches its metadata from there (signed with `metadata_certificate`,
+    or unsigned when that is None) and no certificate file is written: a rollover that
+    drops a key then drops it here too."""
     try:
         data = metadata_path.read_bytes()
     except OSError as exc:
@@ -105,13 +110,15 @@ def import_metadata(
             )
     root = config_path.parent
     names = (
-        [f"certs/{conn_id}.pem"]
+        []
+        if metadata_url is not None
+        else [f"certs/{conn_id}.pem"]
         if len(idp.signing_certs) == 1
         else [f"certs/{conn_id}-{n}.pem" for n in range(1, len(idp.signing_certs) + 1)]
     )
     created: list[Path] = []
     try:
-        for name, der in zip(names, idp.signing_certs, strict=True):
+        for name, der in zip(names, idp.signing_certs, strict=False):
             target = root / name
             if target.exists():
                 if target.read_text(encoding="utf-8", errors="replace") != pem(der):
@@ -127,13 +134,16 @@ def import_metadata(
             rules.parent.mkdir(parents=True, exist_ok=True)
             rules.write_text(STARTER_RULES, encoding="utf-8")
             created.append(rules)
-        values: dict[str, object] = {
-            "protocol": "saml2",
-            "issuer": idp.entity_id,
-            "certificate": names[0] if len(names) == 1 else names,
-            "audience": audience,
-            "rules": rules_name,
-        }
+        values: dict[str, object] = {"protocol": "saml2", "issuer": idp.entity_id}
+        if metadata_url is not None:
+            values["metadata_url"] = metadata_url
+            if metadata_certificate is not None:
+                values["metadata_certificate"] = metadata_certificate
+            else:
+                values["metadata_signed"] = False
+        else:
+            values["certificate"] = names[0] if len(names) == 1 else names
+        values.update(audience=audience, rules=rules_name)
         optional = {
             "recipient": recipient,
             "require_signed": require_signed,

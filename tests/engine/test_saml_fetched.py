@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -257,3 +258,28 @@ def test_connection_refresh_fetches_now_and_reports(
 
     assert run(["connection", "refresh", "nope", "--config", str(config)]) == 1
     assert "unknown connection 'nope'" in capsys.readouterr().err
+
+
+def test_import_metadata_with_a_url_fetches_instead_of_copying(
+    idp: FakeIdp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import run
+
+    config = tmp_path / "jitprov.toml"
+    config.write_text('[store]\npath = "jitprov.db"\n')
+    (tmp_path / "md.crt").write_text(OTHER_CERT.read_text())
+    (tmp_path / "downloaded.xml").write_text(entity())
+    idp.documents[PATH] = signed(entity())
+    argv = ["connection", "import-metadata", str(tmp_path / "downloaded.xml"), "--id", "md"]
+    argv += ["--audience", "https://sp.example.com/saml", "--config", str(config)]
+    assert run([*argv, "--metadata-url", idp.url(PATH)]) == 1
+    assert "--metadata-certificate PATH" in capsys.readouterr().err
+    argv += ["--metadata-url", idp.url(PATH), "--metadata-certificate", "md.crt"]
+    assert run(argv) == 0
+    imported = tomllib.loads(config.read_text())["connections"]["md"]
+    assert imported["metadata_url"] == idp.url(PATH)
+    assert imported["metadata_certificate"] == "md.crt" and "certificate" not in imported
+    assert not (tmp_path / "certs").exists()
+    conn = load_config(config).connection("md")
+    token = make_token(conn=connection(audience=conn.audience, recipient=None))
+    assert validate_saml(token, conn, now=LATER).name_id == "jdoe@example.com"

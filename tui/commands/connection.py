@@ -55,6 +55,23 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="the SP's private key for encrypted assertions (relative to the config)",
     )
+    imp.add_argument(
+        "--metadata-url",
+        metavar="URL",
+        help="fetch the metadata from this URL from now on, instead of copying its"
+        " certificates (needs --metadata-certificate or --metadata-unsigned)",
+    )
+    trust = imp.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--metadata-certificate",
+        metavar="PATH",
+        help="the certificate the fetched metadata is signed with",
+    )
+    trust.add_argument(
+        "--metadata-unsigned",
+        action="store_true",
+        help="accept the fetched metadata unsigned (metadata_signed = false)",
+    )
     imp.set_defaults(run=run_import)
     ref = actions.add_parser(
         "refresh",
@@ -102,6 +119,13 @@ def run_import(args: argparse.Namespace, ws: Workspace) -> int:
     from engine.saml.metadata import MetadataError
     from engine.saml.workspace import import_metadata
 
+    if args.metadata_url is None and (args.metadata_certificate or args.metadata_unsigned):
+        raise CommandError("--metadata-certificate and --metadata-unsigned go with --metadata-url")
+    if args.metadata_url is not None and not (args.metadata_certificate or args.metadata_unsigned):
+        raise CommandError(
+            "--metadata-url needs --metadata-certificate PATH (the certificate the metadata"
+            " is signed with), or --metadata-unsigned to accept it unsigned"
+        )
     try:
         done = import_metadata(
             config_path,
@@ -112,6 +136,8 @@ def run_import(args: argparse.Namespace, ws: Workspace) -> int:
             recipient=args.recipient,
             require_signed=args.require_signed,
             decryption_key=args.decryption_key,
+            metadata_url=args.metadata_url,
+            metadata_certificate=args.metadata_certificate,
         )
     except MetadataError as exc:
         raise CommandError(f"{args.file}: {exc}") from None
@@ -132,6 +158,8 @@ def run_import(args: argparse.Namespace, ws: Workspace) -> int:
     print(f"  issuer       {done.entity_id}")
     for cert in done.certificates:
         print(f"  certificate  {cert.relative_to(config_path.parent)}")
+    if args.metadata_url is not None:
+        print(f"  metadata     {args.metadata_url} (fetched and kept current)")
     made = " (created)" if done.rules_created else ""
     print(f"  rules        {done.rules.relative_to(config_path.parent)}{made}")
     print(f"  audience     {done.audience}")
