@@ -6,7 +6,11 @@ and is reported."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 from engine.config import Config, Connection
 from engine.moments import stamp
@@ -86,3 +90,106 @@ def _oidc(connection: Connection) -> Refreshed:
     kept = "" if source.last_error is None else f"; kept the last good copy: {source.last_error}"
     detail = f"{len(keys)} signing key(s) from {source.url} ({kids}){kept}"
     return Refreshed(connection.id, url, source.last_error is None, detail)
+
+
+EXPIRY_WARNING_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """Where one connection's keys come from, and what an administrator should know."""
+
+    connection: str
+    sources: tuple[str, ...]  # e.g. "certificate certs/okta.pem (valid until …)"
+    warnings: tuple[str, ...]  # expired or expiring within EXPIRY_WARNING_DAYS, fetch errors
+
+
+def key_status(config: Config, now: datetime, connection_id: str | None = None) -> list[KeyStatus]:
+    """Each connection's key sources and warnings, from what is on disk and in this
+    process (nothing is fetched: `refresh` does that)."""
+    chosen = (
+        [config.connection(connection_id)]
+        if connection_id is not None
+        else list(config.connections.values())
+    )
+    return [_status(c, config, now) for c in chosen]
+
+
+def _status(connection: Connection, config: Config, now: datetime) -> KeyStatus:
+    sources: list[str] = []
+    warnings: list[str] = []
+
+    def dated(what: str, until: datetime | None) -> str:
+        if until is None:
+            return what
+        if until <= now:
+            warnings.append(f"{what} expired at {stamp(until)}")
+        elif until - now <= timedelta(days=EXPIRY_WARNING_DAYS):
+            days = (until - now).days
+            warnings.append(f"{what} expires at {stamp(until)}, in {days} day(s)")
+        return f"{what} (until {stamp(until)})"
+
+    def shown(path: object) -> str:
+        try:
+            return str(Path(str(path)).relative_to(config.root))
+        except ValueError:
+            return str(path)
+
+    if connection.protocol == "saml2":
+        _saml_status(connection, now, sources, warnings, dated, shown)
+    else:
+        if connection.jwks is not None:
+            sources.append(f"jwks {shown(connection.jwks)}")
+        if connection.client_secret_env is not None:
+            sources.append(f"client secret from ${connection.client_secret_env}")
+        for url in (connection.discovery, connection.jwks_uri):
+            if url is not None:
+                sources.append(_fetched(url, remote(url, connection.cache_dir), warnings))
+    return KeyStatus(connection.id, tuple(sources), tuple(warnings))
+
+
+def _saml_status(
+    connection: Connection,
+    now: datetime,
+    sources: list[str],
+    warnings: list[str],
+    dated: Callable[[str, datetime | None], str],
+    shown: Callable[[object], str],
+) -> None:
+    from engine.saml.keys import KeyFileError, trusted_file_certs
+    from engine.saml.metadata import MetadataError, parse_metadata
+
+    for path in connection.certificates:
+        try:
+            certs = trusted_file_certs(path)
+        except KeyFileError as exc:
+            warnings.append(f"certificate {shown(path)}: {exc}")
+            continue
+        for cert in certs:
+            sources.append(dated(f"certificate {shown(path)}", cert.not_after))
+    if connection.metadata is not None:
+        try:
+            idp = parse_metadata(connection.metadata.read_bytes(), connection.issuer)
+            sources.append(dated(f"metadata {shown(connection.metadata)}", idp.valid_until))
+        except (OSError, MetadataError) as exc:
+            warnings.append(f"metadata {shown(connection.metadata)}: {exc}")
+    if connection.metadata_url is not None:
+        from engine.saml.fetched import metadata_source
+
+        source = metadata_source(connection)
+        sources.append(_fetched(connection.metadata_url, source, warnings))
+        if source.copy is not None:
+            try:
+                idp = parse_metadata(source.copy.body, connection.issuer)
+                dated(f"metadata from {connection.metadata_url}", idp.valid_until)
+            except MetadataError:
+                pass
+
+
+def _fetched(url: str, source: Any, warnings: list[str]) -> str:
+    if source.last_error is not None:
+        warnings.append(f"the last fetch of {url} failed: {source.last_error}")
+    if source.copy is None:
+        return f"{url} (not fetched yet)"
+    fetched = datetime.fromtimestamp(source.copy.fetched, UTC)
+    return f"{url} (last fetched {stamp(fetched)})"

@@ -283,3 +283,37 @@ def test_import_metadata_with_a_url_fetches_instead_of_copying(
     conn = load_config(config).connection("md")
     token = make_token(conn=connection(audience=conn.audience, recipient=None))
     assert validate_saml(token, conn, now=LATER).name_id == "jdoe@example.com"
+
+
+def test_connection_status_shows_sources_expiry_and_fetches(
+    idp: FakeIdp, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import run
+
+    expired = IDP_CERT.parent / "idp-expired.crt"
+    (tmp_path / "old.crt").write_text(expired.read_text())
+    (tmp_path / "md.crt").write_text(OTHER_CERT.read_text())
+    (tmp_path / "idp.rules").write_text("username = subject\n")
+    config = tmp_path / "jitprov.toml"
+    text = BASE.replace("https://idp.example.org/metadata", idp.url(PATH))
+    config.write_text(text + 'metadata_certificate = "md.crt"\ncertificate = "old.crt"\n')
+    assert run(["connection", "status", "--json", "--config", str(config)]) == 0
+    [status] = json.loads(capsys.readouterr().out)
+    assert status["connection"] == "idp"
+    assert status["sources"][0].startswith("certificate old.crt (until ")
+    assert status["sources"][1] == f"{idp.url(PATH)} (not fetched yet)"
+    assert any(w.startswith("certificate old.crt expired at") for w in status["warnings"])
+
+    idp.documents[PATH] = signed(valid_until(entity(), _soon()))
+    assert run(["connection", "refresh", "--config", str(config)]) == 0
+    capsys.readouterr()
+    assert run(["connection", "status", "idp", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {idp.url(PATH)} (last fetched " in out
+    assert f"warning: metadata from {idp.url(PATH)} expires at" in out
+
+
+def _soon() -> str:
+    from datetime import timedelta
+
+    return (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -84,12 +84,52 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     ref.add_argument("conn_id", nargs="?", metavar="CONN", help="only this connection")
     ref.set_defaults(run=run_refresh)
+    status = actions.add_parser(
+        "status",
+        parents=[common],
+        help="where each connection's keys come from, their expiry, the last fetch",
+        description="For each connection (or CONN): its key sources (certificates, metadata,"
+        " metadata_url, jwks, discovery, jwks_uri, client secret) with their expiry dates"
+        " and last fetch, and a warning for anything expired, expiring within 30 days, or"
+        " whose last fetch failed. Nothing is fetched (refresh does that); exit 0 either"
+        " way.",
+    )
+    status.add_argument("conn_id", nargs="?", metavar="CONN", help="only this connection")
+    status.set_defaults(run=run_status)
 
 
 def _missing_action(args: argparse.Namespace, ws: Workspace) -> int:
     raise CommandError(
-        "connection needs an action: import-metadata FILE [--id ID], or refresh [CONN]"
+        "connection needs an action: import-metadata FILE [--id ID], refresh [CONN] or"
+        " status [CONN]"
     )
+
+
+def run_status(args: argparse.Namespace, ws: Workspace) -> int:
+    from datetime import UTC, datetime
+
+    from engine.keysources import key_status
+
+    found = key_status(ws.config, datetime.now(UTC), args.conn_id)
+    if args.json:
+        print_json(
+            [
+                {
+                    "connection": s.connection,
+                    "sources": list(s.sources),
+                    "warnings": list(s.warnings),
+                }
+                for s in found
+            ]
+        )
+        return EXIT_OK
+    for s in found:
+        print(s.connection)
+        for source in s.sources:
+            print(f"  {source}")
+        for warning in s.warnings:
+            print(f"  warning: {warning}")
+    return EXIT_OK
 
 
 def run_refresh(args: argparse.Namespace, ws: Workspace) -> int:
