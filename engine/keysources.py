@@ -6,6 +6,7 @@ and is reported."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -193,3 +194,58 @@ def _fetched(url: str, source: Any, warnings: list[str]) -> str:
         return f"{url} (not fetched yet)"
     fetched = datetime.fromtimestamp(source.copy.fetched, UTC)
     return f"{url} (last fetched {stamp(fetched)})"
+
+
+class Refresher:
+    """Keeps fetched keys fresh in the background (`jitprov serve`): every `interval`
+    seconds, each connection's copy that is missing or goes stale within `ahead`
+    seconds is fetched, so that sign-ins find fresh keys and never wait on the IdP for
+    them. A failing IdP is asked again no more often than a sign-in would (the
+    connection's jwks_min_refresh / refresh_min), and its last good copy keeps serving."""
+
+    def __init__(self, config: Config, *, interval: float = 30.0, ahead: float = 120.0) -> None:
+        self.connections = fetching_connections(config)
+        self.interval = interval
+        self.ahead = ahead
+        self.rounds = 0  # completed passes (tests wait on it)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.connections and self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="jitprov-keys", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for connection in self.connections:
+                if self._stop.is_set():
+                    return
+                self.refresh_if_due(connection)
+            self.rounds += 1
+            self._stop.wait(self.interval)
+
+    def refresh_if_due(self, connection: Connection) -> None:
+        """Fetch the connection's copies that are missing or nearly stale."""
+        try:
+            if connection.metadata_url is not None:
+                from engine.saml.fetched import metadata_source
+
+                source = metadata_source(connection)
+                source.document(min_interval=connection.refresh_min, ahead=self.ahead)
+                return
+            from engine.oidc.fetched import jwks_uri
+
+            interval = connection.jwks_min_refresh
+            if connection.discovery is not None:
+                discovery = remote(connection.discovery, connection.cache_dir)
+                discovery.document(min_interval=interval, ahead=self.ahead)
+            source = remote(jwks_uri(connection), connection.cache_dir)
+            source.document(min_interval=interval, ahead=self.ahead)
+        except (FetchError, TokenRejected):
+            pass  # the source keeps its error for status; sign-ins report it as theirs

@@ -100,18 +100,19 @@ class Remote:
         self.last_error: str | None = None
         self.fetches = 0  # attempts made (for tests and status)
 
-    def document(self, *, min_interval: float, refresh: bool = False) -> bytes:
+    def document(self, *, min_interval: float, refresh: bool = False, ahead: float = 0.0) -> bytes:
         """The body: the cached copy while it is fresh, else a fetch. `refresh` (a token
         names a kid the keys lack) fetches even a fresh copy, but at most once per
         `min_interval` seconds; an IdP whose last fetch failed is asked again at most as
         often. Meanwhile, and whenever a fetch fails, the last good copy serves however
-        old; FetchError when there is none."""
+        old; FetchError when there is none. `ahead`: a copy that goes stale within that
+        many seconds counts as stale already (a background refresh)."""
         copy = self.copy
-        if copy is not None and not refresh and time.time() < copy.fresh_until:
+        if copy is not None and not refresh and time.time() + ahead < copy.fresh_until:
             return copy.body
         with self._lock:  # one thread fetches; the others then take what it got
             copy = self.copy
-            if copy is not None and not refresh and time.time() < copy.fresh_until:
+            if copy is not None and not refresh and time.time() + ahead < copy.fresh_until:
                 return copy.body
             now = time.monotonic()
             if refresh and self.last_forced and now - self.last_forced < min_interval:

@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.config import Config, ConfigError, Connection
+from engine.keysources import Refresher
 from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
 from engine.result import Result
 from engine.saml import schema
@@ -182,9 +183,12 @@ def create_app(
     if threads is None:
         threads = config.store.url is not None
 
+    refresher = Refresher(config)  # fetched keys kept fresh ahead of the sign-ins
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         unlisten = listen_for_retries(metrics.store_retry)
+        refresher.start()
         if not threads:
             provisioners.get()  # the event loop's own, warm before the first sign-in
         elif config.store.url is not None:
@@ -197,6 +201,7 @@ def create_app(
             yield
         finally:
             unlisten()
+            await anyio.to_thread.run_sync(refresher.stop)
             provisioners.close()
 
     async def deliver(request: Request) -> Response:

@@ -299,3 +299,32 @@ def test_connection_refresh_fetches_the_keys_now(
     assert run(["connection", "refresh", "idp", "--json", "--config", str(config)]) == 1
     [report] = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and "HTTP 503" in report["detail"]
+
+
+def _wait_for(condition: Any, what: str) -> None:
+    import time
+
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)  # polling the condition
+
+
+def test_the_background_refresher_fetches_ahead_of_staleness(idp: Idp, tmp_path: Path) -> None:
+    from engine.keysources import Refresher
+
+    (tmp_path / "idp.rules").write_text("username = subject\n")
+    text = BASE.replace('issuer = "https://idp.example/"', f'issuer = "{ISSUER}"')
+    (tmp_path / "jitprov.toml").write_text(text + f'jwks_uri = "{idp.jwks_url}"\n')
+    config = load_config(tmp_path / "jitprov.toml")
+    quiet = Refresher(config, interval=0.01, ahead=0.0)  # a fresh copy is left alone
+    quiet.start()
+    _wait_for(lambda: quiet.rounds >= 3, "three rounds")
+    quiet.stop()
+    assert idp.hits["/jwks"] == 1  # the first round fetched the missing copy, no more
+    eager = Refresher(config, interval=0.01, ahead=7200.0)  # max-age is 3600: always due
+    eager.start()
+    _wait_for(lambda: idp.hits["/jwks"] >= 3, "two more fetches")
+    eager.stop()
+    conn = config.connection("idp")
+    assert check(sign(claims(), rsa_key("k1")), conn).name_id == "user-1"
