@@ -327,6 +327,19 @@ class Facade:
             for r in run_cases(config, items, jobs=1)
         ]
 
+    def key_status(self, connection_id: str) -> str:
+        """The connection's key sources and warnings (`jitprov connection status`), as
+        lines for the Signature tab; nothing is fetched."""
+        from engine.keysources import key_status
+
+        try:
+            [status] = key_status(self.config, self.clock(), connection_id)
+        except (FacadeError, ConfigError) as exc:
+            return str(exc)
+        lines = ["Keys:", *(f"  {s}" for s in status.sources)]
+        lines += [f"  ⚠ {w}" for w in status.warnings]
+        return "\n".join(lines)
+
     def sp_entity_id(self) -> str | None:
         """The config's `[sp] entity_id` (the audience imports default to), if any."""
         try:

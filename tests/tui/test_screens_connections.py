@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual.widgets import Input, Label, Select, TabbedContent
+from textual.widgets import Input, Label, Select, Static, TabbedContent
 
 from tests.tui.conftest import SIZE, settle
 from tui.app import JitprovApp
@@ -148,3 +148,14 @@ async def test_import_of_a_bad_file_is_a_notification(app: JitprovApp, config_pa
         await settle(pilot)
         assert app.is_running and config_path.read_text() == before
         assert app._notifications
+
+
+async def test_the_signature_tab_shows_where_the_keys_come_from(
+    app: JitprovApp, config_path: Path
+) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, ConnectionsScreen)
+        text = str(app.screen.query_one("#keys-status", Static).render())
+        assert text.startswith("Keys:")
+        assert "certificate certs/idp.crt" in text

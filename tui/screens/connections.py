@@ -128,7 +128,9 @@ class ConnectionsScreen(Screen[None]):
         except FacadeError as exc:
             self.notify(str(exc), severity="error")
             return
-        self.query_one(ConnectionForm).load(connection_id, table, self._status(connection_id))
+        form = self.query_one(ConnectionForm)
+        form.load(connection_id, table, self._status(connection_id))
+        form.set_keys(self.facade.key_status(connection_id))
 
     def _status(self, connection_id: str) -> str:
         row = next((r for r in self.rows if r.id == connection_id), None)
@@ -171,6 +173,7 @@ class ConnectionsScreen(Screen[None]):
     def action_new(self) -> None:
         form = self.query_one(ConnectionForm)
         form.load(None, {"protocol": "saml2"}, "")
+        form.set_keys("")
         self.query_one("#form-id").focus()
 
     def action_edit_rules(self) -> None:

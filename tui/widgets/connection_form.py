@@ -103,6 +103,8 @@ class ConnectionForm(Vertical):
                     if title == "Rules":
                         yield Static("", id="rules-status")
                         yield Button("Edit rules (e)", id="edit-rules")
+                    if title == "Signature":
+                        yield Static("", id="keys-status")
         with Horizontal(id="form-buttons"):
             yield Button("Save (ctrl+s)", variant="primary", id="form-save")
             yield Label("", id="form-message")
@@ -150,6 +152,10 @@ class ConnectionForm(Vertical):
     def set_status(self, status: str) -> None:
         """The rules file's status line on the Rules tab."""
         self.query_one("#rules-status", Static).update(status)
+
+    def set_keys(self, text: str) -> None:
+        """Where the connection's keys come from, on the Signature tab."""
+        self.query_one("#keys-status", Static).update(text)
 
     def values(self) -> dict[str, Any]:
         """The form's values for `engine.config_edit` (None: remove the key)."""
