@@ -3,6 +3,7 @@ what it serves is set by the test, and it counts what it was asked."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -12,14 +13,18 @@ from typing import Any
 
 
 class FakeIdp:
-    """Documents by path; `down` answers 503 to everything."""
+    """Documents by path, with an ETag each (a matching If-None-Match is a 304); `down`
+    answers 503 to everything; while `stall` is set, answers wait for `release`."""
 
     def __init__(self) -> None:
         self.documents: dict[str, bytes] = {}
         self.content_type = "application/xml"
         self.cache_control = "max-age=3600"
         self.down = False
+        self.stall = threading.Event()
+        self.release = threading.Event()
         self.hits: Counter[str] = Counter()
+        self.not_modified = 0
         self.port = 0
 
     def url(self, path: str) -> str:
@@ -33,18 +38,26 @@ def fake_idp() -> Iterator[FakeIdp]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.hits[self.path] += 1
+            if state.stall.is_set():
+                state.release.wait(30)
             body = state.documents.get(self.path)
             if state.down or body is None:
                 self.send_response(503 if state.down else 404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", state.content_type)
-            self.send_header("Content-Length", str(len(body)))
+            etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+            fresh = self.headers.get("If-None-Match") == etag
+            state.not_modified += fresh
+            self.send_response(304 if fresh else 200)
+            self.send_header("ETag", etag)
             self.send_header("Cache-Control", state.cache_control)
+            if not fresh:
+                self.send_header("Content-Type", state.content_type)
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if not fresh:
+                self.wfile.write(body)
 
         def log_message(self, *args: Any) -> None:
             return None
@@ -57,5 +70,6 @@ def fake_idp() -> Iterator[FakeIdp]:
     try:
         yield state
     finally:
+        state.release.set()
         server.shutdown()
         server.server_close()

@@ -7,10 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-import threading
-from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +15,7 @@ import pytest
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
+from http_fixtures import FakeIdp, fake_idp
 from oidc_fixtures import ISSUER, NOW, claims, connection, public_jwk, rsa_key, sign
 
 from engine import remote
@@ -27,82 +25,69 @@ from engine.token import Token, TokenRejected
 
 
 class Idp:
-    """What the fake IdP serves, and what it was asked."""
+    """The fake IdP's OIDC side: its keys and discovery document, served by FakeIdp."""
 
-    def __init__(self) -> None:
-        self.keys: list[dict[str, Any]] = [public_jwk(rsa_key("k1"), use="sig")]
-        self.issuer = ISSUER
-        self.cache_control = "max-age=3600"
-        self.down = False
-        self.stall = threading.Event()  # set: answers wait for `release`
-        self.release = threading.Event()
-        self.hits: Counter[str] = Counter()
-        self.not_modified = 0
-        self.port = 0
+    def __init__(self, server: FakeIdp) -> None:
+        self.server = server
+        self.stall, self.release, self.hits = server.stall, server.release, server.hits
+        self._keys: list[dict[str, Any]] = []
+        self._issuer = ISSUER
+        server.content_type = "application/json"
+        self.keys = [public_jwk(rsa_key("k1"), use="sig")]
+
+    @property
+    def down(self) -> bool:
+        return self.server.down
+
+    @down.setter
+    def down(self, down: bool) -> None:
+        self.server.down = down
+
+    @property
+    def not_modified(self) -> int:
+        return self.server.not_modified
+
+    @property
+    def keys(self) -> list[dict[str, Any]]:
+        return self._keys
+
+    @keys.setter
+    def keys(self, keys: list[dict[str, Any]]) -> None:
+        self._keys = keys
+        self.server.documents["/jwks"] = json.dumps({"keys": keys}).encode()
+        self._publish()
+
+    @property
+    def issuer(self) -> str:
+        return self._issuer
+
+    @issuer.setter
+    def issuer(self, issuer: str) -> None:
+        self._issuer = issuer
+        self._publish()
+
+    def _publish(self) -> None:
+        document = {"issuer": self._issuer, "jwks_uri": self.jwks_url}
+        self.server.documents[DISCOVERY] = json.dumps(document).encode()
 
     @property
     def jwks_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/jwks"
+        return self.server.url("/jwks")
 
     @property
     def discovery_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/.well-known/openid-configuration"
+        return self.server.url(DISCOVERY)
 
-    def body(self, path: str) -> bytes | None:
-        if path == "/jwks":
-            return json.dumps({"keys": self.keys}).encode()
-        if path == "/.well-known/openid-configuration":
-            return json.dumps({"issuer": self.issuer, "jwks_uri": self.jwks_url}).encode()
-        return None
+
+DISCOVERY = "/.well-known/openid-configuration"
 
 
 @pytest.fixture
 def idp() -> Iterator[Idp]:
-    state = Idp()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.hits[self.path] += 1
-            if state.stall.is_set():
-                state.release.wait(30)
-            body = state.body(self.path)
-            if state.down or body is None:
-                self.send_response(503 if state.down else 404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            etag = f'"{hash(body) & 0xFFFFFFFF:x}"'
-            if self.headers.get("If-None-Match") == etag:
-                state.not_modified += 1
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.send_header("Cache-Control", state.cache_control)
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("ETag", etag)
-            self.send_header("Cache-Control", state.cache_control)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     remote.forget()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        server.shutdown()
-        server.server_close()
-        remote.forget()
+    with fake_idp() as server:
+        yield Idp(server)
+    remote.forget()
 
 
 def fetching(tmp_path: Path, **keys: Any) -> Connection:
