@@ -317,3 +317,26 @@ def _soon() -> str:
     from datetime import timedelta
 
     return (datetime.now(UTC) + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_check_of_the_workspace_warns_about_its_keys_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tui.cli import run
+
+    (tmp_path / "old.crt").write_text((IDP_CERT.parent / "idp-expired.crt").read_text())
+    (tmp_path / "idp.rules").write_text("username = subject\n")
+    config = tmp_path / "jitprov.toml"
+    config.write_text(
+        BASE.replace('metadata_url = "https://idp.example.org/metadata"\n', "")
+        + 'certificate = "old.crt"\n'
+    )
+    assert run(["check", "--config", str(config)]) == 0  # warnings never fail a check
+    out = capsys.readouterr().out
+    assert "warning: connection idp: certificate old.crt expired at" in out
+    assert out.rstrip().endswith("no problems found")
+    # A rules file checked on its own (an editor on save), and --json, stay about rules.
+    assert run(["check", "--config", str(config), str(tmp_path / "idp.rules")]) == 0
+    assert "certificate" not in capsys.readouterr().out
+    assert run(["check", "--json", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out) == []

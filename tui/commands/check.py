@@ -6,9 +6,11 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.config import Config
 from rules import SourceMap, compile_rules, render
 from rules.vocabulary import BUILTIN_FIELDS
 from tui.cli import EXIT_OK, EXIT_USAGE, CommandError, Workspace, print_json
@@ -96,8 +98,26 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     else:
         for text in texts:
             sys.stdout.write(text + "\n\n")
+        if config is not None and not args.rules:
+            # The whole workspace: its keys too (`connection status` lists every source).
+            # Warnings only, and only here: a file checked on save (RULES given) or a
+            # listing for tools (--json) stays about rules, and the exit code too.
+            for line in key_warnings(config):
+                sys.stdout.write(f"warning: {line}\n")
         sys.stdout.write(_summary(errors, warnings) + "\n")
     return EXIT_USAGE if errors else EXIT_OK
+
+
+def key_warnings(config: Config) -> list[str]:
+    """`connection ID: ...` for each key that expired, expires within 30 days, or whose
+    last fetch failed (engine.keysources; nothing is fetched)."""
+    from engine.keysources import key_status
+
+    return [
+        f"connection {status.connection}: {warning}"
+        for status in key_status(config, datetime.now(UTC))
+        for warning in status.warnings
+    ]
 
 
 def _summary(errors: int, warnings: int) -> str:
