@@ -287,3 +287,42 @@ def test_cli_connection_without_action(tmp_path: Path, capsys: pytest.CaptureFix
 
     assert run(["connection", "--config", str(_workspace(tmp_path))]) == 1
     assert "import-metadata" in capsys.readouterr().err
+
+
+def test_the_demo_idp_s_metadata_imports_into_a_connection_that_signs_people_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's test IdP described as metadata (as an IdP would publish it), imported
+    with the SP's options only: `check` is clean and a response the IdP signs (`mint`)
+    provisions its person."""
+    from serve_fixtures import demo_workspace
+
+    from tui.cli import run
+
+    config = demo_workspace(tmp_path)
+    root = config.parent
+    issuer = "http://www.okta.com/exk1demo"
+    md = root / "okta-metadata.xml"
+    md.write_text(entity(issuer, certs=(root / "certs" / "idp-test.crt",)))
+    argv = ["connection", "import-metadata", str(md), "--id", "okta-md", "--config", str(config)]
+    argv += ["--recipient", "https://sp.example.com/saml/acs", "--require-signed", "assertion"]
+    assert run(argv) == 0
+    imported = tomllib.loads(config.read_text())["connections"]["okta-md"]
+    assert imported["audience"] == "https://sp.example.com/saml"  # the demo's [sp] entity_id
+    capsys.readouterr()
+    assert run(["check", "--config", str(config)]) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    sample = root / "samples" / "okta-engineer.toml"
+    assert run(["mint", str(sample), "-c", "okta-md", "--config", str(config)]) == 0
+    (root / "response.xml").write_text(capsys.readouterr().out)
+    apply = [
+        "apply",
+        "-c",
+        "okta-md",
+        "--json",
+        "--config",
+        str(config),
+        str(root / "response.xml"),
+    ]
+    assert run(apply) == 0
+    assert json.loads(capsys.readouterr().out)["outcome"] == "created"
