@@ -86,6 +86,9 @@ class Connection:
     discovery: str | None = None  # oidc: the OpenID Provider configuration URL
     jwks_min_refresh: float = DEFAULT_JWKS_MIN_REFRESH  # an unknown kid refetches, at most
     cache_dir: Path | None = None  # the workspace's .jitprov/cache (fetched keys)
+    sp_certificate: Path | None = None  # saml2: this SP's signing certificate (with sp_key)
+    sp_key: Path | None = None  # ... and its private key (signs AuthnRequests)
+    sp_encryption_certificate: Path | None = None  # the certificate of decryption_key
     metadata_url: str | None = None  # saml2: IdP metadata fetched and kept current
     metadata_certificate: Path | None = None  # ... whose signature it must carry
     metadata_signed: bool = True  # false: accepted unsigned (written explicitly)
@@ -471,6 +474,9 @@ def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:
 
 _SAML_ONLY = (
     "certificate",
+    "sp_certificate",
+    "sp_key",
+    "sp_encryption_certificate",
     "metadata",
     "metadata_url",
     "metadata_certificate",
@@ -539,6 +545,9 @@ def _connection(
         "decryption_key": lambda k: checker.file(table, k, key(k)),
         "metadata": lambda k: checker.file(table, k, key(k)),
         "metadata_url": lambda k: checker.fetchable(table, k, key(k)),
+        "sp_certificate": lambda k: checker.file(table, k, key(k)),
+        "sp_key": lambda k: checker.file(table, k, key(k)),
+        "sp_encryption_certificate": lambda k: checker.file(table, k, key(k)),
         "metadata_certificate": lambda k: checker.file(table, k, key(k)),
         "metadata_signed": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
         "jwks": lambda k: checker.file(table, k, key(k)),
@@ -585,6 +594,18 @@ def _connection(
         )
     if protocol == "saml2":
         _metadata_url(checker, table, key, values)
+        if ("sp_certificate" in table) != ("sp_key" in table):
+            given, missing = (
+                ("sp_certificate", "sp_key")
+                if "sp_certificate" in table
+                else ("sp_key", "sp_certificate")
+            )
+            raise checker.fail(key(missing), f"missing: {given} and {missing} go together")
+        if "sp_encryption_certificate" in table and "decryption_key" not in table:
+            raise checker.fail(
+                key("decryption_key"),
+                "missing: sp_encryption_certificate is the certificate of decryption_key",
+            )
     key_sources = ("jwks", "jwks_uri", "discovery", "client_secret_env")
     if protocol == "oidc" and not any(k in table for k in key_sources):
         raise checker.fail(

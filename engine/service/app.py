@@ -3,10 +3,11 @@
 Routes, each a plain function calling the same front door as `jitprov apply`:
 - `POST /acs/{connection}`: the SAML HTTP-POST binding (`SAMLResponse`, form or JSON);
 - `POST /oidc/{connection}`: `id_token` (form or JSON);
+- `GET /metadata/{connection}`: this SP's SAML metadata for the connection (public);
 - `GET /healthz`: the process answers; `GET /readyz`: config loaded, rules compiled,
   store reachable (503 when not), with the rules' sha256 per connection;
 - `GET /metrics`: the Prometheus text format (engine.service.metrics).
-With a service token (`[serve] token_env`), every route but /healthz needs it as a
+With a service token (`[serve] token_env`), every route but /healthz and /metadata needs it as a
 bearer token: only the application may call the service.
 `request_id` and `nonce` come from the query string or the body's fields.
 
@@ -270,6 +271,19 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    sp_documents = _sp_documents(config)
+
+    async def metadata(request: Request) -> Response:
+        # Public, like any SP's metadata: the IdP's administrator (or the IdP itself)
+        # fetches it; it holds only what the IdP must know, no secret.
+        name = request.path_params["connection"]
+        document = sp_documents.get(name)
+        if document is None:
+            return _error(404, f"no connection {name!r}")
+        if isinstance(document, str):
+            return _error(404, document)
+        return Response(document, media_type="application/samlmetadata+xml")
+
     async def readyz(request: Request) -> Response:
         if (refusal := refused(request)) is not None:
             return refusal
@@ -287,6 +301,7 @@ def create_app(
         Route("/acs/{connection}", deliver, methods=["POST"]),
         Route("/oidc/{connection}", deliver, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/metadata/{connection}", metadata, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", exposition, methods=["GET"]),
     ]
@@ -301,6 +316,20 @@ def create_app(
     app.state.metrics = metrics
     app.state.load = load
     return app
+
+
+def _sp_documents(config: Config) -> dict[str, bytes | str]:
+    """Each connection's SP metadata (engine.saml.sp_metadata), made once, or why there
+    is none (an OIDC connection, no recipient)."""
+    from engine.saml.sp_metadata import SpMetadataError, sp_metadata
+
+    documents: dict[str, bytes | str] = {}
+    for name, connection in config.connections.items():
+        try:
+            documents[name] = sp_metadata(connection)
+        except SpMetadataError as exc:
+            documents[name] = str(exc)
+    return documents
 
 
 def _warm_keys(config: Config) -> None:

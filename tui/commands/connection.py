@@ -84,6 +84,18 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     )
     ref.add_argument("conn_id", nargs="?", metavar="CONN", help="only this connection")
     ref.set_defaults(run=run_refresh)
+    spm = actions.add_parser(
+        "sp-metadata",
+        parents=[common],
+        help="print this SP's SAML metadata for a connection (for the IdP's administrator)",
+        description="The SP metadata of saml2 connection CONN: entityID = its audience, the"
+        " HTTP-POST AssertionConsumerService at its recipient, the signing and encryption"
+        " certificates (sp_certificate, sp_encryption_certificate), WantAssertionsSigned"
+        " from require_signed, the NameID formats; valid against the SAML 2.0 metadata"
+        " schema. `jitprov serve` publishes it at GET /metadata/CONN.",
+    )
+    spm.add_argument("conn_id", metavar="CONN", help="the connection")
+    spm.set_defaults(run=run_sp_metadata)
     status = actions.add_parser(
         "status",
         parents=[common],
@@ -100,9 +112,23 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 def _missing_action(args: argparse.Namespace, ws: Workspace) -> int:
     raise CommandError(
-        "connection needs an action: import-metadata FILE [--id ID], refresh [CONN] or"
-        " status [CONN]"
+        "connection needs an action: import-metadata FILE [--id ID], sp-metadata CONN,"
+        " refresh [CONN] or status [CONN]"
     )
+
+
+def run_sp_metadata(args: argparse.Namespace, ws: Workspace) -> int:
+    from engine.saml.sp_metadata import SpMetadataError, sp_metadata
+
+    try:
+        document = sp_metadata(ws.config.connection(args.conn_id))
+    except SpMetadataError as exc:
+        raise CommandError(str(exc)) from None
+    if args.json:
+        print_json({"connection": args.conn_id, "metadata": document.decode("utf-8")})
+    else:
+        sys.stdout.write(document.decode("utf-8"))
+    return EXIT_OK
 
 
 def run_status(args: argparse.Namespace, ws: Workspace) -> int:
