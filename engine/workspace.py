@@ -42,9 +42,12 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def init_workspace(dest: Path, *, now: datetime | None = None) -> InitResult:
-    """Create a workspace in `dest` (created if missing); never overwrites a file."""
-    from engine.saml.keys import generate_test_idp
+def init_workspace(dest: Path, *, now: datetime | None = None, sp_keys: bool = False) -> InitResult:
+    """Create a workspace in `dest` (created if missing); never overwrites a file. With
+    `sp_keys`, also this SP's signing key pair (`certs/sp.key`, `certs/sp.crt`), set as
+    the example connection's `sp_key` and `sp_certificate` (its SP metadata's signing
+    key)."""
+    from engine.saml.keys import generate_key_pair, generate_test_idp
     from engine.saml.mint import mint
     from engine.sample import parse_sample_text
 
@@ -73,6 +76,16 @@ def init_workspace(dest: Path, *, now: datetime | None = None) -> InitResult:
         created.append(target)
     key, cert = generate_test_idp(dest / "certs", "jitprov test IdP")
     created += [key, cert]
+    if sp_keys:
+        from engine.config_edit import save_connection
+
+        sp_key, sp_cert = generate_key_pair(dest / "certs", "sp", "jitprov SP")
+        created += [sp_key, sp_cert]
+        save_connection(
+            dest / CONFIG_NAME,
+            "example",
+            {"sp_certificate": "certs/sp.crt", "sp_key": "certs/sp.key"},
+        )
     config = load_config(dest / CONFIG_NAME)
     sample = parse_sample_text((dest / "samples" / "alice.toml").read_text(encoding="utf-8"))
     token = mint(

@@ -183,6 +183,12 @@ def generate_test_idp(dir: Path, common_name: str) -> tuple[Path, Path]:
     For `jitprov init` and `jitprov mint`: a test IdP whose tokens the workspace's
     example connection trusts. Returns (key path, cert path).
     """
+    return generate_key_pair(dir, "idp-test", common_name)
+
+
+def generate_key_pair(dir: Path, stem: str, common_name: str) -> tuple[Path, Path]:
+    """Create `<stem>.key` (PKCS#8, mode 600) and `<stem>.crt` (self-signed RSA-2048, 10
+    years) in `dir`; returns (key path, cert path)."""
     dir.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -198,7 +204,7 @@ def generate_test_idp(dir: Path, common_name: str) -> tuple[Path, Path]:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    key_path, cert_path = dir / "idp-test.key", dir / "idp-test.crt"
+    key_path, cert_path = dir / f"{stem}.key", dir / f"{stem}.crt"
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,

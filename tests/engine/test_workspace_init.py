@@ -50,3 +50,23 @@ def test_init_never_overwrites(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert run(["init", str(tmp_path)]) == 1
     assert "already holds" in capsys.readouterr().err
     assert (tmp_path / "jitprov.toml").read_text() == before
+
+
+def test_init_with_sp_keys_gives_the_example_connection_a_signing_key_pair(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "ws"
+    assert run(["init", str(target), "--sp-keys", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)["created"]
+    assert any(p.endswith("certs/sp.key") for p in created)
+    assert any(p.endswith("certs/sp.crt") for p in created)
+    assert (target / "certs" / "sp.key").stat().st_mode & 0o777 == 0o600
+    example = load_config(target / "jitprov.toml").connection("example")
+    assert example.sp_key == (target / "certs" / "sp.key").resolve()
+    assert example.sp_certificate == (target / "certs" / "sp.crt").resolve()
+    assert run(["check", "--config", str(target / "jitprov.toml")]) == 0
+    capsys.readouterr()
+    argv = ["connection", "sp-metadata", "example", "--config", str(target / "jitprov.toml")]
+    assert run(argv) == 0
+    assert 'AuthnRequestsSigned="true"' in capsys.readouterr().out
+    assert run(["test", "--config", str(target / "jitprov.toml")]) == 0  # its cases still pass

@@ -22,6 +22,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument("dir", nargs="?", default=".", metavar="DIR", help="default: here")
+    parser.add_argument(
+        "--sp-keys",
+        action="store_true",
+        help="also make this SP's signing key pair (certs/sp.key, certs/sp.crt), set as the"
+        " example connection's sp_key and sp_certificate",
+    )
     parser.set_defaults(run=run, needs_config=False)
 
 
@@ -29,7 +35,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
     from engine.workspace import WorkspaceExists, init_workspace
 
     try:
-        result = init_workspace(Path(args.dir))
+        result = init_workspace(Path(args.dir), sp_keys=args.sp_keys)
     except WorkspaceExists as exc:
         raise CommandError(str(exc)) from None
     except OSError as exc:
