@@ -86,6 +86,8 @@ class Connection:
     discovery: str | None = None  # oidc: the OpenID Provider configuration URL
     jwks_min_refresh: float = DEFAULT_JWKS_MIN_REFRESH  # an unknown kid refetches, at most
     cache_dir: Path | None = None  # the workspace's .jitprov/cache (fetched keys)
+    sso_url: str | None = None  # saml2: the IdP's SingleSignOnService (HTTP-Redirect)
+    return_urls: tuple[str, ...] = ()  # where a sign-in may send the person next
     sp_certificate: Path | None = None  # saml2: this SP's signing certificate (with sp_key)
     sp_key: Path | None = None  # ... and its private key (signs AuthnRequests)
     sp_encryption_certificate: Path | None = None  # the certificate of decryption_key
@@ -305,6 +307,16 @@ class _Checker:
             raise self.fail(key, f"{problem}, got {_show(value)}")
         return value
 
+    def url_list(self, table: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
+        from engine.remote import check_url
+
+        urls = self.text_list(table, name, key)
+        for url in urls:
+            problem = check_url(url)
+            if problem is not None:
+                raise self.fail(key, f"{problem}, got {_show(url)}")
+        return urls
+
     def env_name(self, table: Mapping[str, Any], name: str, key: str) -> str:
         value = self.text(table, name, key)
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
@@ -474,6 +486,8 @@ def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:
 
 _SAML_ONLY = (
     "certificate",
+    "sso_url",
+    "return_urls",
     "sp_certificate",
     "sp_key",
     "sp_encryption_certificate",
@@ -545,6 +559,8 @@ def _connection(
         "decryption_key": lambda k: checker.file(table, k, key(k)),
         "metadata": lambda k: checker.file(table, k, key(k)),
         "metadata_url": lambda k: checker.fetchable(table, k, key(k)),
+        "sso_url": lambda k: checker.fetchable(table, k, key(k)),
+        "return_urls": lambda k: checker.url_list(table, k, key(k)),
         "sp_certificate": lambda k: checker.file(table, k, key(k)),
         "sp_key": lambda k: checker.file(table, k, key(k)),
         "sp_encryption_certificate": lambda k: checker.file(table, k, key(k)),

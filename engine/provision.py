@@ -154,11 +154,42 @@ class Provisioner:
         self, conn: Connection, read: Token | TokenRejected, *, now: datetime, dry_run: bool
     ) -> Result:
         """Steps 3–8 for what `intake` gave: the account written, or the refusal audited."""
+        if not isinstance(read, TokenRejected) and read.in_response_to and not dry_run:
+            answer = self._answering(conn, read, now)
+            if isinstance(answer, Result):
+                return answer
+            read = answer
         if isinstance(read, TokenRejected):
             return self.reject(
                 conn, read.reason, read.message, now=now, dry_run=dry_run, subject=read.subject
             )
         return self.apply_token(conn, read, now=now, dry_run=dry_run, rules=self.rules(conn.id))
+
+    def _answering(
+        self, conn: Connection, token: Token, now: datetime
+    ) -> Token | TokenRejected | Result:
+        """A response to a request jitprov sent must answer an open one (taken now;
+        engine.saml.authn_request). A store that fails here is the sign-in's `error`."""
+        from engine.saml.authn_request import answered
+
+        try:
+            answered(conn, token, self.store(), now)
+        except TokenRejected as exc:
+            exc.subject = token.name_id
+            return exc
+        except StoreError as exc:
+            rules = self._rules.get(conn.id)
+            result = Result(
+                "error",
+                conn.id,
+                subject=token.name_id,
+                message=f"store error: {exc}",
+                redact=conn.redact,
+                rules_sha256=rules.sha256 if rules else None,
+            )
+            result.sso = "continue" if conn.on_error == "continue" else "stop"
+            return self._audit_alone(result, now)
+        return token
 
     def apply_token(
         self,

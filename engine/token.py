@@ -69,3 +69,4 @@ class Token:
     expires_at: datetime | None  # when the replay entry may be forgotten; None = never
     email_verified: bool = False  # OIDC: the email_verified claim is JSON true
     claims: dict[str, object] = field(default_factory=dict)  # OIDC raw claims (for display)
+    in_response_to: str | None = None  # SAML: the request the (signed) response answers

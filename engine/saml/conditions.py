@@ -88,8 +88,9 @@ def check_in_response_to(
     assertion: etree._Element,
     connection: Connection,
     request_id: str | None,
-) -> None:
+) -> str | None:
     """Every InResponseTo equals `request_id` when given; one must exist when required.
+    Returns the (signed) InResponseTo, if any.
 
     Only signed data counts (product.md §2): the caller passes `response` only when the
     Response's own signature covers it; the Assertion's bearer SubjectConfirmationData
@@ -118,6 +119,7 @@ def check_in_response_to(
     if len({found for _, found in values}) > 1:
         shown = ", ".join(f'{where} "{found}"' for where, found in values)
         raise TokenRejected("wrong-request", f"InResponseTo values differ: {shown}")
+    return values[0][1] if values else None
 
 
 def check_audience(assertion: etree._Element, connection: Connection) -> None:

@@ -38,6 +38,7 @@ class IdpMetadata:
     # The earliest validUntil of the EntityDescriptor and the EntitiesDescriptors around
     # it: after it, the metadata (and the certificates it lists) must not be trusted.
     valid_until: datetime | None = None
+    sso_redirect: str | None = None  # the SingleSignOnService for HTTP-Redirect
 
 
 def _idp_entities(root: etree._Element) -> list[etree._Element]:
@@ -99,7 +100,7 @@ def parse_metadata(data: bytes, entity: str | None = None) -> IdpMetadata:
     }
     formats = tuple((f.text or "").strip() for f in descriptor.iterfind(f"{MD}NameIDFormat"))
     sso_url = sso.get(_POST) or sso.get(_REDIRECT)
-    return IdpMetadata(entity_id, certs, sso_url, formats, _valid_until(node))
+    return IdpMetadata(entity_id, certs, sso_url, formats, _valid_until(node), sso.get(_REDIRECT))
 
 
 def _valid_until(node: etree._Element) -> datetime | None:

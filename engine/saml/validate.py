@@ -264,7 +264,7 @@ def validate_saml(
     try:
         response_signed = _check_signatures(response, assertion, connection, now)
         conditions.check_issuers(response, assertion, connection)
-        conditions.check_in_response_to(
+        answers = conditions.check_in_response_to(
             response if response_signed else None, assertion, connection, request_id
         )
         conditions.check_audience(assertion, connection)
@@ -282,4 +282,5 @@ def validate_saml(
         attributes=read_attributes(assertion),
         token_id=assertion.get("ID"),
         expires_at=expires_at,
+        in_response_to=answers,
     )

@@ -3,11 +3,13 @@
 Routes, each a plain function calling the same front door as `jitprov apply`:
 - `POST /acs/{connection}`: the SAML HTTP-POST binding (`SAMLResponse`, form or JSON);
 - `POST /oidc/{connection}`: `id_token` (form or JSON);
+- `GET /login/{connection}?return_to=URL`: an SP-initiated sign-in: 303 to the IdP
+  with an AuthnRequest recorded in the store (public: a browser comes here);
 - `GET /metadata/{connection}`: this SP's SAML metadata for the connection (public);
 - `GET /healthz`: the process answers; `GET /readyz`: config loaded, rules compiled,
   store reachable (503 when not), with the rules' sha256 per connection;
 - `GET /metrics`: the Prometheus text format (engine.service.metrics).
-With a service token (`[serve] token_env`), every route but /healthz and /metadata needs it as a
+With a service token (`[serve] token_env`), every route but /healthz, /login and /metadata needs it as a
 bearer token: only the application may call the service.
 `request_id` and `nonce` come from the query string or the body's fields.
 
@@ -54,6 +56,7 @@ from engine.keysources import Refresher
 from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
 from engine.result import Result
 from engine.saml import schema
+from engine.saml.authn_request import LoginError, start_login
 from engine.service.access import AccessLog, LogFormat
 from engine.service.metrics import CONTENT_TYPE, Metrics
 from engine.store import Store, StoreError, open_store
@@ -297,7 +300,23 @@ def create_app(
         text = await anyio.to_thread.run_sync(metrics.exposition)
         return Response(text, media_type=CONTENT_TYPE)
 
+    async def login(request: Request) -> Response:
+        # A browser, sent by the application: public, and never cached.
+        name = request.path_params["connection"]
+        if name not in config.connections:
+            return _error(404, f"no connection {name!r}")
+        return_to = request.query_params.get("return_to")
+        force = request.query_params.get("force_authn", "").lower() in ("1", "true", "yes")
+        try:
+            target = await anyio.to_thread.run_sync(
+                _login, provisioners, config.connections[name], return_to, force, limiter=limiter
+            )
+        except (LoginError, StoreError) as exc:
+            return _error(400 if isinstance(exc, LoginError) else 503, str(exc))
+        return Response(status_code=303, headers={"Location": target, "Cache-Control": "no-store"})
+
     routes = [
+        Route("/login/{connection}", login, methods=["GET"]),
         Route("/acs/{connection}", deliver, methods=["POST"]),
         Route("/oidc/{connection}", deliver, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -316,6 +335,17 @@ def create_app(
     app.state.metrics = metrics
     app.state.load = load
     return app
+
+
+def _login(
+    provisioners: _Provisioners, connection: Connection, return_to: str | None, force: bool
+) -> str:
+    """A new SP-initiated sign-in (engine.saml.authn_request), in a thread: the URL to
+    send the browser to."""
+    store = provisioners.get().store()
+    return start_login(
+        connection, store, now=datetime.now(UTC), return_to=return_to, force_authn=force
+    )
 
 
 def _sp_documents(config: Config) -> dict[str, bytes | str]:

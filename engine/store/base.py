@@ -86,6 +86,17 @@ class AuditRow:
     id: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PendingRequest:
+    """A sign-in this SP started (an AuthnRequest sent): answered once, before
+    `expires_at`; `return_to` is where the person goes next."""
+
+    connection: str
+    request_id: str
+    expires_at: datetime
+    return_to: str | None = None
+
+
 @dataclass(slots=True)
 class UserWrite:
     """What one token changes in an account: columns to set, member rows to add and to
@@ -187,6 +198,14 @@ class Store(Protocol):
 
     def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
         """Add member rows outside the pipeline (tests, fixtures, administrators)."""
+        ...
+
+    def add_pending(self, pending: PendingRequest, now: datetime) -> None:
+        """Record a request this SP sent, in its own transaction."""
+        ...
+
+    def take_pending(self, connection: str, request_id: str) -> PendingRequest | None:
+        """Remove and give the recorded request (single use); None when there is none."""
         ...
 
     def close(self) -> None: ...

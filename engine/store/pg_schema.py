@@ -64,6 +64,14 @@ CREATE TABLE IF NOT EXISTS seen_tokens (
     expires_at TEXT,
     PRIMARY KEY (connection, token_id)
 );
+CREATE TABLE IF NOT EXISTS pending_requests (
+    connection TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    return_to TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (connection, request_id)
+);
 CREATE TABLE IF NOT EXISTS store_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -6,12 +6,13 @@ case-insensitive `contains` clause."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from engine.store.base import AuditRow, Member, StoredUser, UserWrite
+from engine.store.base import AuditRow, Member, PendingRequest, StoredUser, UserWrite
 from engine.store.codecs import SELECT_AUDIT, audit_row_from
 from engine.store.schema import Layout, set_table
-from engine.store.values import fold, from_column
+from engine.store.values import fold, from_column, iso
 from rules.plan import Scalar
 
 R = TypeVar("R")
@@ -156,6 +157,45 @@ class AccountReads:
             return [audit_row_from(r) for r in rows], int(total[0])
 
         return self.atomic(read, write=False)
+
+    def add_pending(self, pending: PendingRequest, now: datetime) -> None:
+        """Record a request this SP sent (and forget those expired a day ago or more)."""
+        m = self._mark
+        stale = iso(now - timedelta(days=1))
+
+        def write(_: object) -> None:
+            self.conn.execute(f"DELETE FROM pending_requests WHERE expires_at < {m}", (stale,))
+            self.conn.execute(
+                "INSERT INTO pending_requests"
+                " (connection, request_id, expires_at, return_to, created_at)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m})",
+                (
+                    pending.connection,
+                    pending.request_id,
+                    iso(pending.expires_at),
+                    pending.return_to,
+                    iso(now),
+                ),
+            )
+
+        self.atomic(write)
+
+    def take_pending(self, connection: str, request_id: str) -> PendingRequest | None:
+        """The recorded request, removed (single use): None when there is none."""
+        m = self._mark
+
+        def take(_: object) -> PendingRequest | None:
+            row = self.conn.execute(
+                f"DELETE FROM pending_requests WHERE connection = {m} AND request_id = {m}"
+                " RETURNING expires_at, return_to",
+                (connection, request_id),
+            ).fetchone()
+            if row is None:
+                return None
+            expires = datetime.fromisoformat(str(row[0]).replace("Z", "+00:00"))
+            return PendingRequest(connection, request_id, expires, row[1])
+
+        return self.atomic(take)
 
     def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
         rows = list(members)

@@ -25,6 +25,18 @@ USER_META_COLUMNS = ("id", "created_at", "updated_at")
 _COLUMN_TYPES: dict[str, Any] = {"text": str, "number": str, "bool": int}
 
 
+# Sign-ins this SP started (SP-initiated SAML): the AuthnRequest's ID, until its answer
+# arrives (single use) or it expires; where the person goes next. Schema version 2.
+PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending_requests (
+    connection TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    return_to TEXT,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (connection, request_id)
+)"""
+
+
 def key_column(field: str) -> str:
     """The case-insensitive lookup column kept beside a field (`username_key`,
     `email_key`): `values.fold` of the field."""
@@ -155,5 +167,6 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
     )
+    conn.execute(PENDING_TABLE)
     keys = [(name, key_column(name)) for name in layout.keys]
     rekey(conn, lambda sql, rows: conn.executemany(sql, rows), keys, "?", fresh=fresh)

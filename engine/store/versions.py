@@ -21,7 +21,7 @@ from engine.store.rekey import LINKS_MARK, mark
 from engine.store.schema import Layout, key_column
 from engine.store.values import FOLD
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: pending_requests (sign-ins this SP started)
 VERSION_ROW = "schema_version"
 
 
