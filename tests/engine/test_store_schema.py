@@ -166,3 +166,22 @@ def test_sign_ins_and_reopening_a_current_store_run_no_ddl(tmp_path: Path) -> No
     _grow(config, 'costcenter = "text"')
     with pytest.raises(StoreError, match="DDL during sign-ins"):
         migrate_store(load_config(config))
+
+
+def test_pending_requests_are_taken_once(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engine.store import PendingRequest
+
+    bench = Bench(workspace(tmp_path))
+    store = bench.store
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    old = PendingRequest("okta", "_jitprov-old", now - timedelta(days=2), None)
+    store.add_pending(old, now - timedelta(days=3))
+    fresh = PendingRequest("okta", "_jitprov-1", now + timedelta(minutes=10), "https://app/")
+    store.add_pending(fresh, now)  # also forgets requests expired a day ago or more
+    assert store.take_pending("okta", "_jitprov-old") is None
+    assert store.take_pending("other", "_jitprov-1") is None  # another connection's
+    assert store.take_pending("okta", "_jitprov-1") == fresh
+    assert store.take_pending("okta", "_jitprov-1") is None  # single use
+    bench.close()
