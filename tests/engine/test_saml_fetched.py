@@ -332,11 +332,11 @@ def test_check_of_the_workspace_warns_about_its_keys_too(
         + 'certificate = "old.crt"\n'
     )
     assert run(["check", "--config", str(config)]) == 0  # warnings never fail a check
-    out = capsys.readouterr().out
-    assert "warning: connection idp: certificate old.crt expired at" in out
-    assert out.rstrip().endswith("no problems found")
+    captured = capsys.readouterr()
+    assert "jitprov: warning: connection idp: certificate old.crt expired at" in captured.err
+    assert captured.out == "no problems found\n"  # the rules' report is unchanged
     # A rules file checked on its own (an editor on save), and --json, stay about rules.
     assert run(["check", "--config", str(config), str(tmp_path / "idp.rules")]) == 0
-    assert "certificate" not in capsys.readouterr().out
+    assert "certificate" not in capsys.readouterr().err
     assert run(["check", "--json", "--config", str(config)]) == 0
     assert json.loads(capsys.readouterr().out) == []

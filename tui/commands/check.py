@@ -99,11 +99,12 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
         for text in texts:
             sys.stdout.write(text + "\n\n")
         if config is not None and not args.rules:
-            # The whole workspace: its keys too (`connection status` lists every source).
-            # Warnings only, and only here: a file checked on save (RULES given) or a
-            # listing for tools (--json) stays about rules, and the exit code too.
+            # The whole workspace: its keys too (`connection status` lists every source),
+            # on stderr: warnings only, beside the rules' report rather than in it. A
+            # file checked on save (RULES given) and --json stay about rules, and the
+            # exit code too.
             for line in key_warnings(config):
-                sys.stdout.write(f"warning: {line}\n")
+                sys.stderr.write(f"jitprov: warning: {line}\n")
         sys.stdout.write(_summary(errors, warnings) + "\n")
     return EXIT_USAGE if errors else EXIT_OK
 
