@@ -92,15 +92,18 @@ class _TooLarge(Exception):
 
 
 class _Provisioners:
-    """One Provisioner per pipeline thread, all closed when the app shuts down. They
-    share the rules compiled when the app was made (read-only): a rules file edited
-    while serving reaches sign-ins only through a reload, never half-way."""
+    """One Provisioner per thread that signs in (or starts a sign-in, or checks
+    readiness), closed when its thread has ended (anyio retires idle worker threads
+    after a few seconds, so without that each burst after a pause would leave a store
+    connection open for good) and all closed when the app shuts down. They share the
+    rules compiled when the app was made (read-only): a rules file edited while serving
+    reaches sign-ins only through a reload, never half-way."""
 
     def __init__(self, config: Config, compiled: dict[str, CompiledRulesLike]) -> None:
         self.config = config
         self.compiled = compiled
         self._local = threading.local()
-        self._all: list[Provisioner] = []
+        self._all: list[tuple[threading.Thread, Provisioner]] = []
         self._lock = threading.Lock()
         self._shared: Store | None = None  # PostgreSQL: one store (one pool) per process
         self._opening = threading.Lock()
@@ -113,8 +116,17 @@ class _Provisioners:
             found = Provisioner(self.config, rules_loader=self._compiled, shared_store=shared)
             self._local.provisioner = found
             with self._lock:
-                self._all.append(found)
+                ended = [p for thread, p in self._all if not thread.is_alive()]
+                self._all = [(t, p) for t, p in self._all if t.is_alive()]
+                self._all.append((threading.current_thread(), found))
+            for provisioner in ended:
+                provisioner.close()
         return found
+
+    def count(self) -> int:
+        """The provisioners open now (tests)."""
+        with self._lock:
+            return len(self._all)
 
     def _compiled(self, connection: Connection, _config: Config) -> CompiledRulesLike:
         return self.compiled[connection.id]
@@ -129,7 +141,7 @@ class _Provisioners:
 
     def close(self) -> None:
         with self._lock:
-            for provisioner in self._all:
+            for _thread, provisioner in self._all:
                 provisioner.close()
             self._all.clear()
         with self._opening:

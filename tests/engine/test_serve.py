@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.parse
@@ -25,6 +26,7 @@ from starlette.testclient import TestClient
 
 from engine.config import load_config
 from engine.service import create_app
+from engine.store import SqliteStore
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
@@ -281,3 +283,30 @@ def test_a_port_in_use_is_a_clear_error_at_start(tmp_path: Path) -> None:
     assert code == 1, err  # a usage error (3 would say "rejected")
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
     assert "Traceback" not in err and "serving on" not in err
+
+
+def test_a_thread_s_provisioner_is_closed_once_its_thread_has_ended(workspace: Path) -> None:
+    """anyio retires idle worker threads; the store connections of those threads must not
+    stay open (each pause between bursts of /login or /readyz would leave more)."""
+    import threading
+
+    from engine.service.app import _Provisioners
+
+    provisioners = _Provisioners(load_config(workspace), {})
+    stores: list[Any] = []
+
+    def sign_in_thread() -> None:
+        stores.append(provisioners.get().store())
+
+    for _ in range(5):
+        thread = threading.Thread(target=sign_in_thread)
+        thread.start()
+        thread.join()
+    assert provisioners.count() == 1  # the last thread's; the four before it were closed
+    if isinstance(stores[0], SqliteStore):
+        for store in stores[:4]:
+            with pytest.raises(sqlite3.ProgrammingError):  # closed
+                store.conn.execute("SELECT 1")
+        assert stores[4].conn.execute("SELECT 1").fetchone() == (1,)
+    provisioners.close()
+    assert provisioners.count() == 0
