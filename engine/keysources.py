@@ -29,17 +29,19 @@ class Refreshed:
     detail: str  # what is trusted now, or why the fetch failed
 
 
+def _chosen(config: Config, connection_id: str | None) -> list[Connection]:
+    """Every connection, or the one named (ConfigError when it does not exist)."""
+    if connection_id is not None:
+        return [config.connection(connection_id)]
+    return list(config.connections.values())
+
+
 def fetching_connections(config: Config, connection_id: str | None = None) -> list[Connection]:
     """The connections whose keys come from a URL (or the one named; ConfigError when
     it does not exist)."""
-    chosen = (
-        [config.connection(connection_id)]
-        if connection_id is not None
-        else list(config.connections.values())
-    )
     return [
         c
-        for c in chosen
+        for c in _chosen(config, connection_id)
         if c.metadata_url is not None or c.jwks_uri is not None or c.discovery is not None
     ]
 
@@ -108,12 +110,7 @@ class KeyStatus:
 def key_status(config: Config, now: datetime, connection_id: str | None = None) -> list[KeyStatus]:
     """Each connection's key sources and warnings, from what is on disk and in this
     process (nothing is fetched: `refresh` does that)."""
-    chosen = (
-        [config.connection(connection_id)]
-        if connection_id is not None
-        else list(config.connections.values())
-    )
-    return [_status(c, config, now) for c in chosen]
+    return [_status(c, config, now) for c in _chosen(config, connection_id)]
 
 
 def _status(connection: Connection, config: Config, now: datetime) -> KeyStatus:

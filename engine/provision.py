@@ -178,17 +178,8 @@ class Provisioner:
             exc.subject = token.name_id
             return exc
         except StoreError as exc:
-            rules = self._rules.get(conn.id)
-            result = Result(
-                "error",
-                conn.id,
-                subject=token.name_id,
-                message=f"store error: {exc}",
-                redact=conn.redact,
-                rules_sha256=rules.sha256 if rules else None,
-            )
-            result.sso = "continue" if conn.on_error == "continue" else "stop"
-            return self._audit_alone(result, now)
+            job = Job(self.layout, conn, self.rules(conn.id), token, now, False)
+            return self._store_error(job, exc, now)
         return token
 
     def apply_token(
@@ -205,9 +196,13 @@ class Provisioner:
         try:
             return self.store(dry_run=dry_run).atomic(job.run, write=not dry_run)
         except StoreError as exc:
-            result = job.result("error", message=f"store error: {exc}")
-            result.sso = "continue" if conn.on_error == "continue" else "stop"
-            return self._audit_alone(result, now)
+            return self._store_error(job, exc, now)
+
+    def _store_error(self, job: Job, exc: StoreError, now: datetime) -> Result:
+        """A token the store failed: `error`, its audit row tried on its own."""
+        result = job.result("error", message=f"store error: {exc}")
+        result.sso = "continue" if job.conn.on_error == "continue" else "stop"
+        return self._audit_alone(result, now)
 
     def reject(
         self,

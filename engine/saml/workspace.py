@@ -21,6 +21,7 @@ from tomlkit.exceptions import TOMLKitError
 
 from engine.config import DEFAULT_AUDIENCE, ConfigError
 from engine.config_edit import save_connection
+from engine.keysources import EXPIRY_WARNING_DAYS
 from engine.moments import stamp
 from engine.saml.metadata import MetadataError, parse_metadata
 
@@ -168,9 +169,6 @@ def import_metadata(
         idp.sso_url,
         warnings,
     )
-
-
-EXPIRY_WARNING_DAYS = 30
 
 
 def _validity_warnings(valid_until: datetime | None, now: datetime) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from engine.store.base import StoreError
-from engine.store.rekey import META_TABLE, rekey
+from engine.store.rekey import META_TABLE, rekey, write_meta
 from engine.store.schema import PENDING_TABLE, Layout, key_column, set_table
 from engine.store.values import fold
 from engine.store.versions import Shape, check_version, describe, is_current, layout_rows
@@ -106,12 +106,7 @@ def migrate(conn: Any, layout: Layout, label: str, *, apply: bool = True) -> lis
                     return None
                 before = _shape(conn)
                 ensure_schema(conn, layout)
-                _many(
-                    conn,
-                    f"INSERT INTO {META_TABLE} (name, value) VALUES (%s, %s)"
-                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                    list(layout_rows(layout).items()),
-                )
+                write_meta(lambda sql, rows: _many(conn, sql, rows), layout_rows(layout), "%s")
                 return describe(before, _shape(conn))
         except psycopg.Error as exc:
             if getattr(exc, "sqlstate", None) != _LOCK_NOT_AVAILABLE:

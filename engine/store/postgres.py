@@ -24,8 +24,9 @@ pipeline mode: statements whose results are not needed yet travel together, so a
 of a known account is two round trips (the lookups with the link's lock, then the writes
 with the commit), and psycopg prepares the hot statements on each connection. A
 connection found broken before the commit was sent is replaced and the token runs again
-(nothing of it was committed); one lost while committing is an `error` saying that the
-outcome is unknown (the audit row tells). Values are stored exactly as in SQLite (text,
+(nothing of it was committed); for one lost while committing, the server is asked what
+became of the transaction (`txid_status`): committed stands, rolled back runs again, and
+only when it cannot tell is the token an `error` saying the outcome is unknown. Values are stored exactly as in SQLite (text,
 numbers as canonical text, booleans as 0/1, moments as ISO 8601 text), so a store can move
 between the two and queries read the same.
 
@@ -362,11 +363,6 @@ class PostgresStore(AccountReads):
         except self._psycopg.Error as exc:
             raise StoreError(f"store {self.label}: {_first_line(exc)}") from None
 
-    def migrate(self, *, apply: bool = True) -> list[str] | None:
-        """Bring the schema up to the layout: None when it was, else what changed
-        (`apply=False`: what would change; nothing is kept)."""
-        return migrate_url(self.url, self.layout, apply=apply)
-
     @property
     def conn(self) -> Any:
         """The connection of this thread's transaction; outside one, a connection of the
@@ -506,7 +502,7 @@ class PostgresStore(AccountReads):
         except self._psycopg.Error:
             pass
 
-    def write_audit(self, row: Any) -> None:
+    def write_audit(self, row: AuditRow) -> None:
         self.atomic(lambda txn: txn.write_audit(row))
 
     # -- reads ----------------------------------------------------------------------

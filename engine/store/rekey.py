@@ -25,7 +25,7 @@ differs from its subject was an emailAddress NameID's and gets the new fold.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from engine.store.values import FOLD, fold
@@ -54,12 +54,16 @@ def marked(conn: Any) -> set[str]:
 
 def record(many: Many, names: Iterable[str], sql_mark: str) -> None:
     """Record `names` as computed with the current fold (an upsert)."""
-    rows: list[tuple[object, ...]] = [(name, FOLD) for name in names]
+    write_meta(many, {name: FOLD for name in names}, sql_mark)
+
+
+def write_meta(many: Many, rows: Mapping[str, str], sql_mark: str) -> None:
+    """Set `store_meta` rows (name → value), adding or replacing each."""
     if rows:
         many(
             f"INSERT INTO {META_TABLE} (name, value) VALUES ({sql_mark}, {sql_mark})"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            rows,
+            list(rows.items()),
         )
 
 

@@ -28,7 +28,7 @@ from engine.store.base import (
     retried,
 )
 from engine.store.reads import AccountReads
-from engine.store.rekey import META_TABLE
+from engine.store.rekey import META_TABLE, write_meta
 from engine.store.schema import Layout, ensure_schema, key_column
 from engine.store.sqlite_writers import (
     AUTOCHECKPOINT_PAGES,
@@ -159,11 +159,7 @@ class SqliteStore(AccountReads):
                 return None
             before = _shape(conn)
             ensure_schema(conn, self.layout)
-            conn.executemany(
-                f"INSERT INTO {META_TABLE} (name, value) VALUES (?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                list(layout_rows(self.layout).items()),
-            )
+            write_meta(conn.executemany, layout_rows(self.layout), "?")
             changes = describe(before, _shape(conn))
             conn.execute("COMMIT" if apply else "ROLLBACK")
             return changes
