@@ -16,10 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from joserfc import jws
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
 from engine.config import Connection
+from engine.oidc import validate_id_token
+from engine.token import Token, TokenRejected
 
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "client-123"
@@ -132,3 +135,15 @@ def hmac_with_secret(payload: dict[str, Any], secret: bytes, **header: Any) -> b
     signing_input = f"{b64(json.dumps(head).encode())}.{b64(json.dumps(payload).encode())}"
     mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(mac)}".encode()
+
+
+def check(token: bytes, conn: Connection) -> Token:
+    """The token validated at NOW on `conn`."""
+    return validate_id_token(token, conn, now=NOW)
+
+
+def refused(token: bytes, conn: Connection) -> TokenRejected:
+    """Why the token is refused at NOW on `conn` (fails the test when it is not)."""
+    with pytest.raises(TokenRejected) as info:
+        check(token, conn)
+    return info.value

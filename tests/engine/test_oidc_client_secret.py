@@ -14,19 +14,18 @@ if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importa
     sys.path.insert(0, str(Path(__file__).parent))
 from oidc_fixtures import (
     HMAC_SECRET,
-    NOW,
+    check,
     claims,
     connection,
     oct_key,
     public_jwk,
+    refused,
     rsa_key,
     sign,
     write_jwks,
 )
 
 from engine.config import Connection
-from engine.oidc import validate_id_token
-from engine.token import Token, TokenRejected
 
 VARIABLE = "JITPROV_TEST_CLIENT_SECRET"
 
@@ -36,16 +35,6 @@ def secret_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Connection:
     monkeypatch.setenv(VARIABLE, HMAC_SECRET.decode())
     conn = connection(tmp_path / "rules", client_secret_env=VARIABLE)
     return dataclasses.replace(conn, jwks=None)
-
-
-def check(token: bytes, conn: Connection) -> Token:
-    return validate_id_token(token, conn, now=NOW)
-
-
-def refused(token: bytes, conn: Connection) -> TokenRejected:
-    with pytest.raises(TokenRejected) as info:
-        check(token, conn)
-    return info.value
 
 
 @pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])

@@ -16,12 +16,10 @@ import pytest
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
 from http_fixtures import FakeIdp, fake_idp
-from oidc_fixtures import ISSUER, NOW, claims, connection, public_jwk, rsa_key, sign
+from oidc_fixtures import ISSUER, check, claims, connection, public_jwk, refused, rsa_key, sign
 
 from engine import remote
 from engine.config import ConfigError, Connection, load_config
-from engine.oidc import validate_id_token
-from engine.token import Token, TokenRejected
 
 
 class Idp:
@@ -93,16 +91,6 @@ def idp() -> Iterator[Idp]:
 def fetching(tmp_path: Path, **keys: Any) -> Connection:
     conn = connection(tmp_path / "rules", cache_dir=tmp_path / "cache", **keys)
     return dataclasses.replace(conn, jwks=None)
-
-
-def check(token: bytes, conn: Connection) -> Token:
-    return validate_id_token(token, conn, now=NOW)
-
-
-def refused(token: bytes, conn: Connection) -> TokenRejected:
-    with pytest.raises(TokenRejected) as info:
-        check(token, conn)
-    return info.value
 
 
 def stale(conn: Connection) -> remote.Remote:
