@@ -29,6 +29,8 @@ DEFAULT_CLOCK_SKEW = 120
 DEFAULT_AUDIENCE = "urn:jitprov:sp"
 DEFAULT_REFRESH_MIN = 600.0  # saml2 metadata_url: refetched no more often than this
 DEFAULT_REFRESH_MAX = 86_400.0  # ... and at least this often
+DEFAULT_SCOPES = ("openid", "email", "profile")  # oidc: what the code flow asks for
+CLIENT_AUTH = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 DEFAULT_JWKS_MIN_REFRESH = 60.0  # seconds between fetches of one JWKS for unknown kids
 TENANT_PLACEHOLDER = "{tenantid}"  # in an oidc issuer: any tenant of `tenants` in its place  # the SP entity ID when a workspace names none
 
@@ -88,6 +90,7 @@ class Connection:
     cache_dir: Path | None = None  # the workspace's .jitprov/cache (fetched keys)
     sso_url: str | None = None  # saml2: the IdP's SingleSignOnService (HTTP-Redirect)
     return_urls: tuple[str, ...] = ()  # where a sign-in may send the person next
+    error_url: str | None = None  # where a refused browser sign-in goes, with ?error=<reason>
     sp_certificate: Path | None = None  # saml2: this SP's signing certificate (with sp_key)
     sp_key: Path | None = None  # ... and its private key (signs AuthnRequests)
     sp_encryption_certificate: Path | None = None  # the certificate of decryption_key
@@ -96,6 +99,13 @@ class Connection:
     metadata_signed: bool = True  # false: accepted unsigned (written explicitly)
     refresh_min: float = DEFAULT_REFRESH_MIN  # seconds a fetched copy serves, at least
     refresh_max: float = DEFAULT_REFRESH_MAX  # ... and at most before it is fetched again
+    # oidc, the authorization code flow (engine.oidc.code_flow); the client id is `audience`
+    authorization_endpoint: str | None = None  # else from discovery
+    token_endpoint: str | None = None  # else from discovery
+    redirect_uri: str | None = None  # this SP's callback URL, registered at the IdP
+    token_endpoint_auth_method: str | None = None  # client_secret_basic/_post, private_key_jwt
+    client_key: Path | None = None  # private_key_jwt: this client's private key (PEM)
+    scopes: tuple[str, ...] = DEFAULT_SCOPES
     # oidc, an issuer with {tenantid}: the tenants accepted, or "any" (written explicitly)
     tenants: tuple[str, ...] | Literal["any"] | None = None
     clock_skew: int = DEFAULT_CLOCK_SKEW
@@ -351,6 +361,26 @@ class _Checker:
         return tuple(value)
 
 
+def _code_flow(checker: _Checker, table: Mapping[str, Any], key: Callable[[str], str]) -> None:
+    """The authorization code flow's settings agree: private_key_jwt has its key, the
+    secret methods their secret, `openid` is among the scopes."""
+    method = table.get("token_endpoint_auth_method")
+    if method == "private_key_jwt" and "client_key" not in table:
+        raise checker.fail(key("client_key"), "missing: private_key_jwt signs with client_key")
+    if "client_key" in table and method != "private_key_jwt":
+        raise checker.fail(
+            key("client_key"), 'applies only with token_endpoint_auth_method = "private_key_jwt"'
+        )
+    if method in ("client_secret_basic", "client_secret_post") and (
+        "client_secret_env" not in table
+    ):
+        raise checker.fail(
+            key("client_secret_env"), f"missing: {method} sends the secret client_secret_env names"
+        )
+    if "scopes" in table and "openid" not in table["scopes"]:
+        raise checker.fail(key("scopes"), 'expected "openid" among the scopes (an ID token)')
+
+
 def _metadata_url(
     checker: _Checker, table: Mapping[str, Any], key: Callable[[str], str], values: dict[str, Any]
 ) -> None:
@@ -487,7 +517,6 @@ def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:
 _SAML_ONLY = (
     "certificate",
     "sso_url",
-    "return_urls",
     "sp_certificate",
     "sp_key",
     "sp_encryption_certificate",
@@ -511,8 +540,16 @@ _OIDC_ONLY = (
     "jwks_uri",
     "discovery",
     "jwks_min_refresh",
+    "authorization_endpoint",
+    "token_endpoint",
+    "redirect_uri",
+    "token_endpoint_auth_method",
+    "client_key",
+    "scopes",
 )
 _COMMON = (
+    "return_urls",
+    "error_url",
     "protocol",
     "issuer",
     "audience",
@@ -561,6 +598,13 @@ def _connection(
         "metadata_url": lambda k: checker.fetchable(table, k, key(k)),
         "sso_url": lambda k: checker.fetchable(table, k, key(k)),
         "return_urls": lambda k: checker.url_list(table, k, key(k)),
+        "error_url": lambda k: checker.fetchable(table, k, key(k)),
+        "authorization_endpoint": lambda k: checker.fetchable(table, k, key(k)),
+        "token_endpoint": lambda k: checker.fetchable(table, k, key(k)),
+        "redirect_uri": lambda k: checker.fetchable(table, k, key(k)),
+        "token_endpoint_auth_method": lambda k: checker.choice(table, k, key(k), CLIENT_AUTH),
+        "client_key": lambda k: checker.file(table, k, key(k)),
+        "scopes": lambda k: checker.text_list(table, k, key(k)),
         "sp_certificate": lambda k: checker.file(table, k, key(k)),
         "sp_key": lambda k: checker.file(table, k, key(k)),
         "sp_encryption_certificate": lambda k: checker.file(table, k, key(k)),
@@ -646,6 +690,7 @@ def _connection(
         values["cache_dir"] = checker.root / ".jitprov" / "cache"
     if protocol == "oidc":
         values["tenants"] = _tenants(checker, table, key, values["issuer"])
+        _code_flow(checker, table, key)
     if "link_by" in table:
         link_by = checker.text(table, "link_by", key("link_by"))
         kind = fields.get(link_by)

@@ -153,34 +153,38 @@ class Provisioner:
     def record(
         self, conn: Connection, read: Token | TokenRejected, *, now: datetime, dry_run: bool
     ) -> Result:
-        """Steps 3–8 for what `intake` gave: the account written, or the refusal audited."""
+        """Steps 3–8 for what `intake` gave: the account written, or the refusal audited.
+        A response to a request jitprov sent gives the result that request's return URL."""
+        return_to: str | None = None
         if not isinstance(read, TokenRejected) and read.in_response_to and not dry_run:
             answer = self._answering(conn, read, now)
             if isinstance(answer, Result):
                 return answer
-            read = answer
+            read, return_to = answer
         if isinstance(read, TokenRejected):
             return self.reject(
                 conn, read.reason, read.message, now=now, dry_run=dry_run, subject=read.subject
             )
-        return self.apply_token(conn, read, now=now, dry_run=dry_run, rules=self.rules(conn.id))
+        result = self.apply_token(conn, read, now=now, dry_run=dry_run, rules=self.rules(conn.id))
+        result.return_to = return_to
+        return result
 
     def _answering(
         self, conn: Connection, token: Token, now: datetime
-    ) -> Token | TokenRejected | Result:
+    ) -> tuple[Token | TokenRejected, str | None] | Result:
         """A response to a request jitprov sent must answer an open one (taken now;
-        engine.saml.authn_request). A store that fails here is the sign-in's `error`."""
+        engine.saml.authn_request): the token and the request's return URL. A store that
+        fails here is the sign-in's `error`."""
         from engine.saml.authn_request import answered
 
         try:
-            answered(conn, token, self.store(), now)
+            return token, answered(conn, token, self.store(), now)
         except TokenRejected as exc:
             exc.subject = token.name_id
-            return exc
+            return exc, None
         except StoreError as exc:
             job = Job(self.layout, conn, self.rules(conn.id), token, now, False)
             return self._store_error(job, exc, now)
-        return token
 
     def apply_token(
         self,

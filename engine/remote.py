@@ -217,6 +217,30 @@ class Remote:
             pass  # the in-memory copy still serves; the next good fetch tries again
 
 
+def post_form(url: str, headers: dict[str, str], body: str) -> tuple[int, bytes]:
+    """POST a form to `url` (a token endpoint): the status and the body, read with the
+    limits of a fetch (FETCH_TIMEOUT, at most MAX_BYTES, no redirects); FetchError when
+    no answer comes or it is too large."""
+    import httpx  # on use: most commands never fetch
+
+    problem = check_url(url)
+    if problem is not None:
+        raise FetchError(f"{url}: {problem}")
+    try:
+        with (
+            httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=False) as client,
+            client.stream("POST", url, headers=headers, content=body.encode("utf-8")) as response,
+        ):
+            answer = bytearray()
+            for chunk in response.iter_bytes():
+                answer += chunk
+                if len(answer) > MAX_BYTES:
+                    raise FetchError(f"{url}: larger than {MAX_BYTES} bytes")
+            return response.status_code, bytes(answer)
+    except httpx.HTTPError as exc:
+        raise FetchError(f"{url}: {type(exc).__name__}: {exc}") from None
+
+
 def _freshness(headers: Any) -> float:
     match = _MAX_AGE.search(headers.get("cache-control", ""))
     seconds = float(match.group(1)) if match else DEFAULT_FRESH

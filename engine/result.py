@@ -57,6 +57,8 @@ class Result:
     rules_sha256: str | None = None
     dry_run: bool = False
     audit_written: bool | None = None  # None: not attempted (dry run)
+    # A browser sign-in's next page: the return URL of the request it answers (not JSON).
+    return_to: str | None = field(default=None, compare=False)
     # Values of redacted names the result cannot find in `attributes` and `plan` (the
     # stored account's, an earlier evaluation's); used to hide them in the message.
     hidden: tuple[str, ...] = field(default=(), repr=False, compare=False)

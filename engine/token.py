@@ -29,6 +29,10 @@ ReasonCode: TypeAlias = Literal[
     "expired",
     "wrong-nonce",
     "replay",
+    # Browser sign-ins (docs/sso.md): a return URL outside the connection's return_urls,
+    # and an OIDC code the token endpoint would not exchange.
+    "wrong-return-url",
+    "exchange-failed",
 ]
 
 REASON_CODES: tuple[str, ...] = ReasonCode.__args__  # type: ignore[attr-defined]

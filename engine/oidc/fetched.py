@@ -37,11 +37,18 @@ def fetched_keys(connection: Connection, missing_kid: str | None) -> tuple[JwkEn
 
 
 def jwks_uri(connection: Connection) -> str:
-    """The JWKS URL: `jwks_uri`, or the `jwks_uri` of the discovery document, whose
-    `issuer` must be the connection's (the document is fetched and cached like keys)."""
+    """The JWKS URL: `jwks_uri`, or the `jwks_uri` of the discovery document."""
     if connection.jwks_uri is not None:
         return connection.jwks_uri
-    assert connection.discovery is not None
+    return discovered(connection, "jwks_uri")
+
+
+def discovered(connection: Connection, name: str) -> str:
+    """An endpoint URL the discovery document names (`jwks_uri`, `authorization_endpoint`,
+    `token_endpoint`); the document's `issuer` must be the connection's (it is fetched
+    and cached like keys). FetchError when it has no usable URL of that name."""
+    if connection.discovery is None:
+        raise FetchError(f"connection {connection.id!r} has neither {name} nor discovery")
     source = remote(connection.discovery, connection.cache_dir)
     body = source.document(min_interval=connection.jwks_min_refresh)
     try:
@@ -56,9 +63,9 @@ def jwks_uri(connection: Connection) -> str:
             f"the discovery document at {connection.discovery} names issuer"
             f" {document.get('issuer')!r}, not the connection's {connection.issuer!r}",
         )
-    uri = document.get("jwks_uri")
+    uri = document.get(name)
     if not isinstance(uri, str) or check_url(uri) is not None:
-        raise FetchError(f"{connection.discovery}: no usable jwks_uri ({uri!r})")
+        raise FetchError(f"{connection.discovery}: no usable {name} ({uri!r})")
     return uri
 
 

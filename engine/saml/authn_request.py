@@ -34,7 +34,13 @@ _RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 
 
 class LoginError(Exception):
-    """A sign-in cannot be started; the message says why."""
+    """A sign-in cannot be started; the message says why. `reason` is the reason code of
+    a refusal that is the request's fault (a return URL outside the allowlist), audited
+    as such; None for the connection's own (no IdP URL, no recipient)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def sso_url(connection: Connection) -> str:
@@ -71,13 +77,29 @@ def allowed_return(connection: Connection, return_to: str | None) -> str | None:
         return None
     parts = urlsplit(return_to)
     if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise LoginError(f"return_to {return_to!r} is not an absolute http(s) URL")
-    if not any(return_to.startswith(prefix) for prefix in connection.return_urls):
+        raise LoginError(
+            f"return_to {return_to!r} is not an absolute http(s) URL", "wrong-return-url"
+        )
+    if any(c <= " " or c in "\\\x7f" for c in return_to) or not any(
+        _under(return_to, prefix) for prefix in connection.return_urls
+    ):
         raise LoginError(
             f"return_to {return_to!r} is not under any of connection {connection.id!r}'s"
-            " return_urls"
+            " return_urls",
+            "wrong-return-url",
         )
     return return_to
+
+
+def _under(url: str, prefix: str) -> bool:
+    """`url` starts with `prefix` at a boundary: `https://app.example` allows
+    `https://app.example/home` but not `https://app.example.evil/` or
+    `https://app.example@evil/`."""
+    if not url.startswith(prefix):
+        return False
+    if len(url) == len(prefix) or prefix.endswith(("/", "?", "#", "&", "=")):
+        return True
+    return url[len(prefix)] in "/?#"
 
 
 def start_login(
@@ -90,7 +112,7 @@ def start_login(
 ) -> str:
     """Record a new request and give the URL that takes the browser to the IdP."""
     if connection.protocol != "saml2":
-        raise LoginError(f"connection {connection.id!r} is {connection.protocol}: not built yet")
+        raise LoginError(f"connection {connection.id!r} is {connection.protocol}, not saml2")
     return_to = allowed_return(connection, return_to)
     target = sso_url(connection)
     request_id = REQUEST_PREFIX + secrets.token_hex(16)

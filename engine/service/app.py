@@ -52,16 +52,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from engine.config import Config, ConfigError, Connection
+from engine.handoff import PickupRefused, hand_off, pick_up
 from engine.keysources import Refresher
+from engine.oidc.code_flow import callback as oidc_callback
+from engine.oidc.code_flow import start_login as oidc_login
 from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
-from engine.result import Result
+from engine.result import SUCCESS, Result
 from engine.saml import schema
-from engine.saml.authn_request import LoginError, start_login
+from engine.saml.authn_request import REQUEST_PREFIX, LoginError, allowed_return
+from engine.saml.authn_request import start_login as saml_login
 from engine.service.access import AccessLog, LogFormat
+from engine.service.browser import NO_STORE, is_browser, landing, page, signed_in
+from engine.service.browser import refused as browser_refused
 from engine.service.metrics import CONTENT_TYPE, Metrics
-from engine.store import Store, StoreError, open_store
+from engine.store import AuditRow, Store, StoreError, open_store
 from engine.store.base import listen_for_retries
 from engine.store.sqlite import SqliteStore
+from engine.store.values import iso
 from engine.token import Token, TokenRejected
 
 STATUS = {
@@ -233,9 +240,10 @@ def create_app(
         return response
 
     async def answer(request: Request) -> Response:
-        if (refusal := refused(request)) is not None:
-            return refusal
         kind = "acs" if request.url.path.startswith("/acs/") else "oidc"
+        browser = kind == "acs" and is_browser(request)  # an IdP's form, posted by a person
+        if not browser and (refusal := refused(request)) is not None:
+            return refusal
         name = request.path_params["connection"]
         connection = config.connections.get(name)
         if connection is None:
@@ -267,21 +275,48 @@ def create_app(
                 "every sign-in slot is busy and the queue is full; retry",
                 headers={"Retry-After": "1"},
             )
+        relay = fields.get("RelayState") if browser else None
         load.admitted += 1
         try:
             if threads:
                 result = await anyio.to_thread.run_sync(
-                    _provision, provisioners, connection, field, token, fields, limiter=limiter
+                    _provision,
+                    provisioners,
+                    connection,
+                    field,
+                    token,
+                    fields,
+                    browser,
+                    relay,
+                    limiter=limiter,
                 )
             else:
                 await anyio.sleep(0)  # let the loop poll (accept, read) between sign-ins
-                result = await _sign_in(provisioners, turns, connection, field, token, fields)
+                result = await _sign_in(
+                    provisioners, turns, connection, field, token, fields, browser, relay
+                )
         except RulesError as exc:
             return _error(500, str(exc))
         finally:
             load.admitted -= 1
         request.state.outcome, request.state.reason = result.outcome, result.reason
+        if browser:
+            return await to_browser(connection, result)
         return JSONResponse(result.to_json(), status_code=STATUS[result.outcome])
+
+    async def to_browser(connection: Connection, result: Result) -> Response:
+        """A browser's next page: the application with a reference to pick the sign-in
+        up, or the connection's error page."""
+        if result.outcome not in SUCCESS:
+            return browser_refused(connection, result)
+        if result.return_to is None:
+            return signed_in(result, "", None)
+        try:
+            ref = await anyio.to_thread.run_sync(_hand_off, provisioners, result, limiter=limiter)
+        except StoreError as exc:
+            failed = Result("error", connection.id, message=f"store error: {exc}")
+            return browser_refused(connection, failed)
+        return signed_in(result, ref, result.return_to)
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -317,18 +352,77 @@ def create_app(
         name = request.path_params["connection"]
         if name not in config.connections:
             return _error(404, f"no connection {name!r}")
+        connection = config.connections[name]
         return_to = request.query_params.get("return_to")
         force = request.query_params.get("force_authn", "").lower() in ("1", "true", "yes")
         try:
             target = await anyio.to_thread.run_sync(
-                _login, provisioners, config.connections[name], return_to, force, limiter=limiter
+                _login, provisioners, connection, return_to, force, limiter=limiter
             )
         except (LoginError, StoreError) as exc:
-            return _error(400 if isinstance(exc, LoginError) else 503, str(exc))
-        return Response(status_code=303, headers={"Location": target, "Cache-Control": "no-store"})
+            status = 400 if isinstance(exc, LoginError) else 503
+            if isinstance(exc, LoginError) and exc.reason is not None:
+                await anyio.to_thread.run_sync(
+                    _audit_refusal, provisioners, connection.id, exc.reason, str(exc)
+                )
+            if not is_browser(request):
+                return _error(status, str(exc), headers=NO_STORE)
+            if isinstance(exc, LoginError) and exc.reason is not None:
+                failed = Result("rejected", connection.id, reason=exc.reason)
+                return browser_refused(connection, failed)
+            return page(status, "Sign-in cannot start", str(exc))
+        return Response(status_code=303, headers={"Location": target, **NO_STORE})
+
+    async def callback(request: Request) -> Response:
+        # The IdP sends the browser back with a code (or an error) and the state.
+        name = request.path_params["connection"]
+        connection = config.connections.get(name)
+        if connection is None or connection.protocol != "oidc":
+            return page(404, "No such sign-in", f"there is no OIDC connection {name!r}")
+        params = dict(request.query_params)
+        started = time.perf_counter()
+        try:
+            result = await anyio.to_thread.run_sync(
+                _callback, provisioners, connection, params, limiter=limiter
+            )
+        except RulesError as exc:
+            return page(500, "Sign-in unavailable", str(exc))
+        metrics.signin(name, result.outcome, result.reason, time.perf_counter() - started)
+        request.state.outcome, request.state.reason = result.outcome, result.reason
+        return await to_browser(connection, result)
+
+    async def pickup(request: Request) -> Response:
+        # The application redeems a browser's jitprov_ref: once, within 60 s.
+        if (refusal := refused(request)) is not None:
+            return refusal
+        try:
+            with anyio.fail_after(BODY_SECONDS):
+                body = await _body(request, FORM_SLACK)
+            fields = _fields(body, request.headers.get("content-type", ""))
+        except _TooLarge:
+            return _error(413, "the request body is too large")
+        except TimeoutError:
+            return _error(408, f"the request body did not arrive within {BODY_SECONDS} s")
+        except ValueError as exc:
+            return _error(400, str(exc))
+        ref = fields.get("jitprov_ref")
+        if not ref:
+            return _error(400, "expected a jitprov_ref field in the body")
+        try:
+            data = await anyio.to_thread.run_sync(_pick_up, provisioners, ref, limiter=limiter)
+        except StoreError as exc:
+            return _error(503, f"store error: {exc}")
+        except PickupRefused as exc:
+            status = {"malformed": 400, "wrong-request": 404}.get(exc.reason, 410)
+            return JSONResponse(
+                {"error": exc.message, "reason": exc.reason}, status_code=status, headers=NO_STORE
+            )
+        return JSONResponse(data, headers=NO_STORE)
 
     routes = [
         Route("/login/{connection}", login, methods=["GET"]),
+        Route("/callback/{connection}", callback, methods=["GET"]),
+        Route("/pickup", pickup, methods=["POST"]),
         Route("/acs/{connection}", deliver, methods=["POST"]),
         Route("/oidc/{connection}", deliver, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -352,12 +446,68 @@ def create_app(
 def _login(
     provisioners: _Provisioners, connection: Connection, return_to: str | None, force: bool
 ) -> str:
-    """A new SP-initiated sign-in (engine.saml.authn_request), in a thread: the URL to
-    send the browser to."""
+    """A new sign-in this SP starts (engine.saml.authn_request, engine.oidc.code_flow), in
+    a thread: the URL to send the browser to."""
     store = provisioners.get().store()
-    return start_login(
-        connection, store, now=datetime.now(UTC), return_to=return_to, force_authn=force
+    start = oidc_login if connection.protocol == "oidc" else saml_login
+    return start(connection, store, now=datetime.now(UTC), return_to=return_to, force_authn=force)
+
+
+def _callback(
+    provisioners: _Provisioners, connection: Connection, params: dict[str, str]
+) -> Result:
+    """An OIDC sign-in coming back (in a thread: the code exchange waits on the IdP): the
+    request taken, the code exchanged, the ID token validated with its nonce and
+    provisioned; every refusal is audited like a token's."""
+    provisioner = provisioners.get()
+    now = datetime.now(UTC)
+    try:
+        answer = oidc_callback(connection, provisioner.store(), params, now)
+    except TokenRejected as exc:
+        return provisioner.reject(connection, exc.reason, exc.message, now=now, dry_run=False)
+    except StoreError as exc:
+        return Result("error", connection.id, message=f"store error: {exc}")
+    read = provisioner.intake(connection, answer.id_token, now=now, nonce=answer.pending.nonce)
+    result = provisioner.record(connection, read, now=now, dry_run=False)
+    result.return_to = answer.pending.return_to or landing(connection)
+    return result
+
+
+def _hand_off(provisioners: _Provisioners, result: Result) -> str:
+    """Keep a browser's sign-in for the application (engine.handoff): its reference."""
+    return hand_off(provisioners.get().store(), result, datetime.now(UTC))
+
+
+def _pick_up(provisioners: _Provisioners, ref: str) -> dict[str, Any]:
+    """The application's pickup; a refused one is audited (the reference named in it is
+    never written: it would let the audit's readers pick a sign-in up)."""
+    now = datetime.now(UTC)
+    store = provisioners.get().store()
+    try:
+        return pick_up(store, ref, now)
+    except PickupRefused as exc:
+        _audit_refusal(provisioners, exc.connection, exc.reason, f"pickup: {exc.message}")
+        raise
+
+
+def _audit_refusal(
+    provisioners: _Provisioners, connection: str | None, reason: str, message: str
+) -> None:
+    """The audit row of a browser flow's refusal that concerns no token (a return URL
+    outside the allowlist at /login, a refused pickup). A store that fails here only
+    loses the row: the refusal stands."""
+    row = AuditRow(
+        at=iso(datetime.now(UTC)),
+        connection=connection,
+        subject=None,
+        token_id=None,
+        outcome="rejected",
+        reason=reason,
+        message=message,
+        user_id=None,
     )
+    with contextlib.suppress(StoreError):
+        provisioners.get().store().write_audit(row)
 
 
 def _sp_documents(config: Config) -> dict[str, bytes | str]:
@@ -448,12 +598,17 @@ def _provision(
     field: str,
     token: str,
     fields: dict[str, str],
+    browser: bool = False,
+    relay: str | None = None,
 ) -> Result:
     """One sign-in, in a pipeline thread."""
     provisioner = provisioners.get()
     now = datetime.now(UTC)
     read = _intake(provisioner, connection, field, token, fields, now)
-    return provisioner.record(connection, read, now=now, dry_run=False)
+    read, landing_url = _landing(connection, read, browser, relay)
+    result = provisioner.record(connection, read, now=now, dry_run=False)
+    result.return_to = result.return_to or landing_url
+    return result
 
 
 async def _sign_in(
@@ -463,6 +618,8 @@ async def _sign_in(
     field: str,
     token: str,
     fields: dict[str, str],
+    browser: bool = False,
+    relay: str | None = None,
 ) -> Result:
     """One sign-in on the event loop: the token validated first (CPU, nothing shared),
     then written in the store's turn. While another worker process has the turn, this
@@ -472,6 +629,19 @@ async def _sign_in(
     provisioner = provisioners.get()
     now = datetime.now(UTC)
     read = _intake(provisioner, connection, field, token, fields, now)
+    read, landing_url = _landing(connection, read, browser, relay)
+    result = await _record(provisioner, turns, connection, read, now)
+    result.return_to = result.return_to or landing_url
+    return result
+
+
+async def _record(
+    provisioner: Provisioner,
+    turns: anyio.Lock,
+    connection: Connection,
+    read: Token | TokenRejected,
+    now: datetime,
+) -> Result:
     async with turns:
         try:
             store = provisioner.store()
@@ -485,6 +655,26 @@ async def _sign_in(
             return provisioner.record(connection, read, now=now, dry_run=False)
         finally:
             store.end_writer_turn()  # when the write did not use the turn (an early error)
+
+
+def _landing(
+    connection: Connection, read: Token | TokenRejected, browser: bool, relay: str | None
+) -> tuple[Token | TokenRejected, str | None]:
+    """A browser's response: where it goes next when it answers no request of jitprov's
+    (IdP-initiated, or the application's own request): its RelayState when the
+    connection's `return_urls` allow it — a RelayState they do not allow refuses the
+    sign-in (`wrong-return-url`: never an open redirect) — else the first of them. A
+    response to jitprov's own request goes where the request said (Provisioner.record)."""
+    if not browser or isinstance(read, TokenRejected):
+        return read, None
+    if read.in_response_to and read.in_response_to.startswith(REQUEST_PREFIX):
+        return read, None
+    if not relay:
+        return read, landing(connection)
+    try:
+        return read, allowed_return(connection, relay)
+    except LoginError as exc:
+        return TokenRejected("wrong-return-url", f"RelayState: {exc}", read.name_id), None
 
 
 def _intake(

@@ -9,6 +9,7 @@ from engine.config import Config
 from engine.store.base import (
     LOCAL_SOURCE,
     AuditRow,
+    Handoff,
     Member,
     PendingRequest,
     SchemaError,
@@ -25,6 +26,7 @@ from engine.store.versions import SCHEMA_VERSION
 __all__ = [
     "LOCAL_SOURCE",
     "AuditRow",
+    "Handoff",
     "Layout",
     "Member",
     "Migration",

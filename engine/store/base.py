@@ -92,9 +92,23 @@ class PendingRequest:
     `expires_at`; `return_to` is where the person goes next."""
 
     connection: str
-    request_id: str
+    request_id: str  # SAML: the AuthnRequest's ID; OIDC: the `state`
     expires_at: datetime
     return_to: str | None = None
+    nonce: str | None = None  # OIDC: the ID token must carry it
+    verifier: str | None = None  # OIDC: the PKCE code_verifier, sent with the code
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A sign-in handed to the application: its result object (JSON text), picked up
+    once by the sha256 of its reference before `expires_at`; `picked_at` when it was."""
+
+    ref_hash: str
+    connection: str
+    result: str
+    expires_at: datetime
+    picked_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -206,6 +220,15 @@ class Store(Protocol):
 
     def take_pending(self, connection: str, request_id: str) -> PendingRequest | None:
         """Remove and give the recorded request (single use); None when there is none."""
+        ...
+
+    def add_handoff(self, handoff: Handoff, now: datetime) -> None:
+        """Record a sign-in for the application to pick up, in its own transaction."""
+        ...
+
+    def take_handoff(self, ref_hash: str, now: datetime) -> Handoff | None:
+        """Mark the hand-off picked up and give it as it was before (its `picked_at` set
+        when it had been picked up already); None when there is none."""
         ...
 
     def close(self) -> None: ...

@@ -18,7 +18,15 @@ from typing import Any
 
 from engine.store.base import StoreError
 from engine.store.rekey import META_TABLE, rekey, write_meta
-from engine.store.schema import PENDING_TABLE, Layout, key_column, set_table
+from engine.store.schema import (
+    HANDOFF_INDEX,
+    HANDOFF_TABLE,
+    PENDING_COLUMNS,
+    PENDING_TABLE,
+    Layout,
+    key_column,
+    set_table,
+)
 from engine.store.values import fold
 from engine.store.versions import Shape, check_version, describe, is_current, layout_rows
 
@@ -65,6 +73,8 @@ CREATE TABLE IF NOT EXISTS seen_tokens (
     PRIMARY KEY (connection, token_id)
 );
 {PENDING_TABLE};
+{HANDOFF_TABLE};
+{HANDOFF_INDEX};
 CREATE TABLE IF NOT EXISTS store_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -150,6 +160,8 @@ def ensure_schema(conn: Any, layout: Layout) -> None:
     for name, kind in layout.scalars.items():
         if name not in existing:
             conn.execute(f'ALTER TABLE users ADD COLUMN "{name}" {_COLUMN_TYPES[kind]}')
+    for name in PENDING_COLUMNS:
+        conn.execute(f"ALTER TABLE pending_requests ADD COLUMN IF NOT EXISTS {name} TEXT")
     fresh: set[str] = set()  # key columns made (and filled with values.fold) just now
     for name in layout.keys:
         key = key_column(name)

@@ -9,13 +9,19 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from engine.store.base import AuditRow, Member, PendingRequest, StoredUser, UserWrite
+from engine.store.base import AuditRow, Handoff, Member, PendingRequest, StoredUser, UserWrite
 from engine.store.codecs import SELECT_AUDIT, audit_row_from
 from engine.store.schema import Layout, set_table
 from engine.store.values import fold, from_column, iso
 from rules.plan import Scalar
 
 R = TypeVar("R")
+HANDOFF_KEPT = timedelta(minutes=10)  # a hand-off's row, after its expiry (tells a reuse)
+
+
+def _moment(text: object) -> datetime:
+    """A stored ISO 8601 instant (`iso`) read back."""
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
 class AccountReads:
@@ -166,14 +172,16 @@ class AccountReads:
         def write(_: object) -> None:
             self.conn.execute(f"DELETE FROM pending_requests WHERE expires_at < {m}", (stale,))
             self.conn.execute(
-                "INSERT INTO pending_requests"
-                " (connection, request_id, expires_at, return_to, created_at)"
-                f" VALUES ({m}, {m}, {m}, {m}, {m})",
+                "INSERT INTO pending_requests (connection, request_id, expires_at,"
+                " return_to, nonce, verifier, created_at)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})",
                 (
                     pending.connection,
                     pending.request_id,
                     iso(pending.expires_at),
                     pending.return_to,
+                    pending.nonce,
+                    pending.verifier,
                     iso(now),
                 ),
             )
@@ -187,13 +195,62 @@ class AccountReads:
         def take(_: object) -> PendingRequest | None:
             row = self.conn.execute(
                 f"DELETE FROM pending_requests WHERE connection = {m} AND request_id = {m}"
-                " RETURNING expires_at, return_to",
+                " RETURNING expires_at, return_to, nonce, verifier",
                 (connection, request_id),
             ).fetchone()
             if row is None:
                 return None
-            expires = datetime.fromisoformat(str(row[0]).replace("Z", "+00:00"))
-            return PendingRequest(connection, request_id, expires, row[1])
+            return PendingRequest(connection, request_id, _moment(row[0]), *row[1:])
+
+        return self.atomic(take)
+
+    def add_handoff(self, handoff: Handoff, now: datetime) -> None:
+        """Record a hand-off; blank the results of expired ones, and forget those expired
+        HANDOFF_KEPT ago (until then a reused reference is told apart from an unknown
+        one)."""
+        m = self._mark
+        stale = iso(now - HANDOFF_KEPT)
+
+        def write(_: object) -> None:
+            self.conn.execute(f"DELETE FROM handoffs WHERE expires_at < {m}", (stale,))
+            self.conn.execute(
+                f"UPDATE handoffs SET result = '' WHERE expires_at < {m} AND result <> ''",
+                (iso(now),),
+            )
+            self.conn.execute(
+                "INSERT INTO handoffs (ref_hash, connection, result, expires_at, created_at)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m})",
+                (
+                    handoff.ref_hash,
+                    handoff.connection,
+                    handoff.result,
+                    iso(handoff.expires_at),
+                    iso(now),
+                ),
+            )
+
+        self.atomic(write)
+
+    def take_handoff(self, ref_hash: str, now: datetime) -> Handoff | None:
+        """The hand-off as it was, now marked picked up (its result kept only until the
+        first pickup: a second one finds `picked_at` and an empty result)."""
+        m = self._mark
+
+        def take(_: object) -> Handoff | None:
+            row = self.conn.execute(
+                f"SELECT connection, result, expires_at, picked_at FROM handoffs"
+                f" WHERE ref_hash = {m}",
+                (ref_hash,),
+            ).fetchone()
+            if row is None:
+                return None
+            if row[3] is None:
+                self.conn.execute(
+                    f"UPDATE handoffs SET picked_at = {m}, result = '' WHERE ref_hash = {m}",
+                    (iso(now), ref_hash),
+                )
+            picked = None if row[3] is None else _moment(row[3])
+            return Handoff(ref_hash, row[0], row[1], _moment(row[2]), picked)
 
         return self.atomic(take)
 

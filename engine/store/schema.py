@@ -25,8 +25,9 @@ USER_META_COLUMNS = ("id", "created_at", "updated_at")
 _COLUMN_TYPES: dict[str, Any] = {"text": str, "number": str, "bool": int}
 
 
-# Sign-ins this SP started (SP-initiated SAML): the AuthnRequest's ID, until its answer
-# arrives (single use) or it expires; where the person goes next. Schema version 2.
+# Sign-ins this SP started: the AuthnRequest's ID (SAML) or the `state` (OIDC), until its
+# answer arrives (single use) or it expires; where the person goes next. Schema version 2;
+# version 3 adds the OIDC request's `nonce` and PKCE `verifier` (PENDING_COLUMNS).
 PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending_requests (
     connection TEXT NOT NULL,
     request_id TEXT NOT NULL,
@@ -35,6 +36,20 @@ PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending_requests (
     created_at TEXT NOT NULL,
     PRIMARY KEY (connection, request_id)
 )"""
+PENDING_COLUMNS = ("nonce", "verifier")
+
+# Sign-ins handed to the application (schema version 3): the sha256 of the one-time
+# `jitprov_ref` the browser carries back, the result object (JSON) the application picks
+# up once with the service token, and when it may no longer be picked up.
+HANDOFF_TABLE = """CREATE TABLE IF NOT EXISTS handoffs (
+    ref_hash TEXT PRIMARY KEY,
+    connection TEXT NOT NULL,
+    result TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    picked_at TEXT,
+    created_at TEXT NOT NULL
+)"""
+HANDOFF_INDEX = "CREATE INDEX IF NOT EXISTS idx_handoffs_expires_at ON handoffs (expires_at)"
 
 
 def key_column(field: str) -> str:
@@ -168,5 +183,11 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
         f"CREATE TABLE IF NOT EXISTS {META_TABLE} (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
     )
     conn.execute(PENDING_TABLE)
+    pending = {row[1] for row in conn.execute("PRAGMA table_info(pending_requests)")}
+    for name in PENDING_COLUMNS:
+        if name not in pending:
+            conn.execute(f"ALTER TABLE pending_requests ADD COLUMN {name} TEXT")
+    conn.execute(HANDOFF_TABLE)
+    conn.execute(HANDOFF_INDEX)
     keys = [(name, key_column(name)) for name in layout.keys]
     rekey(conn, lambda sql, rows: conn.executemany(sql, rows), keys, "?", fresh=fresh)

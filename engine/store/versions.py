@@ -21,7 +21,9 @@ from engine.store.rekey import LINKS_MARK, mark
 from engine.store.schema import Layout, key_column
 from engine.store.values import FOLD
 
-SCHEMA_VERSION = 2  # 2: pending_requests (sign-ins this SP started)
+# 2: pending_requests (sign-ins this SP started); 3: their OIDC nonce and PKCE verifier,
+# and handoffs (sign-ins handed to the application by a one-time reference)
+SCHEMA_VERSION = 3
 VERSION_ROW = "schema_version"
 
 

@@ -6,12 +6,10 @@ audit row and no account change."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import sqlite3
 import sys
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -22,49 +20,13 @@ from starlette.testclient import TestClient
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from saml_fixtures import (
-    AUDIENCE,
-    IDP_CERT,
-    ISSUER,
-    RECIPIENT,
-    SAMPLE,
-    SP_CERT,
-    SP_KEY,
-    make_token,
-)
+from saml_fixtures import AUDIENCE, RECIPIENT, SP_CERT, SP_KEY
+from sso_fixtures import APP, SSO, response, workspace
 
 from engine.config import load_config
 from engine.saml.authn_request import REQUEST_PREFIX
 from engine.saml.xml import SAML, SAMLP
 from engine.service import create_app
-
-SSO = "https://idp.example.org/sso"
-APP = "https://app.example.com/"
-
-
-def workspace(root: Path, extra: str = "") -> Path:
-    (root / "certs").mkdir(parents=True)
-    for path in (IDP_CERT, SP_CERT, SP_KEY):
-        (root / "certs" / path.name).write_bytes(path.read_bytes())
-    (root / "idp.rules").write_text("username = subject\n")
-    config = root / "jitprov.toml"
-    config.write_text(
-        f"""
-[store]
-path = "jitprov.db"
-
-[connections.idp]
-protocol = "saml2"
-issuer = "{ISSUER}"
-certificate = "certs/{IDP_CERT.name}"
-audience = "{AUDIENCE}"
-recipient = "{RECIPIENT}"
-sso_url = "{SSO}"
-return_urls = ["{APP}"]
-rules = "idp.rules"
-{extra}"""
-    )
-    return config
 
 
 @pytest.fixture
@@ -85,12 +47,6 @@ def login(
     xml = zlib.decompress(base64.b64decode(params["SAMLRequest"][0]), -15)
     request = etree.fromstring(xml)
     return location, params, request
-
-
-def response(token_id: str, in_response_to: str | None = None) -> bytes:
-    """A response signed by the test IdP, valid now, with an assertion ID of its own."""
-    sample = dataclasses.replace(SAMPLE, token_id=token_id)
-    return make_token(sample=sample, in_response_to=in_response_to, at=datetime.now(UTC))
 
 
 def deliver(client: TestClient, token: bytes) -> tuple[int, dict]:

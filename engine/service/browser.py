@@ -1,0 +1,84 @@
+"""What `serve` answers a browser (docs/sso.md): where a sign-in goes next, and the plain
+pages shown when there is nowhere to go.
+
+A request is a browser's when it accepts `text/html` and carries no `Authorization`
+header: an IdP's auto-submitted form, a person following a link. An application calling
+the JSON API sends its service token (or asks for JSON) and gets the result object as
+before. Every answer made here carries `Cache-Control: no-store` and `Referrer-Policy:
+no-referrer` (the next page's address holds the one-time reference), and says nothing of
+the token: a refusal names its reason code only, the details stay in the audit log.
+"""
+
+from __future__ import annotations
+
+import html
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from engine.config import Connection
+from engine.result import SUCCESS, Result
+
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+_STATUS = {"denied": 403, "rejected": 401, "error": 503}
+
+
+def is_browser(request: Request) -> bool:
+    """A person's browser, not an application: it takes HTML and sends no credentials."""
+    return "text/html" in request.headers.get("accept", "") and (
+        "authorization" not in request.headers
+    )
+
+
+def with_query(url: str, **params: str) -> str:
+    """`url` with `params` added to its query string (before any fragment)."""
+    parts = urlsplit(url)
+    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+    return urlunsplit(parts._replace(query=query))
+
+
+def landing(connection: Connection) -> str | None:
+    """Where a sign-in that names no return URL goes: the first of `return_urls`."""
+    return connection.return_urls[0] if connection.return_urls else None
+
+
+def signed_in(result: Result, ref: str, return_to: str | None) -> Response:
+    """A provisioned sign-in: 303 to the return URL with the reference to pick it up."""
+    if return_to is None:
+        return page(
+            200,
+            "Signed in",
+            f"You are signed in through {result.connection}, but this connection has no"
+            " return URL to send you to. Its administrator sets return_urls.",
+        )
+    return RedirectResponse(with_query(return_to, jitprov_ref=ref), 303, headers=NO_STORE)
+
+
+def refused(connection: Connection, result: Result) -> Response:
+    """A sign-in that did not provision: to `error_url` with the reason code, or a page."""
+    code = refusal_code(result)
+    if connection.error_url is not None:
+        return RedirectResponse(with_query(connection.error_url, error=code), 303, headers=NO_STORE)
+    return page(
+        _STATUS.get(result.outcome, 400),
+        "Sign-in refused" if result.outcome != "error" else "Sign-in unavailable",
+        f"The sign-in through {connection.id} did not succeed (reason: {code})."
+        " The details are in jitprov's audit log; your administrator can look them up.",
+    )
+
+
+def refusal_code(result: Result) -> str:
+    """The one word a browser is told: the reason code, else the outcome."""
+    assert result.outcome not in SUCCESS
+    return result.reason or result.outcome
+
+
+def page(status: int, title: str, text: str) -> HTMLResponse:
+    """A plain page: a title and a sentence, escaped."""
+    body = (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        f"<title>{html.escape(title)}</title>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
