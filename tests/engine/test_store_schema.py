@@ -185,3 +185,53 @@ def test_pending_requests_are_taken_once(tmp_path: Path) -> None:
     assert store.take_pending("okta", "_jitprov-1") == fresh
     assert store.take_pending("okta", "_jitprov-1") is None  # single use
     bench.close()
+
+
+def test_a_version_2_store_gains_the_oidc_request_columns_and_handoffs(tmp_path: Path) -> None:
+    """Schema 3 (the browser sign-ins): a store of version 2 — pending_requests without
+    nonce and verifier, no handoffs table — is brought up to date, its requests kept."""
+    from datetime import UTC, datetime, timedelta
+
+    from engine.store import PendingRequest
+
+    config = workspace(tmp_path)
+    bench = Bench(config)
+    assert bench.apply(person("ann")).outcome == "created"
+    now = datetime.now(UTC).replace(microsecond=0)
+    kept = PendingRequest("okta", "_jitprov-2", now + timedelta(minutes=5), "https://app/")
+    bench.store.add_pending(kept, now)
+    bench.execute("DROP TABLE handoffs")
+    for column in ("nonce", "verifier"):
+        bench.execute(f"ALTER TABLE pending_requests DROP COLUMN {column}")
+    bench.execute("UPDATE store_meta SET value = '2' WHERE name = 'schema_version'")
+    bench.close()
+    report = migrate_store(load_config(config))
+    assert report.applied
+    assert "created table handoffs" in report.changes
+    assert "added column pending_requests.nonce" in report.changes
+    bench = Bench(config)
+    taken = bench.store.take_pending("okta", "_jitprov-2")
+    assert taken is not None and taken.return_to == "https://app/" and taken.nonce is None
+    oidc = PendingRequest("oidc", "state-1", now + timedelta(minutes=5), None, "n-1", "v-1")
+    bench.store.add_pending(oidc, now)
+    assert bench.store.take_pending("oidc", "state-1") == oidc
+    bench.close()
+
+
+def test_a_handoff_is_picked_up_once_and_forgotten_after_its_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from engine.store import Handoff
+
+    bench = Bench(workspace(tmp_path))
+    store = bench.store
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    old = Handoff("a" * 64, "okta", '{"outcome": "created"}', now - timedelta(hours=1))
+    store.add_handoff(old, now - timedelta(hours=1, minutes=1))
+    fresh = Handoff("b" * 64, "okta", '{"outcome": "linked"}', now + timedelta(seconds=60))
+    store.add_handoff(fresh, now)  # forgets `old`, expired more than ten minutes ago
+    assert store.take_handoff("a" * 64, now) is None
+    assert store.take_handoff("b" * 64, now) == fresh
+    again = store.take_handoff("b" * 64, now + timedelta(seconds=1))
+    assert again is not None and again.picked_at == now and again.result == ""
+    bench.close()
