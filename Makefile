@@ -1,10 +1,10 @@
-# One command each: `make run`, `make test`, `make fmt`, `make bench`, `make fuzz`.
+# One command each: `make run`, `make demo-sso`, `make test`, `make fmt`, `make bench`, `make fuzz`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench bench-quick fuzz clean
+.PHONY: run demo-sso test lint fmt bench bench-quick fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 run: $(STAMP)
 	cd examples/demo && ../../$(BIN)/jitprov
+
+# Single sign-on in a browser: two test IdPs, `jitprov serve` and a demo application on
+# loopback (docs/sso.md); open the address it prints. The SAML IdP needs xmlsec1.
+demo-sso: $(STAMP)
+	$(BIN)/python -m examples.sso
 
 lint: $(STAMP)
 	$(BIN)/ruff check rules engine tui tests bench

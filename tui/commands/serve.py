@@ -13,10 +13,14 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
     parser = subparsers.add_parser(
         "serve",
         parents=[common],
-        help="an HTTP endpoint: POST /acs/{connection} and /oidc/{connection}",
+        help="the sign-in service over HTTP, for browsers and applications",
         description=(
             "Answer POST /acs/{connection} (SAML HTTP-POST binding: SAMLResponse) and "
-            "POST /oidc/{connection} (id_token) with the apply --json result; GET /healthz "
+            "POST /oidc/{connection} (id_token) with the apply --json result. Run browser "
+            "sign-ins: GET /login/{connection} starts one (SAML AuthnRequest, or the OIDC "
+            "code flow with PKCE, answered at GET /callback/{connection}); the person is "
+            "sent back to the application with a one-time jitprov_ref, redeemed at POST "
+            "/pickup; GET /metadata/{connection} is this SP's SAML metadata. GET /healthz "
             "and /readyz for load balancers, /metrics for Prometheus. SIGHUP, or a change "
             "to the config or a file it names, reloads: the new version is checked first, "
             "and a broken one is logged while the running one serves on. SIGTERM stops "

@@ -1,0 +1,1 @@
+"""Local identity providers to sign in against while developing and testing jitprov."""
