@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 LogFormat = Literal["json", "text"]
 log = logging.getLogger("jitprov.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
-_ROUTE = re.compile(r"\A/(acs|oidc)/([^/]+)/?\Z")
+_ROUTE = re.compile(r"\A/(acs|oidc|login|callback|metadata)/([^/]+)/?\Z")
 
 
 class AccessLog:

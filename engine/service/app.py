@@ -62,7 +62,7 @@ from engine.saml import schema
 from engine.saml.authn_request import REQUEST_PREFIX, LoginError, allowed_return
 from engine.saml.authn_request import start_login as saml_login
 from engine.service.access import AccessLog, LogFormat
-from engine.service.browser import NO_STORE, is_browser, landing, page, signed_in
+from engine.service.browser import NO_STORE, NoStore, is_browser, landing, page, signed_in
 from engine.service.browser import refused as browser_refused
 from engine.service.metrics import CONTENT_TYPE, Metrics
 from engine.store import AuditRow, Store, StoreError, open_store
@@ -431,6 +431,7 @@ def create_app(
         Route("/metrics", exposition, methods=["GET"]),
     ]
     middleware = [Middleware(AccessLog, log_format=log_format)] if log_format else []
+    middleware.append(Middleware(NoStore))
     app = Starlette(
         routes=routes,
         lifespan=lifespan,

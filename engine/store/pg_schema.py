@@ -22,6 +22,7 @@ from engine.store.schema import (
     HANDOFF_INDEX,
     HANDOFF_TABLE,
     PENDING_COLUMNS,
+    PENDING_INDEX,
     PENDING_TABLE,
     Layout,
     key_column,
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS seen_tokens (
     PRIMARY KEY (connection, token_id)
 );
 {PENDING_TABLE};
+{PENDING_INDEX};
 {HANDOFF_TABLE};
 {HANDOFF_INDEX};
 CREATE TABLE IF NOT EXISTS store_meta (

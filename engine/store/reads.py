@@ -9,14 +9,28 @@ from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from engine.store.base import AuditRow, Handoff, Member, PendingRequest, StoredUser, UserWrite
+from engine.store.base import (
+    AuditRow,
+    Handoff,
+    Member,
+    PendingRequest,
+    StoredUser,
+    StoreError,
+    UserWrite,
+)
 from engine.store.codecs import SELECT_AUDIT, audit_row_from
 from engine.store.schema import Layout, set_table
 from engine.store.values import fold, from_column, iso
 from rules.plan import Scalar
 
 R = TypeVar("R")
+PENDING_KEPT = timedelta(minutes=10)  # a request's row, after its expiry
+MAX_PENDING = 100_000  # open sign-ins per connection (a flood of /login is refused past it)
 HANDOFF_KEPT = timedelta(minutes=10)  # a hand-off's row, after its expiry (tells a reuse)
+
+
+class TooManyPending(StoreError):
+    """A connection has MAX_PENDING sign-ins in progress: a new one must wait."""
 
 
 def _moment(text: object) -> datetime:
@@ -165,12 +179,25 @@ class AccountReads:
         return self.atomic(read, write=False)
 
     def add_pending(self, pending: PendingRequest, now: datetime) -> None:
-        """Record a request this SP sent (and forget those expired a day ago or more)."""
+        """Record a request this SP sent, and forget those expired PENDING_KEPT ago (until
+        then a late answer is told it expired rather than unknown). At most MAX_PENDING
+        open ones per connection (TooManyPending): anyone may start a sign-in, so a
+        flood of them must not grow the store without end."""
         m = self._mark
-        stale = iso(now - timedelta(days=1))
+        stale = iso(now - PENDING_KEPT)
 
         def write(_: object) -> None:
             self.conn.execute(f"DELETE FROM pending_requests WHERE expires_at < {m}", (stale,))
+            (open_now,) = self.conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM pending_requests"
+                f" WHERE connection = {m} LIMIT {MAX_PENDING})",
+                (pending.connection,),
+            ).fetchone()
+            if open_now >= MAX_PENDING:
+                raise TooManyPending(
+                    f"{MAX_PENDING} sign-ins of connection {pending.connection!r} are in"
+                    " progress, the most jitprov keeps; try again in a few minutes"
+                )
             self.conn.execute(
                 "INSERT INTO pending_requests (connection, request_id, expires_at,"
                 " return_to, nonce, verifier, created_at)"

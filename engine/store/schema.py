@@ -37,6 +37,9 @@ PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending_requests (
     PRIMARY KEY (connection, request_id)
 )"""
 PENDING_COLUMNS = ("nonce", "verifier")
+PENDING_INDEX = (
+    "CREATE INDEX IF NOT EXISTS idx_pending_requests_expires_at ON pending_requests (expires_at)"
+)
 
 # Sign-ins handed to the application (schema version 3): the sha256 of the one-time
 # `jitprov_ref` the browser carries back, the result object (JSON) the application picks
@@ -187,6 +190,7 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     for name in PENDING_COLUMNS:
         if name not in pending:
             conn.execute(f"ALTER TABLE pending_requests ADD COLUMN {name} TEXT")
+    conn.execute(PENDING_INDEX)
     conn.execute(HANDOFF_TABLE)
     conn.execute(HANDOFF_INDEX)
     keys = [(name, key_column(name)) for name in layout.keys]

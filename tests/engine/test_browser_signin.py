@@ -38,9 +38,11 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def client(root: Path) -> Iterator[TestClient]:
-    app = create_app(load_config(root / "jitprov.toml"), token=TOKEN)
+@pytest.fixture(params=[False, True], ids=["event-loop", "pipeline-threads"])
+def client(root: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """serve's two ways of running sign-ins: on the event loop (a SQLite store's
+    default) and in pipeline threads (a PostgreSQL store's)."""
+    app = create_app(load_config(root / "jitprov.toml"), token=TOKEN, threads=request.param)
     with TestClient(app, follow_redirects=False) as c:
         yield c
 
@@ -199,3 +201,23 @@ def test_login_refusals_for_a_browser(client: TestClient, root: Path) -> None:
     ]
     api = client.get("/login/idp", params={"return_to": "https://evil.example/"})
     assert api.status_code == 400 and "return_urls" in api.json()["error"]
+
+
+def test_a_flood_of_sign_ins_is_bounded(
+    client: TestClient, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone may start a sign-in: past MAX_PENDING open ones per connection a new one
+    is refused (503) and nothing more is stored; expired ones are forgotten."""
+    from engine.store import reads
+
+    monkeypatch.setattr(reads, "MAX_PENDING", 2)
+    start(client)
+    start(client)
+    answer = client.get("/login/idp", params={"return_to": f"{APP}home"})
+    assert answer.status_code == 503 and "try again in a few minutes" in answer.json()["error"]
+    assert answer.headers["cache-control"] == "no-store"
+    assert rows(root, "SELECT count(*) FROM pending_requests") == [(2,)]
+    with sqlite3.connect(root / "jitprov.db") as db:  # long expired: forgotten on the next
+        db.execute("UPDATE pending_requests SET expires_at = '2001-01-01T00:00:00Z'")
+    start(client)
+    assert rows(root, "SELECT count(*) FROM pending_requests") == [(1,)]
