@@ -151,13 +151,21 @@ class Provisioner:
             return exc
 
     def record(
-        self, conn: Connection, read: Token | TokenRejected, *, now: datetime, dry_run: bool
+        self,
+        conn: Connection,
+        read: Token | TokenRejected,
+        *,
+        now: datetime,
+        dry_run: bool,
+        browser: str | None = None,
     ) -> Result:
         """Steps 3–8 for what `intake` gave: the account written, or the refusal audited.
-        A response to a request jitprov sent gives the result that request's return URL."""
+        A response to a request jitprov sent gives the result that request's return URL;
+        `browser` (a browser's post: the hash of its sign-in cookie) must be the one that
+        asked for it."""
         return_to: str | None = None
         if not isinstance(read, TokenRejected) and read.in_response_to and not dry_run:
-            answer = self._answering(conn, read, now)
+            answer = self._answering(conn, read, now, browser)
             if isinstance(answer, Result):
                 return answer
             read, return_to = answer
@@ -170,7 +178,7 @@ class Provisioner:
         return result
 
     def _answering(
-        self, conn: Connection, token: Token, now: datetime
+        self, conn: Connection, token: Token, now: datetime, browser: str | None
     ) -> tuple[Token | TokenRejected, str | None] | Result:
         """A response to a request jitprov sent must answer an open one (taken now;
         engine.saml.authn_request): the token and the request's return URL. A store that
@@ -178,7 +186,7 @@ class Provisioner:
         from engine.saml.authn_request import answered
 
         try:
-            return token, answered(conn, token, self.store(), now)
+            return token, answered(conn, token, self.store(), now, browser)
         except TokenRejected as exc:
             exc.subject = token.name_id
             return exc, None

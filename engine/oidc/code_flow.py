@@ -26,7 +26,12 @@ from typing import Any
 from engine.config import Connection
 from engine.moments import stamp
 from engine.remote import FetchError, post_form
-from engine.saml.authn_request import REQUEST_LIFETIME, LoginError, allowed_return
+from engine.saml.authn_request import (
+    REQUEST_LIFETIME,
+    LoginError,
+    allowed_return,
+    check_browser,
+)
 from engine.store import PendingRequest, Store
 from engine.token import TokenRejected
 
@@ -62,8 +67,10 @@ def start_login(
     now: datetime,
     return_to: str | None = None,
     force_authn: bool = False,
+    browser: str | None = None,
 ) -> str:
-    """Record a new request and give the URL that takes the browser to the IdP."""
+    """Record a new request and give the URL that takes the browser to the IdP;
+    `browser`: the hash of the asking browser's sign-in cookie (its answer must carry it)."""
     from authlib.common.security import generate_token
     from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
     from authlib.oauth2.rfc7636 import create_s256_code_challenge
@@ -92,7 +99,13 @@ def start_login(
     )
     store.add_pending(
         PendingRequest(
-            connection.id, state, now + REQUEST_LIFETIME, return_to, nonce=nonce, verifier=verifier
+            connection.id,
+            state,
+            now + REQUEST_LIFETIME,
+            return_to,
+            nonce=nonce,
+            verifier=verifier,
+            browser=browser,
         ),
         now,
     )
@@ -100,13 +113,18 @@ def start_login(
 
 
 def callback(
-    connection: Connection, store: Store, params: Mapping[str, str], now: datetime
+    connection: Connection,
+    store: Store,
+    params: Mapping[str, str],
+    now: datetime,
+    browser: str | None = None,
 ) -> Answer:
     """The IdP's answer at the callback: the request it names (taken: single use), then
     the code exchanged for the ID token. TokenRejected: `wrong-request` (no state, an
-    unknown, used or expired one), `idp-error` (the IdP answered `error`), `malformed`
-    (no code), `exchange-failed` (the token endpoint refused the code or did not
-    answer)."""
+    unknown, used or expired one, one another browser asked for: `browser` is the hash
+    of this browser's sign-in cookie), `idp-error` (the IdP answered `error`),
+    `malformed` (no code), `exchange-failed` (the token endpoint refused the code or did
+    not answer)."""
     state = params.get("state")
     if not state:
         raise TokenRejected("wrong-request", "the callback has no state")
@@ -123,6 +141,7 @@ def callback(
             f"the sign-in expired at {stamp(pending.expires_at)} (a sign-in must come"
             " back within 10 minutes)",
         )
+    check_browser(pending, browser)
     if "error" in params:
         text = _shown(params["error"])
         detail = params.get("error_description")

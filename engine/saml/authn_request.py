@@ -13,6 +13,7 @@ when the connection has `sp_key`.
 from __future__ import annotations
 
 import base64
+import hmac
 import secrets
 import zlib
 from datetime import datetime, timedelta
@@ -109,8 +110,10 @@ def start_login(
     now: datetime,
     return_to: str | None = None,
     force_authn: bool = False,
+    browser: str | None = None,
 ) -> str:
-    """Record a new request and give the URL that takes the browser to the IdP."""
+    """Record a new request and give the URL that takes the browser to the IdP;
+    `browser` is the hash of the asking browser's sign-in cookie (see `check_browser`)."""
     if connection.protocol != "saml2":
         raise LoginError(f"connection {connection.id!r} is {connection.protocol}, not saml2")
     return_to = allowed_return(connection, return_to)
@@ -118,7 +121,10 @@ def start_login(
     request_id = REQUEST_PREFIX + secrets.token_hex(16)
     xml = authn_request(connection, request_id, target, now, force_authn=force_authn)
     store.add_pending(
-        PendingRequest(connection.id, request_id, now + REQUEST_LIFETIME, return_to), now
+        PendingRequest(
+            connection.id, request_id, now + REQUEST_LIFETIME, return_to, browser=browser
+        ),
+        now,
     )
     return redirect_url(connection, target, xml)
 
@@ -161,10 +167,17 @@ def redirect_url(connection: Connection, destination: str, xml: bytes) -> str:
     return destination + separator + query
 
 
-def answered(connection: Connection, token: Token, store: Store, now: datetime) -> str | None:
+def answered(
+    connection: Connection,
+    token: Token,
+    store: Store,
+    now: datetime,
+    browser: str | None = None,
+) -> str | None:
     """For a response to one of jitprov's requests: the request, taken (single use) —
     its return URL; TokenRejected (`wrong-request`) when it is unknown, already answered
-    or expired. None for any other token."""
+    or expired, or (with `browser`, a browser's post) was asked by another browser. None
+    for any other token."""
     answer = token.in_response_to
     if answer is None or not answer.startswith(REQUEST_PREFIX):
         return None
@@ -181,4 +194,20 @@ def answered(connection: Connection, token: Token, store: Store, now: datetime) 
             f'the request "{answer}" expired at {stamp(pending.expires_at)}'
             " (a sign-in must come back within 10 minutes)",
         )
+    check_browser(pending, browser)
     return pending.return_to
+
+
+def check_browser(pending: PendingRequest, browser: str | None) -> None:
+    """The answer comes to the browser that asked (login CSRF: an attacker's own sign-in
+    completed in a victim's browser would sign the victim in as the attacker).
+    `browser` is the hash of the sign-in cookie the answering browser sent ("" for
+    none); None when no browser answers (an application posts the response)."""
+    if browser is None or pending.browser is None:
+        return
+    if not hmac.compare_digest(pending.browser, browser):
+        raise TokenRejected(
+            "wrong-request",
+            "the sign-in was started in another browser (its sign-in cookie is missing or"
+            " different): start it again from the application",
+        )

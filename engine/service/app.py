@@ -62,7 +62,18 @@ from engine.saml import schema
 from engine.saml.authn_request import REQUEST_PREFIX, LoginError, allowed_return
 from engine.saml.authn_request import start_login as saml_login
 from engine.service.access import AccessLog, LogFormat
-from engine.service.browser import NO_STORE, NoStore, is_browser, landing, page, signed_in
+from engine.service.browser import (
+    NO_STORE,
+    NoStore,
+    browser_hash,
+    hash_cookie,
+    is_browser,
+    landing,
+    page,
+    set_sign_in_cookie,
+    sign_in_cookie,
+    signed_in,
+)
 from engine.service.browser import refused as browser_refused
 from engine.service.metrics import CONTENT_TYPE, Metrics
 from engine.store import AuditRow, Store, StoreError, open_store
@@ -276,6 +287,7 @@ def create_app(
                 headers={"Retry-After": "1"},
             )
         relay = fields.get("RelayState") if browser else None
+        cookie = browser_hash(request) if browser else None  # its sign-in cookie
         load.admitted += 1
         try:
             if threads:
@@ -286,14 +298,14 @@ def create_app(
                     field,
                     token,
                     fields,
-                    browser,
+                    cookie,
                     relay,
                     limiter=limiter,
                 )
             else:
                 await anyio.sleep(0)  # let the loop poll (accept, read) between sign-ins
                 result = await _sign_in(
-                    provisioners, turns, connection, field, token, fields, browser, relay
+                    provisioners, turns, connection, field, token, fields, cookie, relay
                 )
         except RulesError as exc:
             return _error(500, str(exc))
@@ -355,9 +367,16 @@ def create_app(
         connection = config.connections[name]
         return_to = request.query_params.get("return_to")
         force = request.query_params.get("force_authn", "").lower() in ("1", "true", "yes")
+        value = sign_in_cookie(request)  # binds the answer to this browser
         try:
             target = await anyio.to_thread.run_sync(
-                _login, provisioners, connection, return_to, force, limiter=limiter
+                _login,
+                provisioners,
+                connection,
+                return_to,
+                force,
+                hash_cookie(value),
+                limiter=limiter,
             )
         except (LoginError, StoreError) as exc:
             status = 400 if isinstance(exc, LoginError) else 503
@@ -371,7 +390,9 @@ def create_app(
                 failed = Result("rejected", connection.id, reason=exc.reason)
                 return browser_refused(connection, failed)
             return page(status, "Sign-in cannot start", str(exc))
-        return Response(status_code=303, headers={"Location": target, **NO_STORE})
+        answer = Response(status_code=303, headers={"Location": target, **NO_STORE})
+        set_sign_in_cookie(answer, value)
+        return answer
 
     async def callback(request: Request) -> Response:
         # The IdP sends the browser back with a code (or an error) and the state.
@@ -383,7 +404,7 @@ def create_app(
         started = time.perf_counter()
         try:
             result = await anyio.to_thread.run_sync(
-                _callback, provisioners, connection, params, limiter=limiter
+                _callback, provisioners, connection, params, browser_hash(request), limiter=limiter
             )
         except RulesError as exc:
             return page(500, "Sign-in unavailable", str(exc))
@@ -445,17 +466,29 @@ def create_app(
 
 
 def _login(
-    provisioners: _Provisioners, connection: Connection, return_to: str | None, force: bool
+    provisioners: _Provisioners,
+    connection: Connection,
+    return_to: str | None,
+    force: bool,
+    browser: str,
 ) -> str:
     """A new sign-in this SP starts (engine.saml.authn_request, engine.oidc.code_flow), in
-    a thread: the URL to send the browser to."""
+    a thread: the URL to send the browser to; `browser` is the hash of its sign-in
+    cookie, which the answer must bring back."""
     store = provisioners.get().store()
     start = oidc_login if connection.protocol == "oidc" else saml_login
-    return start(connection, store, now=datetime.now(UTC), return_to=return_to, force_authn=force)
+    return start(
+        connection,
+        store,
+        now=datetime.now(UTC),
+        return_to=return_to,
+        force_authn=force,
+        browser=browser,
+    )
 
 
 def _callback(
-    provisioners: _Provisioners, connection: Connection, params: dict[str, str]
+    provisioners: _Provisioners, connection: Connection, params: dict[str, str], browser: str
 ) -> Result:
     """An OIDC sign-in coming back (in a thread: the code exchange waits on the IdP): the
     request taken, the code exchanged, the ID token validated with its nonce and
@@ -463,7 +496,7 @@ def _callback(
     provisioner = provisioners.get()
     now = datetime.now(UTC)
     try:
-        answer = oidc_callback(connection, provisioner.store(), params, now)
+        answer = oidc_callback(connection, provisioner.store(), params, now, browser)
     except TokenRejected as exc:
         return provisioner.reject(connection, exc.reason, exc.message, now=now, dry_run=False)
     except StoreError as exc:
@@ -599,15 +632,16 @@ def _provision(
     field: str,
     token: str,
     fields: dict[str, str],
-    browser: bool = False,
+    browser: str | None = None,
     relay: str | None = None,
 ) -> Result:
-    """One sign-in, in a pipeline thread."""
+    """One sign-in, in a pipeline thread; `browser`: a browser's post (the hash of its
+    sign-in cookie), None for an application's."""
     provisioner = provisioners.get()
     now = datetime.now(UTC)
     read = _intake(provisioner, connection, field, token, fields, now)
     read, landing_url = _landing(connection, read, browser, relay)
-    result = provisioner.record(connection, read, now=now, dry_run=False)
+    result = provisioner.record(connection, read, now=now, dry_run=False, browser=browser)
     result.return_to = result.return_to or landing_url
     return result
 
@@ -619,7 +653,7 @@ async def _sign_in(
     field: str,
     token: str,
     fields: dict[str, str],
-    browser: bool = False,
+    browser: str | None = None,
     relay: str | None = None,
 ) -> Result:
     """One sign-in on the event loop: the token validated first (CPU, nothing shared),
@@ -631,7 +665,7 @@ async def _sign_in(
     now = datetime.now(UTC)
     read = _intake(provisioner, connection, field, token, fields, now)
     read, landing_url = _landing(connection, read, browser, relay)
-    result = await _record(provisioner, turns, connection, read, now)
+    result = await _record(provisioner, turns, connection, read, now, browser)
     result.return_to = result.return_to or landing_url
     return result
 
@@ -642,31 +676,32 @@ async def _record(
     connection: Connection,
     read: Token | TokenRejected,
     now: datetime,
+    browser: str | None,
 ) -> Result:
     async with turns:
         try:
             store = provisioner.store()
-        except StoreError:
-            return provisioner.record(connection, read, now=now, dry_run=False)  # the error
+        except StoreError:  # the error, as a result
+            return provisioner.record(connection, read, now=now, dry_run=False, browser=browser)
         if not isinstance(store, SqliteStore):  # no writers' queue to take a turn in
-            return provisioner.record(connection, read, now=now, dry_run=False)
+            return provisioner.record(connection, read, now=now, dry_run=False, browser=browser)
         while not store.writer_turn(wait=False):
             await anyio.sleep(TURN_POLL_SECONDS)
         try:
-            return provisioner.record(connection, read, now=now, dry_run=False)
+            return provisioner.record(connection, read, now=now, dry_run=False, browser=browser)
         finally:
             store.end_writer_turn()  # when the write did not use the turn (an early error)
 
 
 def _landing(
-    connection: Connection, read: Token | TokenRejected, browser: bool, relay: str | None
+    connection: Connection, read: Token | TokenRejected, browser: str | None, relay: str | None
 ) -> tuple[Token | TokenRejected, str | None]:
     """A browser's response: where it goes next when it answers no request of jitprov's
     (IdP-initiated, or the application's own request): its RelayState when the
     connection's `return_urls` allow it — a RelayState they do not allow refuses the
     sign-in (`wrong-return-url`: never an open redirect) — else the first of them. A
     response to jitprov's own request goes where the request said (Provisioner.record)."""
-    if not browser or isinstance(read, TokenRejected):
+    if browser is None or isinstance(read, TokenRejected):
         return read, None
     if read.in_response_to and read.in_response_to.startswith(REQUEST_PREFIX):
         return read, None

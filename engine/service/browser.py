@@ -11,7 +11,10 @@ the token: a refusal names its reason code only, the details stay in the audit l
 
 from __future__ import annotations
 
+import hashlib
 import html
+import re
+import secrets
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from starlette.requests import Request
@@ -20,8 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine.config import Connection
 from engine.result import SUCCESS, Result
+from engine.saml.authn_request import REQUEST_LIFETIME
 
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+COOKIE = "jitprov_signin"  # binds a sign-in's answer to the browser that started it
+_COOKIE_VALUE = re.compile(r"[A-Za-z0-9_-]{43}\Z")
 _STATUS = {"denied": 403, "rejected": 401, "error": 503}
 
 
@@ -52,6 +58,40 @@ def is_browser(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "") and (
         "authorization" not in request.headers
     )
+
+
+def sign_in_cookie(request: Request) -> str:
+    """The browser's sign-in cookie: the one it has (one per browser, for every sign-in
+    it starts), or a new random one."""
+    given = request.cookies.get(COOKIE, "")
+    return given if _COOKIE_VALUE.match(given) else secrets.token_urlsafe(32)
+
+
+def set_sign_in_cookie(response: Response, value: str) -> None:
+    """`Secure; SameSite=None`: the IdP's form posts to /acs from the IdP's site, and
+    the cookie must come along (a top-level navigation: a first-party cookie then).
+    Browsers keep Secure cookies from https sites and from localhost only: serve must be
+    reached over https in production."""
+    response.set_cookie(
+        COOKIE,
+        value,
+        max_age=int(REQUEST_LIFETIME.total_seconds()),
+        path="/",
+        secure=True,
+        httponly=True,
+        samesite="none",
+    )
+
+
+def hash_cookie(value: str) -> str:
+    """What the store keeps of a sign-in cookie: its SHA-256."""
+    return hashlib.sha256(value.encode("ascii")).hexdigest()
+
+
+def browser_hash(request: Request) -> str:
+    """The hash of the answering browser's sign-in cookie; "" when it sent none."""
+    given = request.cookies.get(COOKIE, "")
+    return hash_cookie(given) if _COOKIE_VALUE.match(given) else ""
 
 
 def with_query(url: str, **params: str) -> str:

@@ -97,6 +97,7 @@ class PendingRequest:
     return_to: str | None = None
     nonce: str | None = None  # OIDC: the ID token must carry it
     verifier: str | None = None  # OIDC: the PKCE code_verifier, sent with the code
+    browser: str | None = None  # the SHA-256 of the sign-in cookie of the browser that asked
 
 
 @dataclass(frozen=True, slots=True)

@@ -200,8 +200,8 @@ class AccountReads:
                 )
             self.conn.execute(
                 "INSERT INTO pending_requests (connection, request_id, expires_at,"
-                " return_to, nonce, verifier, created_at)"
-                f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})",
+                " return_to, nonce, verifier, browser, created_at)"
+                f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})",
                 (
                     pending.connection,
                     pending.request_id,
@@ -209,6 +209,7 @@ class AccountReads:
                     pending.return_to,
                     pending.nonce,
                     pending.verifier,
+                    pending.browser,
                     iso(now),
                 ),
             )
@@ -222,7 +223,7 @@ class AccountReads:
         def take(_: object) -> PendingRequest | None:
             row = self.conn.execute(
                 f"DELETE FROM pending_requests WHERE connection = {m} AND request_id = {m}"
-                " RETURNING expires_at, return_to, nonce, verifier",
+                " RETURNING expires_at, return_to, nonce, verifier, browser",
                 (connection, request_id),
             ).fetchone()
             if row is None:

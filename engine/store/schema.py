@@ -27,7 +27,8 @@ _COLUMN_TYPES: dict[str, Any] = {"text": str, "number": str, "bool": int}
 
 # Sign-ins this SP started: the AuthnRequest's ID (SAML) or the `state` (OIDC), until its
 # answer arrives (single use) or it expires; where the person goes next. Schema version 2;
-# version 3 adds the OIDC request's `nonce` and PKCE `verifier` (PENDING_COLUMNS).
+# version 3 adds the OIDC request's `nonce` and PKCE `verifier`, and the SHA-256 of the
+# browser's sign-in cookie (`browser`) that binds the answer to the browser that asked.
 PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending_requests (
     connection TEXT NOT NULL,
     request_id TEXT NOT NULL,
@@ -36,7 +37,7 @@ PENDING_TABLE = """CREATE TABLE IF NOT EXISTS pending_requests (
     created_at TEXT NOT NULL,
     PRIMARY KEY (connection, request_id)
 )"""
-PENDING_COLUMNS = ("nonce", "verifier")
+PENDING_COLUMNS = ("nonce", "verifier", "browser")
 PENDING_INDEX = (
     "CREATE INDEX IF NOT EXISTS idx_pending_requests_expires_at ON pending_requests (expires_at)"
 )

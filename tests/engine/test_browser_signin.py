@@ -43,7 +43,7 @@ def client(root: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
     """serve's two ways of running sign-ins: on the event loop (a SQLite store's
     default) and in pipeline threads (a PostgreSQL store's)."""
     app = create_app(load_config(root / "jitprov.toml"), token=TOKEN, threads=request.param)
-    with TestClient(app, follow_redirects=False) as c:
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as c:
         yield c
 
 
@@ -221,3 +221,27 @@ def test_a_flood_of_sign_ins_is_bounded(
         db.execute("UPDATE pending_requests SET expires_at = '2001-01-01T00:00:00Z'")
     start(client)
     assert rows(root, "SELECT count(*) FROM pending_requests") == [(1,)]
+
+
+def test_the_answer_must_come_to_the_browser_that_asked(client: TestClient, root: Path) -> None:
+    """Login CSRF: an attacker starts a sign-in, completes it with their own account and
+    has a victim's browser post the response. /login set a sign-in cookie in the
+    attacker's browser; the victim's browser has another, or none: refused."""
+    request_id = start(client)
+    assert client.cookies.get("jitprov_signin")
+    victim_cookies = {"jitprov_signin": "v" * 43}
+    form = {"SAMLResponse": base64.b64encode(response("_c1", request_id)).decode()}
+    client.cookies.clear()
+    answer = client.post("/acs/idp", data=form, headers=BROWSER, cookies=victim_cookies)
+    assert (answer.status_code, answer.headers["location"]) == (
+        303,
+        f"{ERRORS}?error=wrong-request",
+    )
+    other = start(client)
+    client.cookies.clear()  # a browser that sends no cookie at all
+    form = {"SAMLResponse": base64.b64encode(response("_c2", other)).decode()}
+    answer = client.post("/acs/idp", data=form, headers=BROWSER)
+    assert answer.headers["location"] == f"{ERRORS}?error=wrong-request"
+    messages = rows(root, "SELECT message FROM audit WHERE reason = 'wrong-request'")
+    assert all("started in another browser" in m for (m,) in messages) and len(messages) == 2
+    assert rows(root, "SELECT count(*) FROM users") == [(0,)]

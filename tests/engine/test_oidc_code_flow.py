@@ -97,9 +97,9 @@ error_url = "{ERRORS}"
     monkeypatch.setenv("TEST_OIDC_SECRET", SECRET)
     remote.forget()  # no fetched copy of another test's provider
     try:
-        with TestClient(
-            create_app(load_config(tmp_path / "jitprov.toml")), follow_redirects=False
-        ) as client:
+        app = create_app(load_config(tmp_path / "jitprov.toml"))
+        # https: the sign-in cookie is Secure (a browser sends it over https, or to localhost)
+        with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
             yield client, provider, tmp_path
     finally:
         provider.stop()
@@ -249,3 +249,16 @@ rules = "r.rules"
         answer = c.get("/login/op")
         assert answer.status_code == 400 and "redirect_uri" in answer.json()["error"]
         assert c.get("/callback/nope", headers=BROWSER).status_code == 404
+
+
+def test_a_callback_in_another_browser_is_refused(setup: tuple[TestClient, Served, Path]) -> None:
+    """Login CSRF: the attacker's own completed sign-in (code and state) opened in the
+    victim's browser, which does not hold the attacker's sign-in cookie."""
+    client, _, root = setup
+    params = authorize(start(client, "client_secret_basic"))
+    client.cookies.clear()
+    client.cookies.set("jitprov_signin", "v" * 43)  # the victim's own, from another sign-in
+    assert callback(client, "client_secret_basic", params) == f"{ERRORS}?error=wrong-request"
+    [(message,)] = rows(root, "SELECT message FROM audit")
+    assert "started in another browser" in message
+    assert rows(root, "SELECT count(*) FROM users") == [(0,)]
