@@ -89,6 +89,7 @@ class Connection:
     jwks_min_refresh: float = DEFAULT_JWKS_MIN_REFRESH  # an unknown kid refetches, at most
     cache_dir: Path | None = None  # the workspace's .jitprov/cache (fetched keys)
     sso_url: str | None = None  # saml2: the IdP's SingleSignOnService (HTTP-Redirect)
+    name_id_format: str | None = None  # saml2: the NameIDPolicy Format of AuthnRequests
     return_urls: tuple[str, ...] = ()  # where a sign-in may send the person next
     error_url: str | None = None  # where a refused browser sign-in goes, with ?error=<reason>
     sp_certificate: Path | None = None  # saml2: this SP's signing certificate (with sp_key)
@@ -361,6 +362,25 @@ class _Checker:
         return tuple(value)
 
 
+NAME_ID_FORMATS = {
+    "persistent": "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent",
+    "transient": "urn:oasis:names:tc:SAML:2.0:nameid-format:transient",
+    "emailAddress": "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress",
+    "unspecified": "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
+}
+
+
+def _name_id_format(checker: _Checker, table: Mapping[str, Any], key: str) -> str:
+    """A NameID format: a short name of NAME_ID_FORMATS, or a SAML format URN."""
+    value = checker.text(table, "name_id_format", key)
+    if value in NAME_ID_FORMATS:
+        return NAME_ID_FORMATS[value]
+    if value.startswith("urn:oasis:names:tc:SAML:") and ":nameid-format:" in value:
+        return value
+    names = ", ".join(NAME_ID_FORMATS)
+    raise checker.fail(key, f"expected one of {names}, or a SAML nameid-format URN, got {value!r}")
+
+
 def _code_flow(checker: _Checker, table: Mapping[str, Any], key: Callable[[str], str]) -> None:
     """The authorization code flow's settings agree: private_key_jwt has its key, the
     secret methods their secret, `openid` is among the scopes."""
@@ -517,6 +537,7 @@ def _fields(checker: _Checker, table: dict[str, Any]) -> dict[str, FieldType]:
 _SAML_ONLY = (
     "certificate",
     "sso_url",
+    "name_id_format",
     "sp_certificate",
     "sp_key",
     "sp_encryption_certificate",
@@ -599,6 +620,7 @@ def _connection(
         "sso_url": lambda k: checker.fetchable(table, k, key(k)),
         "return_urls": lambda k: checker.url_list(table, k, key(k)),
         "error_url": lambda k: checker.fetchable(table, k, key(k)),
+        "name_id_format": lambda k: _name_id_format(checker, table, key(k)),
         "authorization_endpoint": lambda k: checker.fetchable(table, k, key(k)),
         "token_endpoint": lambda k: checker.fetchable(table, k, key(k)),
         "redirect_uri": lambda k: checker.fetchable(table, k, key(k)),

@@ -147,7 +147,9 @@ def authn_request(
     if force_authn:
         root.set("ForceAuthn", "true")
     etree.SubElement(root, f"{SAML}Issuer").text = connection.audience
-    etree.SubElement(root, f"{SAMLP}NameIDPolicy", AllowCreate="true")
+    policy = etree.SubElement(root, f"{SAMLP}NameIDPolicy", AllowCreate="true")
+    if connection.name_id_format is not None:
+        policy.set("Format", connection.name_id_format)
     return etree.tostring(root)
 
 

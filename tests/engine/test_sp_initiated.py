@@ -136,3 +136,12 @@ def test_with_sp_key_the_redirect_is_signed(tmp_path: Path) -> None:
     assert (
         ctx.verify_binary(signed.encode(), xmlsec.constants.TransformRsaSha256, signature) is None
     )
+
+
+def test_name_id_format_asks_the_idp_for_one(tmp_path: Path) -> None:
+    app = create_app(load_config(workspace(tmp_path, 'name_id_format = "persistent"\n')))
+    with TestClient(app, follow_redirects=False) as client:
+        _, _, request = login(client)
+    policy = request.find(f"{SAMLP}NameIDPolicy")
+    assert policy.get("Format") == "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent"
+    assert policy.get("AllowCreate") == "true"
