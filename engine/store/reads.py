@@ -190,7 +190,7 @@ class AccountReads:
             self.conn.execute(f"DELETE FROM pending_requests WHERE expires_at < {m}", (stale,))
             (open_now,) = self.conn.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM pending_requests"
-                f" WHERE connection = {m} LIMIT {MAX_PENDING})",
+                f" WHERE connection = {m} LIMIT {MAX_PENDING}) AS open_requests",
                 (pending.connection,),
             ).fetchone()
             if open_now >= MAX_PENDING:

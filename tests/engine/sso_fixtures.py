@@ -13,8 +13,9 @@ SSO = "https://idp.example.org/sso"
 APP = "https://app.example.com/"
 
 
-def workspace(root: Path, extra: str = "") -> Path:
-    """A workspace in `root` with connection `idp` (the test IdP); `extra` adds keys."""
+def workspace(root: Path, extra: str = "", store: str = 'path = "jitprov.db"') -> Path:
+    """A workspace in `root` with connection `idp` (the test IdP); `extra` adds keys;
+    `store` is the [store] table's body (a PostgreSQL `url = ...`)."""
     (root / "certs").mkdir(parents=True)
     for path in (IDP_CERT, SP_CERT, SP_KEY):
         (root / "certs" / path.name).write_bytes(path.read_bytes())
@@ -23,7 +24,7 @@ def workspace(root: Path, extra: str = "") -> Path:
     config.write_text(
         f"""
 [store]
-path = "jitprov.db"
+{store}
 
 [connections.idp]
 protocol = "saml2"

@@ -11,7 +11,7 @@ import hashlib
 import sqlite3
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -245,3 +245,22 @@ def test_the_answer_must_come_to_the_browser_that_asked(client: TestClient, root
     messages = rows(root, "SELECT message FROM audit WHERE reason = 'wrong-request'")
     assert all("started in another browser" in m for (m,) in messages) and len(messages) == 2
     assert rows(root, "SELECT count(*) FROM users") == [(0,)]
+
+
+def test_a_browser_sign_in_on_a_postgresql_store(
+    tmp_path: Path, new_database: Callable[[], str]
+) -> None:
+    """The same flow where several servers share a PostgreSQL store: the request, the
+    hand-off and the pickup all go through it (serve's pipeline threads)."""
+    workspace(tmp_path, f'error_url = "{ERRORS}"\n', store=f'url = "{new_database()}"')
+    app = create_app(load_config(tmp_path / "jitprov.toml"), token=TOKEN)
+    with TestClient(app, base_url="https://testserver", follow_redirects=False) as client:
+        request_id = start(client)
+        status, headers = post(client, response("_pg1", request_id))
+        assert status == 303
+        ref = ref_of(headers["location"], f"{APP}home")
+        code, result = pickup(client, ref)
+        assert (code, result["outcome"]) == (200, "created")
+        assert pickup(client, ref)[1]["reason"] == "replay"
+        status, headers = post(client, response("_pg2", request_id))  # its request is used
+        assert headers["location"] == f"{ERRORS}?error=wrong-request"
