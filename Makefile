@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# A scratch copy of the demo, so that the tour never edits the repository's files.
 run: $(STAMP)
-	cd examples/demo && ../../$(BIN)/jitprov
+	@demo=$$(mktemp -d "$${TMPDIR:-/tmp}/jitprov-demo.XXXXXX") \
+	  && cp -R examples/demo/. "$$demo/" && rm -f "$$demo"/*.db* \
+	  && echo "jitprov on a scratch copy of the demo: $$demo" \
+	  && cd "$$demo" && "$(CURDIR)/$(BIN)/jitprov"
 
 # Single sign-on in a browser: two test IdPs, `jitprov serve` and a demo application on
 # loopback (docs/sso.md); open the address it prints. The SAML IdP needs xmlsec1.

@@ -72,3 +72,64 @@ def test_jitprov_opens_on_the_connections_and_quits_with_ctrl_q(tmp_path: Path) 
         assert "Traceback" not in screen()
     finally:
         tmux("-L", session, "kill-server")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+MAKE = shutil.which("make")
+
+
+@pytest.mark.skipif(
+    MAKE is None or not (ROOT / ".git").exists(), reason="needs make and a git checkout"
+)
+def test_make_run_opens_a_scratch_copy_and_leaves_the_repository_as_it_was(
+    tmp_path: Path,
+) -> None:
+    def changes() -> str:
+        done = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=all"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        return done.stdout
+
+    before = changes()
+    status = tmp_path / "exit-status"
+    session = f"jitprov-run-{uuid.uuid4().hex[:8]}"
+    # -o: take the installed virtualenv as it is (never reinstall inside the test).
+    command = (
+        f"unset COLUMNS LINES; cd {shlex.quote(str(ROOT))} && TMPDIR={shlex.quote(str(tmp_path))}"
+        f" {shlex.quote(str(MAKE))} --no-print-directory -o .venv/.installed run;"
+        f" echo $? > {shlex.quote(str(status))}; sleep 30"
+    )
+    tmux(
+        "-L",
+        session,
+        "-f",
+        "/dev/null",
+        "new-session",
+        "-d",
+        "-s",
+        session,
+        "-x",
+        "120",
+        "-y",
+        "40",
+        command,
+    )
+    try:
+
+        def screen() -> str:
+            return tmux("-L", session, "capture-pane", "-p", "-t", session)
+
+        assert wait_for(lambda: "okta" in screen() and "Connection id" in screen()), screen()
+        # The demo's connections, with a store made by the tour, in the scratch copy.
+        scratch = [p for p in tmp_path.iterdir() if p.name.startswith("jitprov-demo.")]
+        assert len(scratch) == 1 and (scratch[0] / "jitprov.toml").is_file()
+        tmux("-L", session, "send-keys", "-t", session, "C-q")
+        assert wait_for(lambda: status.exists() and status.read_text().strip() != ""), screen()
+        assert status.read_text().strip() == "0"
+    finally:
+        tmux("-L", session, "kill-server")
+    assert changes() == before
