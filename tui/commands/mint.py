@@ -27,7 +27,9 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="Build a signed SAML 2.0 Response from a sample (TOML), valid for five "
         "minutes from --at; issuer, audience and recipient from the connection.",
     )
-    parser.add_argument("sample", metavar="SAMPLE.toml", help="the sample (product.md §2)")
+    parser.add_argument(
+        "sample", metavar="SAMPLE.toml", help="a sample: TOML with subject and [attributes]"
+    )
     parser.add_argument(
         "-c", "--connection", metavar="CONN", help="the connection (default: the only one)"
     )
