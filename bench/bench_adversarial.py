@@ -137,6 +137,7 @@ def run(quick: bool) -> list[Comparison]:
                 ours=_stats(cost),
                 theirs=_stats(base),
                 notes=f"answer {cost.answer} (expected {token.reason})",
+                clock="cpu",
                 extra={
                     "cpu_ms": round(cpu, 2),
                     "peak_mib": round(cost.peak_mib, 1),

@@ -1,14 +1,20 @@
 """Store stage: provisioning samples into a pre-filled SQLite store, against a hand-written
 sqlite3 loop doing the same reads and writes with the same durability settings (WAL,
-`synchronous=NORMAL`, foreign keys, one `BEGIN IMMEDIATE` transaction per token).
+`synchronous=NORMAL`, foreign keys, one `BEGIN IMMEDIATE` transaction per token). The
+loop is bench/floors/store.py's `baseline` (no jitprov code); it leaves exactly jitprov's
+store (tests/test_bench_store.py compares the two row by row).
 
-Two comparisons against the same baseline (which gets each token's values decoded and
-only talks to SQLite):
+Comparisons against the same loop (which gets each token's values decoded and only
+talks to SQLite), on CPU time, each token applied by every contender in turn, the batch
+cut into ten turns for the ratio's median and spread:
 - steps 3–8 (`Provisioner.apply_token` on already-decoded samples: replay, find, rules
   evaluation, diff, write, audit) — the store and pipeline cost; target ≤ 1.5x;
-- the whole `Provisioner.apply` from sample bytes, intake included — for information.
+- the whole `Provisioner.apply` from sample bytes, intake included — for information;
+- the command, `jitprov apply --batch DIR --json` over sample files against the loop
+  reading the same files (CPU of the child process, start included; five turns).
 Mix: 80 % sign-ins of existing accounts (a department and a group change), 20 % first
-logins. Per-token medians and p99 at several store sizes (1M accounts in full mode).
+logins. Per-token medians at several store sizes (1M accounts in full mode), and the
+latency tail (p99 of wall time per token).
 
 `python -m bench.bench_store [--quick]`
 """
@@ -16,10 +22,8 @@ logins. Per-token medians and p99 at several store sizes (1M accounts in full mo
 from __future__ import annotations
 
 import gc
-import hashlib
-import json
+import resource
 import shutil
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -27,22 +31,26 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.harness import Comparison, Stats
+from bench.floors.store import (
+    STAMP,
+    STORE_RULES,
+    STORE_RULES_SHA256,
+    STORE_TRACE,
+    Token,
+    baseline,
+)
+from bench.harness import MIN_TURNS, Background, Comparison, Stats
 from engine.config import load_config
 from engine.intake import read_token
 from engine.provision import Provisioner
 from engine.store import SqliteStore, layout_for
 
-RULES = """\
-username   = first(@uid)
-email      = first(@email)
-department = first(@department)
-groups     = @groups
-"""
+# The loop itself is bench/floors/store.py's `baseline` (no jitprov code in it).
+RULES = STORE_RULES
 CONFIG = """\
 [store]
 path = "jitprov.db"
@@ -56,26 +64,9 @@ audience = "https://sp.example/"
 rules = "okta.rules"
 """
 # What a hand-written mapping of RULES records in each audit row, as constants.
-TRACE = json.dumps(
-    [
-        {"field": f, "line": n, "rule": None}
-        for n, f in enumerate(("username", "email", "department", "groups"), 1)
-    ]
-)
-RULES_SHA256 = hashlib.sha256(RULES.encode()).hexdigest()
+TRACE = STORE_TRACE
+RULES_SHA256 = STORE_RULES_SHA256
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
-STAMP = "2025-05-01T12:00:00Z"
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One sign-in, as sample bytes (ours) and as decoded values (the baseline's)."""
-
-    raw: bytes
-    n: int
-    token_id: str
-    department: str
-    groups: tuple[str, ...]
 
 
 def _sample(n: int, token_id: str, department: str, groups: tuple[str, ...]) -> bytes:
@@ -156,114 +147,33 @@ def ours(
     return apply, provisioner.close
 
 
-def baseline(db: Path) -> tuple[Callable[[Token], object], Callable[[], None]]:
-    """The same reads and writes by hand: prepared statements, no abstraction. It leaves
-    a store identical to jitprov's, audit rows included (the trace and the rules' digest
-    are constants here); tests/test_bench_store.py compares the two stores row by row."""
-    conn = sqlite3.connect(db, isolation_level=None, timeout=5.0)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    ex = conn.execute
-
-    def apply(t: Token) -> object:
-        ex("BEGIN IMMEDIATE")
-        cur = ex(
-            "INSERT INTO seen_tokens (connection, token_id, expires_at) VALUES ('okta', ?, NULL)"
-            " ON CONFLICT (connection, token_id) DO NOTHING",
-            (t.token_id,),
-        )
-        assert cur.rowcount == 1
-        row = ex(
-            "SELECT user_id FROM identity_links WHERE connection = 'okta' AND subject_key = ?",
-            (f"s{t.n}",),
-        ).fetchone()
-        changes: dict[str, object] = {}
-        wanted = set(t.groups)
-        if row is None:
-            username, email = f"u{t.n}", f"u{t.n}@example.com"
-            assert ex("SELECT id FROM users WHERE username_key = ?", (username,)).fetchone() is None
-            user_id = ex(
-                "INSERT INTO users (username, username_key, email, department, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (username, username, email, t.department, STAMP, STAMP),
-            ).lastrowid
-            conn.executemany(
-                "INSERT INTO user_groups (user_id, value, source) VALUES (?, ?, 'okta')",
-                [(user_id, g) for g in sorted(wanted)],
-            )
-            ex(
-                "INSERT INTO identity_links (connection, subject, subject_key, user_id,"
-                " created_at, last_seen_at) VALUES ('okta', ?, ?, ?, ?, ?)",
-                (f"s{t.n}", f"s{t.n}", user_id, STAMP, STAMP),
-            )
-            changes = {
-                "username": [None, username],
-                "email": [None, email],
-                "department": [None, t.department],
-                "groups": {"added": sorted(wanted), "removed": []},
-            }
-            outcome = "created"
-        else:
-            user_id = row[0]
-            user = ex(
-                "SELECT id, username, email, department FROM users WHERE id = ?", (user_id,)
-            ).fetchone()
-            members = set(ex("SELECT value, source FROM user_groups WHERE user_id = ?", (user_id,)))
-            ex("SELECT connection, subject FROM identity_links WHERE user_id = ?", (user_id,))
-            keep = {m for m in members if m[1] != "okta"} | {(g, "okta") for g in wanted}
-            if user[3] != t.department:
-                ex(
-                    "UPDATE users SET department = ?, updated_at = ? WHERE id = ?",
-                    (t.department, STAMP, user_id),
-                )
-                changes["department"] = [user[3], t.department]
-            elif keep != members:
-                ex("UPDATE users SET updated_at = ? WHERE id = ?", (STAMP, user_id))
-            conn.executemany(
-                "DELETE FROM user_groups WHERE user_id = ? AND value = ? AND source = ?",
-                [(user_id, v, s) for v, s in members - keep],
-            )
-            conn.executemany(
-                "INSERT INTO user_groups (user_id, value, source) VALUES (?, ?, ?)",
-                [(user_id, v, s) for v, s in keep - members],
-            )
-            ex(
-                "UPDATE identity_links SET last_seen_at = ? WHERE connection = 'okta'"
-                " AND subject_key = ?",
-                (STAMP, f"s{t.n}"),
-            )
-            old, new = {v for v, _ in members}, {v for v, _ in keep}
-            if old != new:
-                changes["groups"] = {"added": sorted(new - old), "removed": sorted(old - new)}
-            outcome = "updated" if changes or keep != members else "unchanged"
-        ex(
-            "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
-            " user_id, changes, trace, rules_sha256) VALUES (?, 'okta', ?, ?, ?, NULL, NULL,"
-            " ?, ?, ?, ?)",
-            (
-                STAMP,
-                f"s{t.n}",
-                t.token_id,
-                outcome,
-                user_id,
-                json.dumps(changes),
-                TRACE,
-                RULES_SHA256,
-            ),
-        )
-        ex("COMMIT")
-        return outcome
-
-    return apply, conn.close
-
-
 Maker = Callable[[], tuple[Callable[[Token], object], Callable[[], None]]]
 
 
-def _interleaved(makers: dict[str, Maker], batch: list[Token]) -> dict[str, Stats]:
+TURNS = 10  # the batch is cut into this many turns for the ratio's median and spread
+
+
+@dataclass(slots=True)
+class Measured:
+    """One contender's times: CPU per token for each turn (its background threads'
+    included), and each token's CPU and wall time (the wall time for the latency tail)."""
+
+    turns: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+
+    def stats(self) -> Stats:
+        """Median CPU per token; p99 of the wall time per token."""
+        return Stats(float(statistics.median(self.cpu)), Stats.of(self.wall).p99_ns, len(self.cpu))
+
+
+def _interleaved(makers: dict[str, Maker], batch: list[Token]) -> dict[str, Measured]:
     """Apply each token with every contender in turn (each on its own copy of the store),
-    so drift in the machine's speed (page cache, other load) hits them alike."""
+    so drift in the machine's speed (page cache, other load) hits them alike; CPU and
+    wall time of each, the turns being TURNS equal parts of the batch. The CPU time of
+    a token is the main thread's; the CPU of the threads a contender started (jitprov's
+    WAL checkpointer) is added to its turns (harness.Background)."""
+    background = Background()
     appliers = {}
     closers = []
     for name, make in makers.items():
@@ -272,29 +182,44 @@ def _interleaved(makers: dict[str, Maker], batch: list[Token]) -> dict[str, Stat
             apply.prepare(batch)  # decoding is not what this measures
         appliers[name] = apply
         closers.append(close)
-    samples: dict[str, list[int]] = {name: [] for name in makers}
+    out = {name: Measured() for name in makers}
+    names = list(appliers)
+    cpu, wall = time.thread_time_ns, time.perf_counter_ns
+    warm = 2
+    size = max(1, (len(batch) - warm) // TURNS)
+    sums = dict.fromkeys(names, 0)
     gc.disable()
     try:
         for n, token in enumerate(batch):
-            for name, apply in appliers.items():
-                started = time.perf_counter_ns()
-                apply(token)
-                if n >= 2:  # warm-up
-                    samples[name].append(time.perf_counter_ns() - started)
+            for name in names if n % 2 == 0 else reversed(names):
+                started, started_cpu = wall(), cpu()
+                appliers[name](token)
+                spent_cpu, spent = cpu() - started_cpu, wall() - started
+                if n == 0:
+                    background.adopt(name)  # the store (and its threads) opened just now
+                if n >= warm:
+                    out[name].cpu.append(spent_cpu)
+                    out[name].wall.append(spent)
+                    sums[name] += spent_cpu
+            if n == warm - 1:
+                for name in names:
+                    background.since(name)
+            if n >= warm and (n - warm + 1) % size == 0 and len(out[names[0]].turns) < TURNS:
+                for name in names:
+                    out[name].turns.append((sums[name] + background.since(name)) / size)
+                    sums[name] = 0
+                gc.enable()
+                gc.collect()
+                gc.disable()
     finally:
         gc.enable()
         for close in closers:
             close()
-    out = {}
-    for name, values in samples.items():
-        values.sort()
-        p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-        out[name] = Stats(float(statistics.median(values)), float(p99), len(values))
     return out
 
 
-def compare(folder: Path, accounts: int, count: int, *, full: bool) -> dict[str, Stats]:
-    """Per-token stats on copies of one pre-filled store: "steps" (decoded tokens),
+def compare(folder: Path, accounts: int, count: int, *, full: bool) -> dict[str, Measured]:
+    """Per-token times on copies of one pre-filled store: "steps" (decoded tokens),
     "apply" (from bytes, when `full`), "baseline"."""
     config = workspace(folder / "ours", accounts)
     theirs = folder / "baseline.db"
@@ -326,11 +251,19 @@ def _loop_over_files(db: Path, folder: Path) -> None:
         close()
 
 
-def batch_command(folder: Path, accounts: int, count: int, rounds: int = 2) -> dict[str, Stats]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def batch_command(
+    folder: Path, accounts: int, count: int, rounds: int = MIN_TURNS
+) -> dict[str, list[float]]:
     """`jitprov apply --batch DIR --json` as users run it (process start, config and rules,
     reading the files, intake, writes, a JSON line per token) against a hand-written loop
-    reading the same files: wall time per token, the two taking turns, each round on a
-    fresh copy of the pre-filled store."""
+    reading the same files: CPU time per token (the child process's, the loop's own),
+    the two taking turns (the first alternating), each round on a fresh copy of the
+    pre-filled store. Each round's figure per contender, and the wall times."""
     config = workspace(folder / "ours", accounts)
     pristine = folder / "pristine.db"
     shutil.copy(folder / "ours" / "jitprov.db", pristine)
@@ -343,25 +276,27 @@ def batch_command(folder: Path, accounts: int, count: int, rounds: int = 2) -> d
     command = [str(script)] if script.exists() else fallback
     command += ["--config", str(config), "apply", "-c", "okta", "--unsigned-samples"]
     command += ["--at", STAMP, "--batch", str(samples), "--json"]
-    times: dict[str, list[float]] = {"command": [], "loop": []}
-    for _ in range(rounds):
-        for name in times:
+    times: dict[str, list[float]] = {"command": [], "loop": [], "command_wall": [], "loop_wall": []}
+    for turn in range(rounds):
+        for name in ("command", "loop") if turn % 2 == 0 else ("loop", "command"):
             db = folder / "ours" / "jitprov.db" if name == "command" else folder / "loop.db"
             for extra in ("-wal", "-shm", ".lock"):
                 Path(f"{db}{extra}").unlink(missing_ok=True)
             shutil.copy(pristine, db)
             started = time.perf_counter_ns()
             if name == "command":
+                before = _children_cpu()
                 done = subprocess.run(command, capture_output=True, check=False)
+                spent = (_children_cpu() - before) * 1e9
                 if done.returncode != 0 or done.stdout.count(b"\n") != count:
                     raise RuntimeError(f"apply --batch failed: {done.stderr.decode()[-500:]}")
             else:
+                before_ns = time.process_time_ns()
                 _loop_over_files(db, samples)
-            times[name].append((time.perf_counter_ns() - started) / count)
-    return {
-        name: Stats(statistics.median(values), max(values), len(values))
-        for name, values in times.items()
-    }
+                spent = time.process_time_ns() - before_ns
+            times[f"{name}_wall"].append((time.perf_counter_ns() - started) / count)
+            times[name].append(spent / count)
+    return times
 
 
 def run(quick: bool) -> list[Comparison]:
@@ -374,48 +309,55 @@ def run(quick: bool) -> list[Comparison]:
         shutil.rmtree(Path(tmp) / "main", ignore_errors=True)
         for size in sizes:
             if size == prefill:
-                stats = main
+                measured = main
             else:
-                stats = compare(Path(tmp) / f"n{size}", size, count, full=False)
+                measured = compare(Path(tmp) / f"n{size}", size, count, full=False)
                 shutil.rmtree(Path(tmp) / f"n{size}", ignore_errors=True)
             for name, key in (("jitprov", "steps"), ("sqlite3 loop", "baseline")):
-                curve[name].append((size, stats[key].median_ns / 1e3))
-                p99[name][size] = round(stats[key].p99_ns / 1e3, 1)
-        command = batch_command(Path(tmp) / "command", prefill, count)
+                stats = measured[key].stats()
+                curve[name].append((size, round(stats.median_ns / 1e3, 1)))
+                p99[name][size] = round(stats.p99_ns / 1e3, 1)
+        files = 1_000 if quick else count
+        command = batch_command(Path(tmp) / "command", prefill, files)
     subject = f"{count:,} samples into {prefill:,} accounts"
+    wall = {k: round(statistics.median(command[f"{k}_wall"]) / 1e3, 1) for k in ("command", "loop")}
     return [
-        Comparison(
+        Comparison.paired(
             stage="store",
             subject=f"steps 3-8, {subject}",
-            baseline="hand-written sqlite3 loop",
-            ours=main["steps"],
-            theirs=main["baseline"],
+            baseline="hand-written sqlite3 loop leaving the identical store "
+            "(bench/floors/store.py)",
+            ours=main["steps"].turns,
+            theirs=main["baseline"].turns,
             target=1.5,
-            notes="per token, decoded samples: replay, find, rules, diff, write, audit",
+            notes="CPU time per token, decoded samples: replay, find, rules, diff, write, "
+            f"audit; {TURNS} turns of the batch; tails (p99_us) in wall time",
             extra={
                 "curve": curve,
                 "curve_x": "accounts in the store",
-                "curve_y": "µs per token (median)",
+                "curve_y": "CPU µs per token (median)",
                 "p99_us": p99,
             },
         ),
-        Comparison(
+        Comparison.paired(
             stage="store",
             subject=f"whole apply from bytes, {subject}",
-            baseline="hand-written sqlite3 loop",
-            ours=main["apply"],
-            theirs=main["baseline"],
+            baseline="hand-written sqlite3 loop (bench/floors/store.py)",
+            ours=main["apply"].turns,
+            theirs=main["baseline"].turns,
             notes="includes sample intake (TOML parsing), which the baseline does not do",
         ),
-        Comparison(
+        Comparison.paired(
             stage="store",
-            subject=f"`jitprov apply --batch DIR --json`, {subject}",
+            subject=f"`jitprov apply --batch DIR --json`, {files:,} samples into {prefill:,} "
+            "accounts",
             baseline="hand-written loop reading the same files (tomllib + sqlite3)",
             ours=command["command"],
             theirs=command["loop"],
             target=1.5,
-            notes="wall time per token over the whole batch, process start included;"
-            " the rounds' median, max as p99",
+            notes="CPU time per token over the whole batch, the command's process start "
+            "included; each turn on a fresh copy of the store",
+            extra={"wall_us_per_token": wall},
         ),
     ]
 

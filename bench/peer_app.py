@@ -28,6 +28,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.floors.pipeline import saml_mapping  # the same rules, by hand
+
+__all__ = ["create_flask", "create_store", "oidc_mapping", "saml_mapping"]
+
 FOLDER_ENV = "BENCH_PEER_FOLDER"
 LEEWAY_SECONDS = 120  # jitprov's default clock_skew
 TEAM_GROUP = re.compile(r"^(eng|sales|ops)-")
@@ -53,28 +57,6 @@ def create_store(path: Path) -> None:
         if_not_exists=True,
     )
     db.close()
-
-
-def saml_mapping(attributes: dict[str, list[str]]) -> dict[str, Any] | None:
-    """The bench SAML connection's rules, by hand (None: denied, no e-mail)."""
-    emails = attributes.get("email") or []
-    if not emails:
-        return None
-    mail = emails[0].lower()
-    groups = []
-    for dn in attributes.get("memberOf", []):
-        if "ou=apps," in dn.lower():
-            first = dn.split(",", 1)[0]
-            if first[:3].lower() == "cn=":
-                groups.append(first[3:].lower())
-    names = [next(iter(attributes.get(name) or []), None) for name in ("givenName", "sn")]
-    return {
-        "username": mail.rsplit("@", 1)[0],
-        "email": mail,
-        "display_name": " ".join(n for n in names if n) or None,
-        "department": (attributes.get("department") or ["unknown"])[0],
-        "groups": sorted({*groups, "everyone"}),
-    }
 
 
 def oidc_mapping(claims: dict[str, Any]) -> dict[str, Any] | None:
