@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from rules.ast import Program
 from rules.check import check_program, merged_fields
-from rules.compile import Evaluator, compile_program
+from rules.compile import Evaluator, compile_source
 from rules.diagnostics import Diagnostic, SourceMap, Span, render, sort_key
 from rules.evaluate import ReferenceEvaluator
 from rules.format import FormatError, format_source
@@ -56,8 +56,11 @@ class CompiledRules:
         evaluator: Evaluator,
         source: SourceMap,
         fields: Mapping[str, FieldType],
+        python_source: str | None = None,
     ) -> None:
         self.program = program
+        self.python_source = python_source  # what `evaluate` was compiled from (None:
+        # the reference evaluator runs, as for a file too deeply nested for Python)
         self.source = source
         self.fields = dict(fields)
         self.sha256 = hashlib.sha256(source.text.encode("utf-8")).hexdigest()
@@ -113,13 +116,18 @@ def compile_rules(
     *,
     attributes: Sequence[str] | None = None,
     generate: bool = True,
+    specialise: bool = True,
 ) -> CompileResult:
     """Parse, check and compile a rules file; `fields` adds the config's declared fields,
     `attributes` (when the connection lists them) enables warning W004.
 
     `generate=False` skips generating the Python evaluator (tens of milliseconds on a
     long file) and evaluates with the reference evaluator, which gives the same plans:
-    for an editor that re-checks on every keystroke and evaluates once."""
+    for an editor that re-checks on every keystroke and evaluates once.
+    `specialise=False` generates the general evaluator (every operation through the
+    value layer) instead of the type-specialised one: the same plans, slower; for tests.
+    The specialised source falls back to the general one, and that to the reference
+    evaluator, when Python cannot compile it (expressions nested hundreds deep)."""
     source_map = SourceMap(source)
     program, syntax = parse(source)
     if program is None or any(d.severity == "error" for d in syntax):
@@ -130,14 +138,18 @@ def compile_rules(
     if not checked.ok:
         return CompileResult(None, diagnostics, source_map, program)
     evaluator: Evaluator | None = None
-    if generate:
+    python: str | None = None
+    for special in (True, False) if generate and specialise else (False,) if generate else ():
         try:
-            evaluator = compile_program(program, checked.types, all_fields, source_map)
+            evaluator, python = compile_source(
+                program, checked.types, all_fields, source_map, specialise=special
+            )
+            break
         except (RecursionError, MemoryError, SyntaxError):  # absurdly deep expressions
-            evaluator = None
+            continue
     if evaluator is None:
         evaluator = ReferenceEvaluator(program, all_fields, source_map).evaluate
-    rules = CompiledRules(program, evaluator, source_map, all_fields)
+    rules = CompiledRules(program, evaluator, source_map, all_fields, python)
     return CompileResult(rules, diagnostics, source_map, program)
 
 

@@ -3,11 +3,19 @@
 Why: evaluation runs for every sign-in, so the tree is turned into straight-line Python
 with plain locals for each field's slot, and precomputed trace entries and skip records.
 
+Two generators: `specialise.py` (the default) uses the checker's static types to write
+most operations out in Python; this module's `_Emitter` (`specialise=False`) calls the
+value layer (`values.py`) for every operator and function. Both give the same plans
+(the differential tests check it); the general one is the specialised one's fallback.
+
 Safety: the generated source contains only identifiers made from this module's own
-counters (`_k3`, `_v0`, ...), Python keywords and punctuation. Every literal — strings,
-numbers, compiled regexes, messages, field and attribute names — is passed to a factory
-function as a parameter and reaches the evaluator as a closure constant. The code runs
-in a namespace whose `__builtins__` is empty, so nothing in Python is reachable from it.
+counters (`_k3`, `_v0`, ...), Python keywords, punctuation and the names of a few
+methods of `str`, `dict` and `list`. Every literal — strings, numbers, compiled regexes,
+messages, field and attribute names — is passed to a factory function (`_make`) as a
+parameter and reaches the evaluator as a closure constant. The code runs in a namespace
+whose `__builtins__` is empty, so nothing in Python is reachable from it. Comments name
+the rules line each statement comes from, with names and parameter names, never a
+literal's text.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from rules.ast import (
     UserField,
 )
 from rules.diagnostics import SourceMap
+from rules.fastpaths import members, set_op
 from rules.functions import FUNCTIONS, compile_regex
 from rules.plan import Context, Plan, Scalar, SetOp, Skipped, TraceEntry
 from rules.types import Type
@@ -89,6 +98,11 @@ HELPERS: dict[str, object] = {
     "_stored_set": stored_set,
     "_ctx": context_value,
     "_sorted": sorted,
+    "_setop": set_op,
+    "_members": members,
+    "_tuple": tuple,
+    "_fromkeys": dict.fromkeys,
+    "_len": len,
 }
 
 
@@ -466,22 +480,51 @@ class _Emitter:
 
 
 def generate(
-    program: Program, types: Mapping[int, Type], fields: Mapping[str, FieldType], source: SourceMap
+    program: Program,
+    types: Mapping[int, Type],
+    fields: Mapping[str, FieldType],
+    source: SourceMap,
+    *,
+    specialise: bool = True,
 ) -> tuple[str, list[object]]:
-    """The generated Python source and its constants (for inspection and tests)."""
+    """The generated Python source and its constants (for inspection and tests): a
+    factory `_make(_k0, _k1, ...)` that returns the evaluator `_evaluate(A, C, U)`."""
+    if specialise:
+        from rules.specialise import SpecialisingEmitter
+
+        emitter: _Emitter = SpecialisingEmitter(types, fields, source)
+        return emitter.program(program), emitter.constants
+    from rules.specialise import factory
+
     emitter = _Emitter(types, fields, source)
     code = emitter.program(program)
-    return code, emitter.constants
+    return factory(code.splitlines(), emitter.constants, {}), emitter.constants
+
+
+def compile_source(
+    program: Program,
+    types: Mapping[int, Type],
+    fields: Mapping[str, FieldType],
+    source: SourceMap,
+    *,
+    specialise: bool = True,
+) -> tuple[Evaluator, str]:
+    """Compile a checked program: the evaluator, and the Python source it was built from."""
+    code, constants = generate(program, types, fields, source, specialise=specialise)
+    # The namespace holds only our helpers; the constants are the factory's arguments.
+    namespace: dict[str, Any] = {"__builtins__": {}, **HELPERS}
+    exec(compile(code, "<rules>", "exec"), namespace)  # generated from the AST only
+    evaluator: Evaluator = namespace["_make"](*constants)
+    return evaluator, code
 
 
 def compile_program(
-    program: Program, types: Mapping[int, Type], fields: Mapping[str, FieldType], source: SourceMap
+    program: Program,
+    types: Mapping[int, Type],
+    fields: Mapping[str, FieldType],
+    source: SourceMap,
+    *,
+    specialise: bool = True,
 ) -> Evaluator:
     """Compile a checked program into an evaluator function."""
-    code, constants = generate(program, types, fields, source)
-    # The namespace holds only our helpers and the constants; no builtins at all.
-    namespace: dict[str, Any] = {"__builtins__": {}, **HELPERS}
-    namespace.update((f"_k{index}", value) for index, value in enumerate(constants))
-    exec(compile(code, "<rules>", "exec"), namespace)  # generated from the AST only
-    evaluator: Evaluator = namespace["_evaluate"]
-    return evaluator
+    return compile_source(program, types, fields, source, specialise=specialise)[0]

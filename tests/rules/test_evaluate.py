@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -153,12 +154,33 @@ def test_user_sets_may_be_tuples_and_missing_attributes_are_empty() -> None:
 
 
 def test_fallback_to_the_reference_evaluator(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(*args: object) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
         raise RecursionError
 
-    monkeypatch.setattr(rules, "compile_program", refuse)
+    monkeypatch.setattr(rules, "compile_source", refuse)
     result = compile_rules('username = first(@uid) ?? "x"')
     assert result.rules is not None
+    assert result.rules.python_source is None
+    assert result.rules.evaluate({}, Context(), None).fields == {"username": "x"}
+
+
+def test_fallback_from_the_specialised_to_the_general_evaluator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = rules.compile_source
+
+    def general_only(*args: Any, specialise: bool = True) -> Any:
+        if specialise:
+            raise SyntaxError("too many nested parentheses")
+        return real(*args, specialise=False)
+
+    monkeypatch.setattr(rules, "compile_source", general_only)
+    result = compile_rules('username = first(@uid) ?? "x"')
+    assert result.rules is not None and result.rules.python_source is not None
+    assert (
+        result.rules.python_source
+        == compile_rules('username = first(@uid) ?? "x"', specialise=False).rules.python_source
+    )  # type: ignore[union-attr]
     assert result.rules.evaluate({}, Context(), None).fields == {"username": "x"}
 
 

@@ -20,7 +20,13 @@ from rules.compile import HELPERS, generate
 from rules.diagnostics import SourceMap
 
 OWN_NAME = re.compile(r"^_[a-z]+\d*$")
-ALLOWED_NAMES = {*HELPERS, "A", "C", "U", "p", "_evaluate", "get", "append", "sort"}
+ALLOWED_NAMES = {*HELPERS, "A", "C", "U", "p", "_evaluate"}
+# Methods of str, dict and list the generated code calls: only ever after a `.`.
+METHODS = {"get", "append", "sort", "remove", "lower", "upper", "strip", "rfind", "join"}
+METHODS |= {"startswith", "endswith", "isascii"}
+# A comment: the rules line and its statement as names, operators and parameter names;
+# never a quote, a backslash or anything but printable ASCII.
+COMMENT = re.compile(r"^# [A-Za-z0-9_ @.,()\[\]{}=<>!?:;+*-]*$")
 
 
 def generated(source: str) -> str:
@@ -33,17 +39,25 @@ def generated(source: str) -> str:
 
 
 def assert_only_own_tokens(code: str) -> None:
-    """Every name is ours or a keyword; the only literals are the indices 0 and 1."""
+    """Every name is ours, a keyword or (after a dot) one of `METHODS`; the only
+    literals are the indices 0 and 1; comments hold no literal text."""
+    previous = None
     for token in tokenize.generate_tokens(io.StringIO(code).readline):
         if token.type == tokenize.NAME:
+            after_dot = previous is not None and previous.string == "."
             assert (
                 keyword.iskeyword(token.string)
                 or token.string in ALLOWED_NAMES
                 or OWN_NAME.match(token.string)
+                or (after_dot and token.string in METHODS)
             ), token.string
         assert token.type != tokenize.STRING, token.string
         if token.type == tokenize.NUMBER:
             assert token.string in ("0", "1"), token.string
+        if token.type == tokenize.COMMENT:
+            assert COMMENT.match(token.string), token.string
+        if token.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT):
+            previous = token
 
 
 COMPILE_ERRORS = [
@@ -126,3 +140,53 @@ def test_hostile_attribute_and_context_values_are_data() -> None:
     )
     assert plan.fields["username"] == "__import__('os')'); import os #"
     assert plan.set_ops[0].values == (*values, "{0}")
+
+
+HOSTILE = [
+    'x"); __import__("os").system("true"); ("',
+    "two\nlines",
+    "back\\slash",
+    "{0.__class__}",
+    "%s%r'",
+    "# looks like a comment",
+    "__builtins__['eval']",
+]
+
+
+def rules_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+@pytest.mark.parametrize("specialise", [True, False])
+def test_no_literal_text_reaches_the_source(specialise: bool) -> None:
+    """Strings, messages, rule names, attribute names, match patterns, regexes and list
+    members hostile to Python all become parameters; none appears in the source, not
+    even in a comment."""
+    lines = ['let mail = first(@email) ?? ""']
+    for index, text in enumerate(HOSTILE):
+        s = rules_string(text)
+        lines += [
+            f"deny {s} when first(@{s}) == {s}",
+            f"rule {rules_string(text + str(index))} when {s} in @{s} {{",
+            f"    groups += [{s}, lower({s})]",
+            f"    display_name = match mail {{ {s} => {s} + mail else => join([{s}], {s}) }}",
+            "}",
+            f"given_name = dn_value(mail, {s}) ?? substring_before(mail, {s})",
+        ]
+    lines += [
+        'username = if mail matches r"__import__\\(.os.\\)" then "a" else "b"',
+        'roles += [x for x in @memberOf if x matches r"(?i)^cn=__import__,"]',
+        'family_name = regex_extract(mail, r"^__builtins__:(.+)$")',
+    ]
+    source = "\n".join(lines) + "\n"
+    result = compile_rules(source, specialise=specialise)
+    assert result.rules is not None, result.diagnostics
+    code = result.rules.python_source
+    assert code is not None
+    assert_only_own_tokens(code)
+    for text in [*HOSTILE, "__import__", "__builtins__", "email", "memberOf"]:
+        assert text not in code, text
+    plan = result.rules.evaluate({"email": [HOSTILE[0]], HOSTILE[1]: ["x"]}, Context(), None)
+    assert plan == result.rules.evaluate_reference(
+        {"email": [HOSTILE[0]], HOSTILE[1]: ["x"]}, Context(), None
+    )

@@ -46,6 +46,10 @@ TEXTS = (
 )
 REPLACEMENTS = ("-", "[\\0]", "", "<\\1>")
 PATTERNS = (r"^a", r"(?i)ou=apps,", r"(\w+)@(\w+)", r"^CN=([^,]+)", r"[0-9]+")
+# Patterns that are plain text (decided without RE2 on ASCII text) and extractions of a
+# literal prefix's remainder (likewise): the specialised compiler's shortcuts.
+LITERAL_PATTERNS = (r"^(eng|sales)-", r"(?i)^cn=a", r"(?i)apps$", r"^a$", r"x\.y", "")
+PREFIX_PATTERNS = (r"^CN=(.+)$", r"^urn:x\:(.*)$")
 
 
 def literal(value: str) -> str:
@@ -154,6 +158,7 @@ class _Builder:
             ),
             lambda: f'regex_extract({t()}, r"{self.pick(PATTERNS[2:4])}")',
             lambda: f'regex_extract({t()}, r"(\\w+)@(\\w+)", {self.pick(("0", "1", "2"))})',
+            lambda: f'regex_extract({t()}, r"{self.pick(PREFIX_PATTERNS)}")',
             lambda: (
                 f'regex_replace({t()}, r"{self.pick(PATTERNS[2:4])}", {literal(self.pick(REPLACEMENTS))})'
             ),
@@ -188,7 +193,8 @@ class _Builder:
                 f"({self.expr('text', d)} {self.pick(('in', 'not in'))} {self.expr(self.pick(('list', 'text')), d)})"
             ),
             lambda: (
-                f'({self.expr(self.pick(("list", "text")), d)} matches r"{self.pick(PATTERNS)}")'
+                f"({self.expr(self.pick(('list', 'text')), d)} matches "
+                f'r"{self.pick(PATTERNS + LITERAL_PATTERNS)}")'
             ),
             lambda: f"(not {self.expr('bool', d)})",
             lambda: (
@@ -277,6 +283,7 @@ _VALUES = st.one_of(
     st.sampled_from(TEXTS),
     st.text(max_size=12),
     st.sampled_from(["CN=Wiki,OU=Apps,DC=x", "a@b@c", "  42 ", "-0.50", "TRUE"]),
+    st.sampled_from(["eng-x", "Sales-1", "cn=A,OU=APPS", "\u212a", "\u017fales-", "urn:x:", "a\n"]),
 )
 
 small_bags = st.dictionaries(

@@ -1,4 +1,7 @@
-"""`jitprov check [RULES...]`: compile and lint rules files (rules-language.md §9)."""
+"""`jitprov check [RULES...]`: compile and lint rules files (rules-language.md §9).
+
+`jitprov check --emit-python FILE` prints the Python a rules file compiles to instead:
+the very source the evaluator is compiled from (a debugging aid; docs/rules.md)."""
 
 from __future__ import annotations
 
@@ -24,6 +27,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
         description="Compile and lint rules files: every connection's by default.",
     )
     parser.add_argument("rules", nargs="*", metavar="RULES", help="rules files to check")
+    parser.add_argument(
+        "--emit-python",
+        metavar="FILE",
+        help="print the Python source FILE compiles to (checked against the config's "
+        "fields), instead of checking",
+    )
     parser.set_defaults(run=run)
 
 
@@ -77,6 +86,8 @@ def read_rules(path: Path, shown: str) -> str:
 
 
 def run(args: argparse.Namespace, ws: Workspace) -> int:
+    if getattr(args, "emit_python", None) is not None:
+        return emit_python(args, ws)
     config = ws.load_if_present()
     fields = config.fields if config is not None else dict(BUILTIN_FIELDS)
     reports: list[dict[str, object]] = []
@@ -107,6 +118,44 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
                 sys.stderr.write(f"jitprov: warning: {line}\n")
         sys.stdout.write(_summary(errors, warnings) + "\n")
     return EXIT_USAGE if errors else EXIT_OK
+
+
+def emit_python(args: argparse.Namespace, ws: Workspace) -> int:
+    """Print the generated Python for one rules file; its errors, if it has any."""
+    if args.rules:
+        raise CommandError("--emit-python takes one rules file: name no other RULES")
+    config = ws.load_if_present()
+    fields = config.fields if config is not None else dict(BUILTIN_FIELDS)
+    shown = args.emit_python
+    path = Path(shown).resolve()
+    attributes = None
+    if config is not None:
+        for connection in config.connections.values():
+            if connection.rules == path:
+                attributes = connection.attributes
+                break
+    source = read_rules(path, shown)
+    result = compile_rules(source, fields, attributes=attributes)
+    if result.rules is None:
+        source_map = SourceMap(source)
+        if args.json:
+            print_json([d.to_json(source_map, shown) for d in result.diagnostics])
+        else:
+            for diagnostic in result.diagnostics:
+                sys.stdout.write(render(diagnostic, source_map, shown) + "\n\n")
+            sys.stdout.write(_summary(len(result.errors), len(result.warnings)) + "\n")
+        return EXIT_USAGE
+    python = result.rules.python_source
+    if python is None:
+        raise CommandError(
+            f"{shown}: no Python to show: an expression is nested too deeply for Python to "
+            "compile, so the reference evaluator runs this file"
+        )
+    if args.json:
+        print_json({"path": shown, "python": python})
+    else:
+        sys.stdout.write(python)
+    return EXIT_OK
 
 
 def key_warnings(config: Config) -> list[str]:
