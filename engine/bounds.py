@@ -111,7 +111,7 @@ def plain_number_length(text: str) -> int:
 
 def json_number(text: str) -> int | Decimal:
     """A JSON number (`parse_int` / `parse_float` hook), refused past MAX_NUMBER_TEXT."""
-    integer = not any(c in text for c in ".eE")
+    integer = "." not in text and "e" not in text and "E" not in text
     if len(text) > MAX_NUMBER_TEXT or (not integer and plain_number_length(text) > MAX_NUMBER_TEXT):
         raise ValueError(
             f"the number {text[:24]}{'…' if len(text) > 24 else ''} is more than "
@@ -129,33 +129,60 @@ def check_json(value: Any) -> None:
     """Values, nesting, claim-name length and characters of decoded JSON (iteratively).
 
     Raises ValueError with what is wrong; the caller turns it into `malformed`.
+    Numbers, booleans and nulls are never pushed: nothing about them can be wrong here
+    (the values they add are counted with their container), so leaving them out keeps
+    the walk, and the order in which problems are found, the same.
     """
     count = 1
     stack: list[tuple[Any, int, int]] = [(value, 1, 0)]
+    pop, push = stack.pop, stack.append
     while stack:
-        item, depth, path = stack.pop()
-        if isinstance(item, dict | list):
+        item, depth, path = pop()
+        if isinstance(item, str):
+            if not item.isascii() or "\x00" in item:
+                _check_json_text(item, "a string")
+        elif isinstance(item, dict):
             count += len(item)  # before walking into them: a flood is refused unread
             if count > MAX_JSON_VALUES:
                 raise ValueError(f"more than {MAX_JSON_VALUES} values")
-        if isinstance(item, str):
-            _check_json_text(item, "a string")
-        elif isinstance(item, dict):
             if depth > MAX_JSON_DEPTH:
                 raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
             for key, inner in item.items():
-                _check_json_text(key, "a claim name")
+                if not key.isascii() or "\x00" in key:
+                    _check_json_text(key, "a claim name")
                 inner_path = path + len(key) + (1 if path else 0)
                 if inner_path > MAX_CLAIM_PATH:
                     raise ValueError(
                         f"a claim name (with the names it is nested in) is longer than "
                         f"{MAX_CLAIM_PATH} characters"
                     )
-                stack.append((inner, depth + 1, inner_path))
+                if isinstance(inner, _WALKED):
+                    push((inner, depth + 1, inner_path))
         elif isinstance(item, list):
+            count += len(item)
+            if count > MAX_JSON_VALUES:
+                raise ValueError(f"more than {MAX_JSON_VALUES} values")
             if depth > MAX_JSON_DEPTH:
                 raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
-            stack.extend((inner, depth + 1, path) for inner in item)
+            for inner in item:
+                if isinstance(inner, _WALKED):
+                    push((inner, depth + 1, path))
+
+
+_WALKED = (str, dict, list)  # what check_json looks into
+
+
+def json_within_bounds(data: bytes) -> bool:
+    """True when JSON text this short and plain cannot break a bound check_json checks,
+    so that decoding it need not be walked: no `\\u` escape (the only way a NUL or a
+    lone surrogate gets into strict JSON text), no more than MAX_CLAIM_PATH bytes (a
+    value or a name takes at least a byte, so neither the values nor a claim path can
+    pass their bounds), and no more brackets than the nesting bound allows."""
+    return (
+        len(data) <= MAX_CLAIM_PATH
+        and b"\\u" not in data
+        and data.count(b"{") + data.count(b"[") <= MAX_JSON_DEPTH
+    )
 
 
 def _check_json_text(text: str, what: str) -> None:

@@ -29,15 +29,21 @@ def flatten_claims(claims: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _walk(name: str, value: Any, depth: int, found: dict[str, tuple[int, list[str]]]) -> None:
-    if isinstance(value, Mapping):
+    kind = type(value)
+    if kind is str:  # the common cases first: the Mapping check (an ABC's) is slow
+        text: str | None = value
+    elif kind is int:
+        text = str(value)
+    elif kind is dict or isinstance(value, Mapping):
         for key, inner in value.items():
             _walk(f"{name}.{key}", inner, depth + 1, found)
         return
-    if isinstance(value, list):
+    elif kind is list or isinstance(value, list):
         for item in value:
             _walk(name, item, depth, found)
         return
-    text = None if value is None else scalar_text(value)
+    else:
+        text = None if value is None else scalar_text(value)
     if text is None or text == "":
         return
     current = found.get(name)

@@ -22,8 +22,9 @@ import importlib
 import re
 import zlib
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
+from engine.base64text import strict_b64decode
 from engine.config import Connection, load_toml
 from engine.moments import utc
 from engine.oidc import validate_id_token
@@ -44,6 +45,9 @@ _SAMPLE_HINT = re.compile(  # `subject =` or an attributes table, keys bare or q
     re.MULTILINE,
 )
 _PEEK = 64  # bytes of inflated output enough to see the markup start
+_START = 64  # bytes enough to tell base64 from TOML or prose
+# The first _START bytes (matched with that end) are base64, maybe padded at the end.
+_BASE64_START = re.compile(rb"[A-Za-z0-9+/_\-\s]*={0,2}\s*\Z")
 
 SAML_FORMS = "a SAML Response or Assertion (XML, base64 or deflate+base64)"
 OIDC_FORM = "an OIDC ID token (compact JWT)"
@@ -71,7 +75,7 @@ def read_token(
             f"found {len(raw)}",
         )
     raw = form_field(raw)
-    form, table = _detect(raw, parse_samples=allow_samples)
+    form, table, decoded, header = _detect(raw, parse_samples=allow_samples)
     if form == "sample":
         if not allow_samples:
             raise TokenRejected(
@@ -86,7 +90,7 @@ def read_token(
                 "malformed",
                 f"connection {connection.id!r} is saml2: expected {SAML_FORMS}, found a JWT",
             )
-        return validate_id_token(raw, connection, now=now, nonce=nonce)
+        return validate_id_token(raw, connection, now=now, nonce=nonce, header=header)
     if form == "unknown":
         raise TokenRejected(
             "malformed",
@@ -101,8 +105,12 @@ def read_token(
     # Imported on use: the SAML stack (xmlsec) is heavy and OIDC/sample intake never needs
     # it; by name, so that this module type-checks on its own.
     saml = importlib.import_module("engine.saml")
+    token: Token
+    if decoded is not None:  # base64 decoded once, here: the validator takes it as it is
+        token = saml.validate_decoded(decoded, connection, now=now, request_id=request_id)
+        return token
     data = raw if raw.startswith(_UTF16_XML) else strip_token(raw)
-    token: Token = saml.validate_saml(data, connection, now=now, request_id=request_id)
+    token = saml.validate_saml(data, connection, now=now, request_id=request_id)
     return token
 
 
@@ -111,36 +119,61 @@ def detect_form(raw: bytes) -> Form:
     return _detect(form_field(raw))[0]
 
 
-def _detect(raw: bytes, *, parse_samples: bool = True) -> tuple[Form, dict[str, Any] | None]:
-    """The form, and for a sample its parsed TOML when it parsed (so that intake reads a
-    sample's TOML once)."""
+class _Detected(NamedTuple):
+    form: Form
+    table: dict[str, Any] | None = None  # a sample's TOML, when it parsed
+    decoded: bytes | None = None  # base64 SAML: the whole token, decoded (once)
+    header: dict[str, Any] | None = None  # a JWT's header, read (once)
+
+
+_UNKNOWN = _Detected("unknown")
+
+
+def _detect(raw: bytes, *, parse_samples: bool = True) -> _Detected:
+    """The form; for a sample its parsed TOML when it parsed (so that intake reads a
+    sample's TOML once); for base64 SAML the decoded bytes (so that nothing decodes the
+    token twice).
+
+    Decided from the first bytes wherever they decide: `<` is XML; a JWT has two or four
+    dots; base64 SAML is decoded whole, once, and told from what it decodes to. Only
+    what none of these is gets looked at as a TOML sample.
+    """
     if raw.startswith(_UTF16_XML):
-        return "saml-xml", None
+        return _Detected("saml-xml")
     data = strip_token(raw)
-    if data.startswith(b"<"):
-        return "saml-xml", None
-    if _is_jwt(data):
-        return "jwt", None
-    # Base64 SAML before samples: it is the common case, told from its head, and no
-    # sample (TOML, with `subject =` or `[attributes]`) is base64 of XML.
+    if not data:
+        return _UNKNOWN
+    if data[:1] == b"<":
+        return _Detected("saml-xml")
+    if b"." in data and data.count(b".") in (2, 4):
+        header = _jwt_header(data)
+        if header is not None:
+            return _Detected("jwt", header=header)
+    # Base64 SAML before samples: it is the common case, and no sample (TOML, with
+    # `subject =` or `[attributes]`) is base64 of XML.
+    found = _decoded_saml(data)
+    if found is not None:
+        return found
     form = _base64_form(data)
     if form != "unknown":
-        return form, None
+        return _Detected(form)
     sample, table = _sample_table(data, parse=parse_samples)
     if sample:
-        return "sample", table
-    return "unknown", None
+        return _Detected("sample", table)
+    return _UNKNOWN
 
 
-def _is_jwt(data: bytes) -> bool:
+def _jwt_header(data: bytes) -> dict[str, Any] | None:
+    """The JOSE header of a compact JWS or JWE (3 or 5 segments, the first a base64url
+    JSON object), or None when `data` is not one."""
     parts = data.split(b".")
     if len(parts) not in (3, 5):
-        return False
+        return None
     try:
         header = b64url_decode(parts[0].decode("ascii"))
     except (UnicodeDecodeError, ValueError):
-        return False
-    return json_object(header) is not None
+        return None
+    return json_object(header)
 
 
 def _sample_table(data: bytes, *, parse: bool) -> tuple[bool, dict[str, Any] | None]:
@@ -167,10 +200,32 @@ def _sample_table(data: bytes, *, parse: bool) -> tuple[bool, dict[str, Any] | N
     return False, None
 
 
+def _decoded_saml(data: bytes) -> _Detected | None:
+    """Base64 (or base64url) SAML, decoded whole in one pass: its form and the decoded
+    bytes, handed to the SAML validator as they are. None when `data` does not decode
+    as a whole (wrapped oddly, a bad character, a truncation) or not to SAML: then
+    `_base64_form` judges it from its head, as before, and the SAML decoder says what
+    is wrong with it."""
+    if not _BASE64_START.match(data, 0, _START):  # TOML, prose: not base64 at all
+        return None
+    decoded = strict_b64decode(data)
+    if decoded is None:
+        return None
+    if decoded.startswith(_UTF16_XML) or strip_token(decoded).startswith(b"<"):
+        return _Detected("saml-base64", decoded=decoded)
+    try:
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(decoded, _PEEK)
+    except zlib.error:
+        return None
+    if inflated.startswith(_UTF16_XML) or strip_token(inflated).startswith(b"<"):
+        return _Detected("saml-deflate", decoded=decoded)
+    return None
+
+
 def _base64_form(data: bytes) -> Form:
     """SAML in base64 or deflate+base64, told from the head of `data` alone (its first
-    _HEAD bytes): the token is decoded once, later, by the SAML decoder, which checks
-    all of it."""
+    _HEAD bytes), for a token `_decoded_saml` could not decode whole: the SAML decoder
+    then checks all of it, and says what is wrong."""
     long = len(data) > _HEAD
     compact = data[:_HEAD].translate(None, _WHITESPACE)
     if long:

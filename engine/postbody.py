@@ -25,7 +25,7 @@ def form_field(raw: bytes) -> bytes:
     keeps its `+`); one with escapes is URL-decoded as a browser encoded it.
     """
     data = strip_token(raw)
-    if not _FORM.match(data):
+    if b"=" not in data or not _FORM.match(data):  # (no `=`: no field, and no regex run)
         return raw
     fields = dict(
         part.split(b"=", 1) for part in data.split(b"&", _MAX_FORM_FIELDS) if b"=" in part

@@ -16,19 +16,30 @@ Checks run in product.md §2's order, and the first that refuses decides the rea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from engine.config import Connection
 from engine.flatten import flatten_claims
 from engine.oidc.claims import build_token, check_claims, check_required
-from engine.oidc.compact import decode_compact
+from engine.oidc.compact import Compact, decode_compact
 from engine.token import Token, TokenRejected
 
 __all__ = ["validate_id_token"]
 
 _ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+
+
+@functools.cache
+def _verify_signature() -> Callable[[Compact, Connection], None]:
+    """engine.oidc.keys.verify_signature, imported on first use: joserfc is a twentieth
+    of a second of every command's start, and most commands (and every SAML or sample
+    token) never verify a JWT."""
+    from engine.oidc.keys import verify_signature
+
+    return verify_signature
 
 
 def _claimed_subject(claims: Mapping[str, Any], connection: Connection) -> str | None:
@@ -41,16 +52,24 @@ def _claimed_subject(claims: Mapping[str, Any], connection: Connection) -> str |
 
 
 def validate_id_token(
-    raw: bytes, connection: Connection, *, now: datetime, nonce: str | None = None
+    raw: bytes,
+    connection: Connection,
+    *,
+    now: datetime,
+    nonce: str | None = None,
+    header: dict[str, Any] | None = None,
 ) -> Token:
-    """Validate an ID token for `connection` at `now`; raises TokenRejected(reason, msg)."""
+    """Validate an ID token for `connection` at `now`; raises TokenRejected(reason, msg).
+
+    `header`: the token's JOSE header as intake read it to tell the token's form (so
+    that it is not decoded twice)."""
     if len(raw) > connection.max_token_bytes:
         raise TokenRejected(
             "too-large",
             f"expected at most {connection.max_token_bytes} bytes (max_token_bytes), "
             f"found {len(raw)}",
         )
-    token = decode_compact(raw)
+    token = decode_compact(raw, header=header)
     header = token.header
     if "crit" in header:
         raise TokenRejected(
@@ -65,12 +84,8 @@ def validate_id_token(
     if "b64" in header:
         raise TokenRejected("unsupported", "unencoded payloads (the b64 header) are not supported")
     check_required(token.claims)
-    # Imported on use: joserfc is a twentieth of a second of every command's start, and
-    # most commands (and every SAML or sample token) never verify a JWT.
-    from engine.oidc.keys import verify_signature
-
     try:
-        verify_signature(token, connection)
+        _verify_signature()(token, connection)
         check_claims(token.claims, connection, now, nonce)
     except TokenRejected as exc:
         exc.subject = _claimed_subject(token.claims, connection)

@@ -27,6 +27,9 @@ from engine.sample import scalar_text
 from engine.token import Token, TokenRejected
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# json.dumps(parts, ensure_ascii=False, separators=(",", ":")), its encoder built once
+_ID_PARTS = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_PLAIN = frozenset({str, int, bool, type(None)})  # JSON values plain_claims keeps as they are
 
 
 def _is_number(value: Any) -> bool:
@@ -80,6 +83,39 @@ def check_claims(
             f"aud has several values, so expected azp {connection.audience!r}, "
             f"found {_show(claims.get('azp'))}",
         )
+    if not _whole_times_pass(claims, connection.clock_skew, now):  # the common case
+        _check_times(claims, connection, now)
+    if nonce is not None and claims.get("nonce") != nonce:
+        raise TokenRejected(
+            "wrong-nonce", f"expected nonce {nonce!r}, found {_show(claims.get('nonce'))}"
+        )
+
+
+def _whole_times_pass(claims: Mapping[str, Any], skew: Any, now: datetime) -> bool:
+    """True when `exp`, `iat` and `nbf` are whole seconds (as they nearly always are) and
+    pass `_check_times`; computed in integer microseconds, which is exact for them, so
+    the answer is `_check_times`'s without its Fractions. False otherwise: then
+    `_check_times` decides, and says what is wrong."""
+    exp, iat, nbf = claims["exp"], claims["iat"], claims.get("nbf")
+    if type(exp) is not int or type(iat) is not int or type(skew) is not int:
+        return False
+    if nbf is not None and type(nbf) is not int:
+        return False
+    at = _microseconds(now)
+    margin = skew * 1_000_000
+    end = exp * 1_000_000 + margin
+    if not _FIRST_US <= end <= _LAST_US or at >= end:
+        return False
+    for value in (nbf, iat):
+        if value is not None:
+            start = value * 1_000_000 - margin
+            if not _FIRST_US <= start <= _LAST_US or at < start:
+                return False
+    return True
+
+
+def _check_times(claims: Mapping[str, Any], connection: Connection, now: datetime) -> None:
+    """`exp`, `nbf`, `iat` against `now` with the clock skew, exactly (Fractions)."""
     skew = Fraction(connection.clock_skew)
     at = _seconds(now)
     exp = Fraction(claims["exp"])
@@ -113,10 +149,6 @@ def check_claims(
                 f"found now = {_when(at)} ({name} {_when(start)}, "
                 f"clock_skew {connection.clock_skew}s)",
             )
-    if nonce is not None and claims.get("nonce") != nonce:
-        raise TokenRejected(
-            "wrong-nonce", f"expected nonce {nonce!r}, found {_show(claims.get('nonce'))}"
-        )
 
 
 def check_tenant(claims: Mapping[str, Any], connection: Connection) -> None:
@@ -153,7 +185,7 @@ def build_token(claims: Mapping[str, Any], connection: Connection) -> Token:
         authn_context=claims["acr"] if _text(claims.get("acr")) else None,
         attributes=flatten_claims(claims),
         token_id=token_id(claims),
-        expires_at=_datetime(Fraction(claims["exp"]) + connection.clock_skew),
+        expires_at=_expiry(claims["exp"], connection.clock_skew),
         email_verified=claims.get("email_verified") is True,
         claims=plain_claims(claims),
     )
@@ -170,11 +202,13 @@ def token_id(claims: Mapping[str, Any]) -> str:
     parts = [claims["sub"], scalar_text(claims["iat"])]
     if _text(claims.get("nonce")):
         parts.append(claims["nonce"])
-    return json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return _ID_PARTS.encode(parts)
 
 
 def plain_claims(value: Any) -> Any:
     """The claims with Decimal numbers as floats (or ints when whole), for display/JSON."""
+    if type(value) in _PLAIN:  # the common case, without the Mapping check (an ABC's)
+        return value
     if isinstance(value, Mapping):
         return {k: plain_claims(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -186,10 +220,24 @@ def plain_claims(value: Any) -> Any:
     return value
 
 
-def _seconds(now: datetime) -> Fraction:
+def _microseconds(now: datetime) -> int:
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return Fraction((now - _EPOCH) // timedelta(microseconds=1), 1_000_000)
+    return (now - _EPOCH) // timedelta(microseconds=1)
+
+
+def _seconds(now: datetime) -> Fraction:
+    return Fraction(_microseconds(now), 1_000_000)
+
+
+def _expiry(exp: Any, skew: Any) -> datetime:
+    """When the token may be forgotten: exp + clock skew."""
+    if type(exp) is int and type(skew) is int:  # whole seconds: no Fraction needed
+        try:
+            return _EPOCH + timedelta(seconds=exp + skew)
+        except OverflowError:
+            return datetime.max.replace(tzinfo=UTC) if exp + skew > 0 else _EPOCH
+    return _datetime(Fraction(exp) + skew)
 
 
 def _datetime(seconds: Fraction) -> datetime:
@@ -222,3 +270,5 @@ def _show(value: Any) -> str:
 # claim outside them once the skew is applied is expired / not yet valid (product.md §2).
 _FIRST = _seconds(EARLIEST)
 _LAST = _seconds(LATEST)
+_FIRST_US = _microseconds(EARLIEST)
+_LAST_US = _microseconds(LATEST)

@@ -11,15 +11,15 @@ Decimal numbers are read as `Decimal` so their text survives exactly (rules-lang
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
+import threading
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from engine.bounds import MAX_JSON_VALUES, check_json, json_number
+from engine.bounds import MAX_JSON_VALUES, check_json, json_number, json_within_bounds
 from engine.token import TokenRejected
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]*\Z")
@@ -49,8 +49,9 @@ def b64url_decode(segment: str) -> bytes:
     """Strict unpadded base64url (RFC 7515 §2); ValueError when it is not."""
     if not _SEGMENT.match(segment) or len(segment) % 4 == 1:
         raise ValueError("not base64url")
+    padded = segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(padded)  # (base64.urlsafe_b64decode, less its wrapping)
     except (binascii.Error, ValueError) as exc:  # pragma: no cover - the regex guards
         raise ValueError("not base64url") from exc
 
@@ -63,48 +64,67 @@ def json_object(data: bytes) -> dict[str, Any] | None:
         return None
 
 
+class _Reader(threading.local):
+    """A strict JSON decoder, one per thread (building one costs more than a small
+    token's decoding), counting the members and numbers decoded so far so that a flood
+    stops while it is read."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.decoder = json.JSONDecoder(
+            object_pairs_hook=self.members,
+            parse_float=self.number,
+            parse_int=self.number,
+            parse_constant=_no_constant,
+        )
+
+    def members(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        self.seen += len(pairs)
+        if self.seen > MAX_JSON_VALUES:
+            raise ValueError(f"more than {MAX_JSON_VALUES} values")
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            return _no_duplicates(pairs)  # raises, naming the first duplicate
+        return result
+
+    def number(self, text: str) -> int | Decimal:
+        self.seen += 1
+        if self.seen > MAX_JSON_VALUES:
+            raise ValueError(f"more than {MAX_JSON_VALUES} values")
+        return json_number(text)
+
+    def read(self, text: str) -> Any:
+        """`json.loads(text)` with this decoder (and json.loads's own BOM check)."""
+        if text.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        self.seen = 0
+        return self.decoder.decode(text)
+
+
 def parse_json_object(data: bytes) -> dict[str, Any]:
     """`data` as a strict JSON object within engine.bounds; ValueError says what is wrong."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ValueError("not UTF-8") from None
-    seen = 0  # members and numbers decoded so far: a flood stops while it is read
-
-    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal seen
-        seen += len(pairs)
-        if seen > MAX_JSON_VALUES:
-            raise ValueError(f"more than {MAX_JSON_VALUES} values")
-        return _no_duplicates(pairs)
-
-    def number(text: str) -> int | Decimal:
-        nonlocal seen
-        seen += 1
-        if seen > MAX_JSON_VALUES:
-            raise ValueError(f"more than {MAX_JSON_VALUES} values")
-        return json_number(text)
-
     try:
-        value = json.loads(
-            text,
-            object_pairs_hook=members,
-            parse_float=number,
-            parse_int=number,
-            parse_constant=_no_constant,
-        )
+        value = _reader.read(text)
     except RecursionError:
         raise ValueError("nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON ({exc.msg} at character {exc.pos})") from None
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, found {type(value).__name__}")
-    check_json(value)
+    if not json_within_bounds(data):  # else nothing check_json looks for can be there
+        check_json(value)
     return value
 
 
-def decode_compact(raw: bytes) -> Compact:
-    """Split and decode a compact JWS; raises TokenRejected `malformed` / `unsupported`."""
+def decode_compact(raw: bytes, *, header: dict[str, Any] | None = None) -> Compact:
+    """Split and decode a compact JWS; raises TokenRejected `malformed` / `unsupported`.
+
+    `header`: the first segment already decoded as a JSON object, by a caller that read
+    it from the same bytes (intake, telling the token's form), so it is not read again."""
     data = strip_token(raw)
     try:
         text = data.decode("ascii")
@@ -113,7 +133,7 @@ def decode_compact(raw: bytes) -> Compact:
             "malformed", "expected a compact JWT (base64url segments), found non-ASCII bytes"
         ) from None
     parts = text.split(".")
-    if len(parts) == 5 and _is_json_segment(parts[0]):
+    if len(parts) == 5 and (header is not None or _is_json_segment(parts[0])):
         raise TokenRejected(
             "unsupported",
             "expected a signed ID token (JWS, 3 segments), found an encrypted one (JWE, 5 "
@@ -124,7 +144,8 @@ def decode_compact(raw: bytes) -> Compact:
             "malformed",
             f"expected a compact JWT of 3 dot-separated segments, found {len(parts)}",
         )
-    header = _segment_json(parts[0], "JWT header")
+    if header is None:
+        header = _segment_json(parts[0], "JWT header")
     alg = header.get("alg")
     if not isinstance(alg, str) or not alg:
         raise TokenRejected("malformed", f"JWT header: expected an alg string, found {_show(alg)}")
@@ -172,3 +193,6 @@ def _no_constant(name: str) -> Any:
 
 def _show(value: object) -> str:
     return "none" if value is None else json.dumps(value, default=str)[:80]
+
+
+_reader = _Reader()  # after _no_constant, which its decoder takes

@@ -16,6 +16,7 @@ configuration error.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
@@ -25,9 +26,11 @@ from typing import Any
 
 from joserfc import jws
 from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key, OctKey, RSAKey, import_key
 
 from engine.config import ConfigError, Connection
+from engine.filecache import FileCache
 from engine.oidc.compact import Compact
 from engine.token import TokenRejected
 
@@ -60,30 +63,28 @@ class JwkEntry:
     rsa_bits: int | None
 
 
-# Per file: its stamp (mtime, size) and its keys. One entry per JWKS file, so that
-# connections taking turns never evict each other's keys; a changed file replaces its
-# own entry. Bounded by the number of files the config names (and the paths tried).
-_CACHE: dict[str, tuple[tuple[int, int], tuple[JwkEntry, ...]]] = {}
-_CACHE_LIMIT = 256
+# One entry per JWKS file, kept until the file changes: connections taking turns never
+# evict each other's keys, and a changed file replaces its own entry (engine.filecache).
+_JWKS: FileCache[tuple[JwkEntry, ...]] = FileCache()
 
 
 def load_jwks(path: Path) -> tuple[JwkEntry, ...]:
     """The signing keys of a JWKS file (cached until the file changes); ConfigError."""
     try:
-        stat = path.stat()
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        cached = _CACHE.get(str(path))
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
+        return _JWKS.get(str(path), path, lambda: read_jwks(path))
+    except OSError as exc:
+        raise ConfigError(path, "jwks", f"cannot read the JWKS: {exc}") from None
+
+
+def read_jwks(path: Path) -> tuple[JwkEntry, ...]:
+    """Read and parse a JWKS file's signing keys; ConfigError."""
+    try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigError(path, "jwks", f"cannot read the JWKS: {exc}") from None
     entries = jwks_entries(data)
     if entries is None:
         raise ConfigError(path, "jwks", 'expected a JWKS: a JSON object with a "keys" list')
-    if len(_CACHE) >= _CACHE_LIMIT and str(path) not in _CACHE:
-        _CACHE.clear()
-    _CACHE[str(path)] = (stamp, entries)
     return entries
 
 
@@ -190,7 +191,7 @@ def verify_signature(token: Compact, connection: Connection) -> None:
             )
         who = f"any of the {len(usable)} configured key(s) that fit {alg}"
     for entry in usable:
-        if _verifies(token.text, entry.key, alg):
+        if _verifies(token, entry.key, alg):
             return
     raise TokenRejected("bad-signature", f"the {alg} signature does not verify with {who}")
 
@@ -219,19 +220,30 @@ class _Registry(jws.JWSRegistry):
         return None
 
 
-def _verifies(text: str, key: Key, alg: str) -> bool:
+@functools.cache
+def _algorithm(alg: str) -> JWSAlgModel:
+    """joserfc's implementation of `alg` (one of ALGORITHMS), as its registry gives it
+    for a registry allowing that alg alone. Its algorithm objects are stateless and
+    shared by all its callers (joserfc keeps one of each), so one lookup serves all."""
     registry = _Registry(algorithms=[alg], strict_check_header=False)
-    size = len(text)
-    registry.max_header_length = registry.max_payload_length = size
-    registry.max_signature_length = size
+    with warnings.catch_warnings():
+        # joserfc flags "EdDSA" as deprecated by RFC 9864; IdPs still sign with it
+        warnings.simplefilter("ignore")
+        return registry.get_alg(alg)
+
+
+def _verifies(token: Compact, key: Key, alg: str) -> bool:
+    """joserfc's verification of the token's signature with `key`: what its
+    `deserialize_compact` does after splitting and decoding the token (done, strictly,
+    by decode_compact) and checking the header (done by validate_id_token): the
+    algorithm's key check (type, `use`, `alg`), then the algorithm's verify."""
+    model = _algorithm(alg)
+    signing_input = token.text[: token.text.rindex(".")].encode("ascii")
     try:
-        with warnings.catch_warnings():
-            # joserfc flags "EdDSA" as deprecated by RFC 9864; IdPs still sign with it
-            warnings.simplefilter("ignore")
-            jws.deserialize_compact(text, key, registry=registry)
+        model.check_key(key)
+        return bool(model.verify(signing_input, token.signature, key))
     except (JoseError, ValueError, TypeError):
         return False
-    return True
 
 
-__all__ = ["ALGORITHMS", "JwkEntry", "load_jwks", "verify_signature"]
+__all__ = ["ALGORITHMS", "JwkEntry", "load_jwks", "read_jwks", "verify_signature"]

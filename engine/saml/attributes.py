@@ -11,20 +11,26 @@ from __future__ import annotations
 
 from lxml import etree
 
-from engine.saml.xml import SAML, text_of
+from engine.saml.xml import SAML, children, text_of
 
 _XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+_STATEMENT = f"{SAML}AttributeStatement"
+_ATTRIBUTE = f"{SAML}Attribute"
+_VALUE = f"{SAML}AttributeValue"
+_AUTHN_STATEMENT = f"{SAML}AuthnStatement"
+_AUTHN_CONTEXT = f"{SAML}AuthnContext"
+_CLASS_REF = f"{SAML}AuthnContextClassRef"
 
 
 def read_attributes(assertion: etree._Element) -> dict[str, list[str]]:
     """The merged attribute map of one Assertion (AttributeStatements only)."""
     by_name: dict[str, list[str]] = {}
     by_friendly: dict[str, list[str]] = {}
-    for statement in assertion.iterfind(f"{SAML}AttributeStatement"):
-        for attribute in statement.iterfind(f"{SAML}Attribute"):
+    for statement in assertion.iterchildren(_STATEMENT):
+        for attribute in statement.iterchildren(_ATTRIBUTE):
             values = []
-            for value in attribute.iterfind(f"{SAML}AttributeValue"):
-                if value.get(_XSI_NIL) in ("true", "1"):
+            for value in attribute:  # children: comments too, skipped by their tag
+                if value.tag != _VALUE or value.get(_XSI_NIL) in ("true", "1"):
                     continue
                 text = text_of(value)
                 if text:
@@ -44,6 +50,6 @@ def read_attributes(assertion: etree._Element) -> dict[str, list[str]]:
 
 def read_authn_context(assertion: etree._Element) -> str | None:
     """The first AuthnStatement's AuthnContextClassRef, when there is one."""
-    node = assertion.find(f"{SAML}AuthnStatement/{SAML}AuthnContext/{SAML}AuthnContextClassRef")
-    value = text_of(node)
+    found = children(assertion, _AUTHN_STATEMENT, _AUTHN_CONTEXT, _CLASS_REF)
+    value = text_of(found[0] if found else None)
     return value or None

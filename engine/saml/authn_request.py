@@ -17,12 +17,14 @@ import hmac
 import secrets
 import zlib
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote, urlencode, urlsplit
 
 import xmlsec
 from lxml import etree
 
 from engine.config import Connection
+from engine.filecache import FileCache
 from engine.moments import stamp
 from engine.saml.xml import SAML, SAMLP
 from engine.store import PendingRequest, Store
@@ -153,6 +155,21 @@ def authn_request(
     return etree.tostring(root)
 
 
+# The SP signing key, parsed once per key file (until it changes). The key is shared
+# between threads: the context's key setter copies it (holding the GIL).
+_SIGNING_KEYS: FileCache[xmlsec.Key] = FileCache()
+
+
+def _signing_key(path: Path) -> xmlsec.Key:
+    def read() -> xmlsec.Key:
+        return xmlsec.Key.from_file(str(path), xmlsec.constants.KeyDataFormatPem)
+
+    try:
+        return _SIGNING_KEYS.get(str(path), path, read)
+    except OSError:  # unreadable: xmlsec says so, as it always has
+        return read()
+
+
 def redirect_url(connection: Connection, destination: str, xml: bytes) -> str:
     """The HTTP-Redirect binding: DEFLATE, base64, and a signature over the query when
     the connection has `sp_key` (SAML bindings §3.4.4.1)."""
@@ -162,7 +179,7 @@ def redirect_url(connection: Connection, destination: str, xml: bytes) -> str:
     if connection.sp_key is not None:
         query += "&SigAlg=" + quote(_RSA_SHA256, safe="")
         ctx = xmlsec.SignatureContext()
-        ctx.key = xmlsec.Key.from_file(str(connection.sp_key), xmlsec.constants.KeyDataFormatPem)
+        ctx.key = _signing_key(connection.sp_key)
         signature = ctx.sign_binary(query.encode("ascii"), xmlsec.constants.TransformRsaSha256)
         query += "&" + urlencode({"Signature": base64.b64encode(signature).decode("ascii")})
     separator = "&" if "?" in destination else "?"

@@ -13,10 +13,17 @@ from lxml import etree
 
 from engine.config import Connection
 from engine.moments import shifted, stamp
-from engine.saml.xml import SAML, text_of
+from engine.saml.xml import SAML, child, children, text_of
 from engine.token import TokenRejected
 
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
+_ISSUER = f"{SAML}Issuer"
+_SUBJECT = f"{SAML}Subject"
+_SUBJECT_CONFIRMATION = f"{SAML}SubjectConfirmation"
+_SUBJECT_CONFIRMATION_DATA = f"{SAML}SubjectConfirmationData"
+_CONDITIONS = f"{SAML}Conditions"
+_AUDIENCE_RESTRICTION = f"{SAML}AudienceRestriction"
+_AUDIENCE = f"{SAML}Audience"
 
 _DATETIME = re.compile(
     r"\A(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})?\Z"
@@ -26,9 +33,15 @@ _DATETIME = re.compile(
 def parse_time(value: str, what: str) -> datetime | None:
     """An xs:dateTime (UTC when no offset; any number of fraction digits) → aware datetime
     in UTC; None when its offset takes it outside the years 1–9999 in UTC."""
-    match = _DATETIME.match(value.strip())
+    text = value.strip()
+    match = _DATETIME.match(text)
     if not match:
         raise TokenRejected("malformed", f"{what}: not a date-time: {value!r}")
+    if len(text) == 20 and text[19] == "Z" and text.isascii():
+        try:  # the common spelling, YYYY-MM-DDTHH:MM:SSZ: read by datetime itself
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass  # (say why below)
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
         stamp = datetime(
@@ -57,11 +70,12 @@ def show(moment: datetime) -> str:
 def bearer_data(assertion: etree._Element) -> list[etree._Element]:
     """SubjectConfirmationData of every bearer SubjectConfirmation (may be empty)."""
     found = []
-    for confirmation in assertion.iterfind(f"{SAML}Subject/{SAML}SubjectConfirmation"):
-        if confirmation.get("Method") == BEARER:
-            data = confirmation.find(f"{SAML}SubjectConfirmationData")
-            if data is not None:
-                found.append(data)
+    for subject in assertion.iterchildren(_SUBJECT):
+        for confirmation in subject.iterchildren(_SUBJECT_CONFIRMATION):
+            if confirmation.get("Method") == BEARER:
+                data = child(confirmation, _SUBJECT_CONFIRMATION_DATA)
+                if data is not None:
+                    found.append(data)
     return found
 
 
@@ -72,10 +86,10 @@ def check_issuers(
     expected = connection.issuer
     pairs = []
     if response is not None:
-        node = response.find(f"{SAML}Issuer")
+        node = child(response, _ISSUER)
         if node is not None:
             pairs.append(("Response", text_of(node)))
-    pairs.append(("Assertion", text_of(assertion.find(f"{SAML}Issuer"))))
+    pairs.append(("Assertion", text_of(child(assertion, _ISSUER))))
     for where, found in pairs:
         if found != expected:
             raise TokenRejected(
@@ -88,6 +102,7 @@ def check_in_response_to(
     assertion: etree._Element,
     connection: Connection,
     request_id: str | None,
+    bearers: list[etree._Element] | None = None,
 ) -> str | None:
     """Every InResponseTo equals `request_id` when given; one must exist when required.
     Returns the (signed) InResponseTo, if any.
@@ -95,14 +110,18 @@ def check_in_response_to(
     Only signed data counts (product.md §2): the caller passes `response` only when the
     Response's own signature covers it; the Assertion's bearer SubjectConfirmationData
     is always covered by a verified signature (its own or the Response's). An
-    InResponseTo on an unsigned Response is treated as absent.
+    InResponseTo on an unsigned Response is treated as absent. (`bearers`: the
+    assertion's `bearer_data`, when the caller has it.)
     """
     values = []
-    if response is not None and response.get("InResponseTo") is not None:
-        values.append(("Response", response.get("InResponseTo", "")))
-    for data in bearer_data(assertion):
-        if data.get("InResponseTo") is not None:
-            values.append(("SubjectConfirmationData", data.get("InResponseTo", "")))
+    if response is not None:
+        found = response.get("InResponseTo")
+        if found is not None:
+            values.append(("Response", found))
+    for data in bearer_data(assertion) if bearers is None else bearers:
+        found = data.get("InResponseTo")
+        if found is not None:
+            values.append(("SubjectConfirmationData", found))
     if request_id is not None:
         for where, found in values:
             if found != request_id:
@@ -124,7 +143,7 @@ def check_in_response_to(
 
 def check_audience(assertion: etree._Element, connection: Connection) -> None:
     """At least one AudienceRestriction, and each one names `audience` exactly."""
-    restrictions = assertion.findall(f"{SAML}Conditions/{SAML}AudienceRestriction")
+    restrictions = children(assertion, _CONDITIONS, _AUDIENCE_RESTRICTION)
     if not restrictions:
         raise TokenRejected(
             "wrong-audience",
@@ -132,7 +151,7 @@ def check_audience(assertion: etree._Element, connection: Connection) -> None:
             "AudienceRestriction",
         )
     for restriction in restrictions:
-        audiences = [text_of(a) for a in restriction.iterfind(f"{SAML}Audience")]
+        audiences = [text_of(a) for a in restriction.iterchildren(_AUDIENCE)]
         if connection.audience not in audiences:
             listed = ", ".join(f'"{a}"' for a in audiences)
             raise TokenRejected(
@@ -142,9 +161,13 @@ def check_audience(assertion: etree._Element, connection: Connection) -> None:
 
 
 def check_recipient(
-    response: etree._Element | None, assertion: etree._Element, connection: Connection
+    response: etree._Element | None,
+    assertion: etree._Element,
+    connection: Connection,
+    bearers: list[etree._Element] | None = None,
 ) -> None:
-    """With `recipient` set: every bearer Recipient, and Destination when present, equal it."""
+    """With `recipient` set: every bearer Recipient, and Destination when present, equal it.
+    (`bearers`: the assertion's `bearer_data`, when the caller has it.)"""
     expected = connection.recipient
     if expected is None:
         return
@@ -154,7 +177,7 @@ def check_recipient(
             raise TokenRejected(
                 "wrong-recipient", f'Response Destination "{found}" is not "{expected}"'
             )
-    for data in bearer_data(assertion):
+    for data in bearer_data(assertion) if bearers is None else bearers:
         found = data.get("Recipient")
         if found is None:
             raise TokenRejected(
@@ -168,21 +191,28 @@ def check_recipient(
             )
 
 
-def check_times(assertion: etree._Element, skew: int, now: datetime) -> datetime:
+def check_times(
+    assertion: etree._Element,
+    skew: int,
+    now: datetime,
+    bearers: list[etree._Element] | None = None,
+) -> datetime:
     """Conditions and bearer windows with `skew` seconds; returns the earliest end + skew.
 
     Not yet valid when now < NotBefore - skew; expired when now >= NotOnOrAfter + skew.
+    (`bearers`: the assertion's `bearer_data`, when the caller has it.)
     """
     margin = timedelta(seconds=skew)
     windows: list[tuple[str, etree._Element]] = []
-    conditions = assertion.find(f"{SAML}Conditions")
+    conditions = child(assertion, _CONDITIONS)
     if conditions is not None:
         windows.append(("Conditions", conditions))
-    windows.extend(("SubjectConfirmationData", data) for data in bearer_data(assertion))
+    for data in bearer_data(assertion) if bearers is None else bearers:
+        windows.append(("SubjectConfirmationData", data))
     ends: list[datetime] = []
     for where, node in windows:
-        if node.get("NotBefore") is not None:
-            text = node.get("NotBefore", "")
+        text = node.get("NotBefore")
+        if text is not None:
             start = parse_time(text, f"{where} NotBefore")
             earliest = None if start is None else shifted(start, -margin)
             if earliest is None:
@@ -197,8 +227,8 @@ def check_times(assertion: etree._Element, skew: int, now: datetime) -> datetime
                     "not-yet-valid",
                     f"{where} NotBefore is {show(start)}; now is {show(now)} (clock_skew {skew} s)",
                 )
-        if node.get("NotOnOrAfter") is not None:
-            text = node.get("NotOnOrAfter", "")
+        text = node.get("NotOnOrAfter")
+        if text is not None:
             end = parse_time(text, f"{where} NotOnOrAfter")
             latest = None if end is None else shifted(end, margin)
             if latest is None:

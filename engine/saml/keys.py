@@ -13,7 +13,6 @@ import datetime as dt
 import re
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import xmlsec
@@ -24,6 +23,7 @@ from cryptography.x509.oid import NameOID
 from xmlsec import constants as xc
 
 from engine.config import Connection
+from engine.filecache import FileCache
 from engine.moments import stamp as moment
 
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
@@ -43,11 +43,6 @@ class TrustedCert:
     not_before: dt.datetime
     not_after: dt.datetime
     key: xmlsec.Key
-
-
-def _stamp(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return (str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def cert_from_der(der: bytes, source: str) -> TrustedCert:
@@ -86,12 +81,24 @@ def ders_from_pem(data: bytes, source: str) -> list[bytes]:
         raise KeyFileError(f"{source}: no certificate found") from None
 
 
-@lru_cache(maxsize=256)
+# One entry per certificate or metadata file (and entity), kept until the file changes:
+# connections taking turns never evict each other's keys (engine.filecache).
+_CERTS: FileCache[tuple[tuple[TrustedCert, ...], dt.datetime | None]] = FileCache()
+_KEYS: FileCache[bytes] = FileCache()
+
+
 def _certs_of_file(
-    stamp: tuple[str, int, int], entity: str | None
+    path: Path, entity: str | None
 ) -> tuple[tuple[TrustedCert, ...], dt.datetime | None]:
-    """A file's certificates, and for metadata its validUntil."""
-    path = Path(stamp[0])
+    """A file's certificates, and for metadata its validUntil (read again only when the
+    file changes); OSError when it cannot be read."""
+    return _CERTS.get((str(path), entity), path, lambda: read_certs(path, entity))
+
+
+def read_certs(
+    path: Path, entity: str | None
+) -> tuple[tuple[TrustedCert, ...], dt.datetime | None]:
+    """Read and parse a file's certificates, and for metadata its validUntil."""
     data = path.read_bytes()
     if entity is not None:  # IdP metadata XML: the signing certificates of that entity
         from engine.saml.metadata import MetadataError, parse_metadata
@@ -122,7 +129,7 @@ def trusted_certs(
         paths.append((connection.metadata, connection.issuer))
     for path, entity in paths:
         try:
-            certs, valid_until = _certs_of_file(_stamp(path), entity)
+            certs, valid_until = _certs_of_file(path, entity)
         except OSError as exc:
             raise KeyFileError(f"{path}: cannot read: {exc}") from None
         if now is not None and valid_until is not None and now >= valid_until:
@@ -157,14 +164,9 @@ def trusted_certs(
 def trusted_file_certs(path: Path) -> tuple[TrustedCert, ...]:
     """The certificates of one PEM or DER file (a metadata_certificate); KeyFileError."""
     try:
-        return _certs_of_file(_stamp(path), None)[0]
+        return _certs_of_file(path, None)[0]
     except OSError as exc:
         raise KeyFileError(f"{path}: cannot read: {exc}") from None
-
-
-@lru_cache(maxsize=64)
-def _pem_key(stamp: tuple[str, int, int]) -> bytes:
-    return Path(stamp[0]).read_bytes()
 
 
 def decryption_key_pem(connection: Connection) -> bytes | None:
@@ -172,7 +174,8 @@ def decryption_key_pem(connection: Connection) -> bytes | None:
     if connection.decryption_key is None:
         return None
     try:
-        return _pem_key(_stamp(connection.decryption_key))
+        path = connection.decryption_key
+        return _KEYS.get(str(path), path, path.read_bytes)
     except OSError as exc:
         raise KeyFileError(f"{connection.decryption_key}: cannot read: {exc}") from None
 

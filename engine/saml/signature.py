@@ -18,7 +18,9 @@ import binascii
 import hashlib
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeAlias
 
 import xmlsec
 from cryptography import x509
@@ -74,42 +76,117 @@ _BY_HREF = {
 }
 
 
+_ANY_SIGNATURE_METHOD = SIGNATURE_METHODS | SHA1_SIGNATURE_METHODS
+_ANY_DIGEST = DIGESTS | SHA1_DIGESTS
+_SIGNED_INFO = f"{DS}SignedInfo"
+_SIGNATURE_METHOD = f"{DS}SignatureMethod"
+_CANONICALIZATION = f"{DS}CanonicalizationMethod"
+_REFERENCE = f"{DS}Reference"
+_DIGEST_METHOD = f"{DS}DigestMethod"
+_TRANSFORMS = f"{DS}Transforms"
+_TRANSFORM = f"{DS}Transform"
+
+
 def _algorithm(element: etree._Element | None) -> str:
     return element.get("Algorithm", "") if element is not None else ""
 
 
-def check_algorithms(sig: etree._Element, where: str, allow_sha1: bool) -> None:
+def _first(nodes: list[etree._Element]) -> etree._Element | None:
+    return nodes[0] if nodes else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    node: etree._Element
+    digests: list[etree._Element]  # its DigestMethod children
+    transforms: list[etree._Element]  # its Transforms/Transform
+
+
+@dataclass(frozen=True, slots=True)
+class SignedInfo:
+    """What a Signature's SignedInfo names, read in one walk for all the checks below
+    and for its xmlsec context: `first` is the SignedInfo the algorithm checks and
+    xmlsec read; the wrapping and transform checks count the References of every
+    SignedInfo the Signature has."""
+
+    first: etree._Element | None
+    c14n: list[etree._Element]  # CanonicalizationMethod children of `first`
+    methods: list[etree._Element]  # SignatureMethod children of `first`
+    first_references: list[_Reference]  # the References of `first`
+    references: list[_Reference]  # the References of every SignedInfo
+
+
+def read_signed_info(sig: etree._Element) -> SignedInfo:
+    """The SignedInfo of `sig`, its children read once (a comment is skipped by tag)."""
+    first: etree._Element | None = None
+    c14n: list[etree._Element] = []
+    methods: list[etree._Element] = []
+    first_references: list[_Reference] = []
+    references: list[_Reference] = []
+    for signed_info in sig.iterchildren(_SIGNED_INFO):
+        is_first = first is None
+        if is_first:
+            first = signed_info
+        for node in signed_info:
+            tag = node.tag
+            if tag == _REFERENCE:
+                digests: list[etree._Element] = []
+                transforms: list[etree._Element] = []
+                for part in node:
+                    if part.tag == _DIGEST_METHOD:
+                        digests.append(part)
+                    elif part.tag == _TRANSFORMS:
+                        transforms.extend(part.iterchildren(_TRANSFORM))
+                reference = _Reference(node, digests, transforms)
+                references.append(reference)
+                if is_first:
+                    first_references.append(reference)
+            elif not is_first:
+                continue
+            elif tag == _CANONICALIZATION:
+                c14n.append(node)
+            elif tag == _SIGNATURE_METHOD:
+                methods.append(node)
+    return SignedInfo(first, c14n, methods, first_references, references)
+
+
+def check_algorithms(
+    sig: etree._Element, where: str, allow_sha1: bool, info: SignedInfo | None = None
+) -> None:
     """`unsupported` for HMAC, SHA-1 (unless allowed) and unknown methods or digests."""
-    signed_info = sig.find(f"{DS}SignedInfo")
-    if signed_info is None:
+    if info is None:
+        info = read_signed_info(sig)
+    if info.first is None:
         raise TokenRejected("malformed", f"{where}: Signature without SignedInfo")
-    method = _algorithm(signed_info.find(f"{DS}SignatureMethod"))
+    method = _algorithm(_first(info.methods))
     if "hmac" in method.lower():
         raise TokenRejected("unsupported", f"{where}: HMAC signature method {method} is refused")
     if method in SHA1_SIGNATURE_METHODS and not allow_sha1:
         raise TokenRejected(
             "unsupported", f"{where}: SHA-1 signature method {method} (allow_sha1 is false)"
         )
-    if method not in SIGNATURE_METHODS | SHA1_SIGNATURE_METHODS:
+    if method not in _ANY_SIGNATURE_METHOD:
         raise TokenRejected("unsupported", f"{where}: unsupported signature method {method!r}")
-    c14n = _algorithm(signed_info.find(f"{DS}CanonicalizationMethod"))
+    c14n = _algorithm(_first(info.c14n))
     if c14n not in C14N:
         raise TokenRejected("unsupported", f"{where}: unsupported canonicalization {c14n!r}")
-    for reference in signed_info.iterfind(f"{DS}Reference"):
-        digest = _algorithm(reference.find(f"{DS}DigestMethod"))
+    for reference in info.first_references:
+        digest = _algorithm(_first(reference.digests))
         if digest in SHA1_DIGESTS and not allow_sha1:
             raise TokenRejected(
                 "unsupported", f"{where}: SHA-1 digest {digest} (allow_sha1 is false)"
             )
-        if digest not in DIGESTS | SHA1_DIGESTS:
+        if digest not in _ANY_DIGEST:
             raise TokenRejected("unsupported", f"{where}: unsupported digest method {digest!r}")
 
 
-def check_transforms(sig: etree._Element, where: str) -> None:
+def check_transforms(sig: etree._Element, where: str, info: SignedInfo | None = None) -> None:
     """`unsupported` for more than two Transforms in a Reference, and for any transform
     but enveloped-signature and the c14n family."""
-    for reference in sig.iterfind(f"{DS}SignedInfo/{DS}Reference"):
-        transforms = reference.findall(f"{DS}Transforms/{DS}Transform")
+    if info is None:
+        info = read_signed_info(sig)
+    for reference in info.references:
+        transforms = reference.transforms
         if len(transforms) > MAX_TRANSFORMS:
             raise TokenRejected(
                 "unsupported",
@@ -126,12 +203,14 @@ def check_transforms(sig: etree._Element, where: str) -> None:
                 )
 
 
-def check_reference(sig: etree._Element, where: str) -> str | None:
+def check_reference(sig: etree._Element, where: str, info: SignedInfo | None = None) -> str | None:
     """`signature-wrapping` unless the one Reference covers exactly the parent element.
 
     Returns the ID the Reference names (None for `URI=""`).
     """
-    references = sig.findall(f"{DS}SignedInfo/{DS}Reference")
+    if info is None:
+        info = read_signed_info(sig)
+    references = info.references
     if len(references) != 1:
         raise TokenRejected(
             "signature-wrapping",
@@ -139,7 +218,7 @@ def check_reference(sig: etree._Element, where: str) -> str | None:
         )
     parent = sig.getparent()
     assert parent is not None
-    uri = references[0].get("URI")
+    uri = references[0].node.get("URI")
     if uri == "":
         if parent.getparent() is not None:
             raise TokenRejected(
@@ -180,32 +259,56 @@ def _keyinfo_certs(sig: etree._Element) -> dict[bytes, str]:
     return found
 
 
-def _context(
-    key: xmlsec.Key, sig: etree._Element, parent: etree._Element, ref_id: str | None
-) -> xmlsec.SignatureContext:
-    """A verification context with the pinned key and only this signature's (already
-    checked) algorithms enabled."""
-    ctx = xmlsec.SignatureContext()
-    if ref_id is not None:
-        ctx.register_id(parent, "ID")
-    signed_info = sig.find(f"{DS}SignedInfo")
-    assert signed_info is not None
-    for path, reference in (
-        (f"{DS}CanonicalizationMethod", False),
-        (f"{DS}SignatureMethod", False),
-        (f"{DS}Reference/{DS}DigestMethod", True),
-        (f"{DS}Reference/{DS}Transforms/{DS}Transform", True),
+Transform: TypeAlias = Any  # an xmlsec transform constant (xmlsec.constants.__Transform)
+Enabled: TypeAlias = tuple[list[Transform], list[Transform]]  # (signature, reference)
+
+
+def _enabled(info: SignedInfo) -> Enabled:
+    """The transforms this signature names, (signature ones, reference ones): only these
+    are enabled in its context. Every node that names an algorithm is looked at, so
+    that one the first checks missed (a second SignatureMethod) is refused here."""
+    assert info.first is not None
+    signature: list[Transform] = []
+    reference: list[Transform] = []
+    for nodes, into in (
+        (info.c14n, signature),
+        (info.methods, signature),
+        ([d for r in info.first_references for d in r.digests], reference),
+        ([t for r in info.first_references for t in r.transforms], reference),
     ):
-        for node in signed_info.iterfind(path):
+        for node in nodes:
             transform = _BY_HREF.get(_algorithm(node))
             if transform is None:  # e.g. a second SignatureMethod the first checks missed
                 raise TokenRejected("unsupported", f"algorithm {_algorithm(node)!r} is refused")
-            if reference:
-                ctx.enable_reference_transform(transform)
-            else:
-                ctx.enable_signature_transform(transform)
+            into.append(transform)
+    return signature, reference
+
+
+def _context(
+    key: xmlsec.Key,
+    info: SignedInfo,
+    parent: etree._Element,
+    ref_id: str | None,
+    enabled: Enabled | None,
+) -> tuple[xmlsec.SignatureContext, Enabled]:
+    """A verification context with the pinned key and only this signature's (already
+    checked) algorithms enabled; and those algorithms (`enabled`, once read, serves the
+    next certificate's context).
+
+    The configured key is shared between threads: the setter copies it into the context
+    (xmlSecKeyDuplicate, holding the GIL, which takes a reference on the OpenSSL key),
+    and verification uses only that copy."""
+    ctx = xmlsec.SignatureContext()
+    if ref_id is not None:
+        ctx.register_id(parent, "ID")
+    if enabled is None:
+        enabled = _enabled(info)
+    for transform in enabled[0]:
+        ctx.enable_signature_transform(transform)
+    for transform in enabled[1]:
+        ctx.enable_reference_transform(transform)
     ctx.key = key
-    return ctx
+    return ctx, enabled
 
 
 def verify_signature(
@@ -218,14 +321,16 @@ def verify_signature(
     now: datetime,
 ) -> TrustedCert:
     """Run every check of one Signature; returns the configured certificate that verified."""
-    check_algorithms(sig, where, allow_sha1)
-    ref_id = check_reference(sig, where)
-    check_transforms(sig, where)
+    info = read_signed_info(sig)
+    check_algorithms(sig, where, allow_sha1, info)
+    ref_id = check_reference(sig, where, info)
+    check_transforms(sig, where, info)
     parent = sig.getparent()
     assert parent is not None
+    enabled: Enabled | None = None
     for cert in trusted:
         try:
-            ctx = _context(cert.key, sig, parent, ref_id)
+            ctx, enabled = _context(cert.key, info, parent, ref_id, enabled)
         except ValueError as exc:  # register_id: the ID is already taken by another node
             raise TokenRejected("signature-wrapping", f"{where}: {exc}") from None
         try:

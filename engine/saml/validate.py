@@ -17,10 +17,10 @@ from lxml import etree
 from engine.config import Connection
 from engine.saml import conditions, keys, schema
 from engine.saml.attributes import read_attributes, read_authn_context
-from engine.saml.decode import decode_saml
+from engine.saml.decode import decode_saml, xml_of_decoded
 from engine.saml.decrypt import decrypt_element
 from engine.saml.signature import verify_signature
-from engine.saml.xml import DS, SAML, SAMLP, parse_xml, text_of
+from engine.saml.xml import DS, SAML, SAMLP, child, parse_xml, text_of
 from engine.token import Token, TokenRejected
 
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
@@ -28,6 +28,15 @@ _RESPONSE = f"{SAMLP}Response"
 _ASSERTION = f"{SAML}Assertion"
 _ENCRYPTED = f"{SAML}EncryptedAssertion"
 _ADVICE = f"{SAML}Advice"
+_STATUS = f"{SAMLP}Status"
+_STATUS_CODE = f"{SAMLP}StatusCode"
+_ISSUER = f"{SAML}Issuer"
+_SUBJECT = f"{SAML}Subject"
+_NAME_ID = f"{SAML}NameID"
+_ENCRYPTED_ID = f"{SAML}EncryptedID"
+_SUBJECT_CONFIRMATION = f"{SAML}SubjectConfirmation"
+_SUBJECT_CONFIRMATION_DATA = f"{SAML}SubjectConfirmationData"
+_SIGNATURE = f"{DS}Signature"
 
 
 def _in_advice(element: etree._Element) -> bool:
@@ -40,13 +49,14 @@ def _in_advice(element: etree._Element) -> bool:
 
 
 def _check_status(response: etree._Element) -> None:
-    code = response.find(f"{SAMLP}Status/{SAMLP}StatusCode")
+    status = child(response, _STATUS)
+    code = None if status is None else child(status, _STATUS_CODE)
     if code is None:
         return  # the schema check reports the missing Status as malformed
     value = code.get("Value", "")
     if value == SUCCESS:
         return
-    sub = code.find(f"{SAMLP}StatusCode")
+    sub = child(code, _STATUS_CODE)
     detail = f" / {sub.get('Value')}" if sub is not None else ""
     message = text_of(response.find(f"{SAMLP}Status/{SAMLP}StatusMessage"))
     said = f': "{message}"' if message else ""
@@ -84,12 +94,12 @@ def _decryption_key(connection: Connection) -> bytes | None:
 def _name_id(assertion: etree._Element, connection: Connection) -> etree._Element | None:
     """The Subject's NameID; an EncryptedID is decrypted with the SP key (not in place:
     the signed tree keeps its ciphertext)."""
-    subject = assertion.find(f"{SAML}Subject")
+    subject = child(assertion, _SUBJECT)
     if subject is None:
         return None
-    encrypted = subject.find(f"{SAML}EncryptedID")
+    encrypted = child(subject, _ENCRYPTED_ID)
     if encrypted is None:
-        return subject.find(f"{SAML}NameID")
+        return child(subject, _NAME_ID)
     name_id = decrypt_element(encrypted, _decryption_key(connection), "ID")
     if name_id.tag != f"{SAML}NameID":
         raise TokenRejected("malformed", "the EncryptedID does not hold a NameID")
@@ -101,28 +111,28 @@ def _check_required(assertion: etree._Element, connection: Connection) -> None:
     SubjectConfirmation with NotOnOrAfter: all checked before any EncryptedID is
     decrypted (product.md orders `malformed` before `decryption-failed`)."""
     _check_version(assertion, "Assertion")
-    if not text_of(assertion.find(f"{SAML}Issuer")):
+    if not text_of(child(assertion, _ISSUER)):
         raise TokenRejected("malformed", "the Assertion has no Issuer")
-    subject = assertion.find(f"{SAML}Subject")
+    subject = child(assertion, _SUBJECT)
     if subject is None:
         raise TokenRejected("malformed", "the Assertion has no Subject")
     if (
         connection.subject_from is None
-        and not text_of(subject.find(f"{SAML}NameID"))
-        and subject.find(f"{SAML}EncryptedID") is None
+        and not text_of(child(subject, _NAME_ID))
+        and child(subject, _ENCRYPTED_ID) is None
     ):
         raise TokenRejected(
             "malformed", "the Subject has no NameID (or an empty one) and subject_from is not set"
         )
     bearers = [
         c
-        for c in subject.iterfind(f"{SAML}SubjectConfirmation")
+        for c in subject.iterchildren(_SUBJECT_CONFIRMATION)
         if c.get("Method") == conditions.BEARER
     ]
     if not bearers:
         raise TokenRejected("malformed", "the Subject has no bearer SubjectConfirmation")
     for bearer in bearers:
-        data = bearer.find(f"{SAML}SubjectConfirmationData")
+        data = child(bearer, _SUBJECT_CONFIRMATION_DATA)
         if data is None or data.get("NotOnOrAfter") is None:
             raise TokenRejected(
                 "malformed",
@@ -231,9 +241,26 @@ def validate_saml(
 
     Returns the Token; raises TokenRejected(reason, message) at the first failed check.
     """
+    xml = decode_saml(raw, connection.max_token_bytes)
+    return validate_xml(xml, connection, now=now, request_id=request_id)
+
+
+def validate_decoded(
+    decoded: bytes, connection: Connection, *, now: datetime, request_id: str | None = None
+) -> Token:
+    """`validate_saml` for a base64 token intake has decoded already (to tell its form):
+    `decoded` is the XML, or the deflated XML, that the base64 held."""
+    xml = xml_of_decoded(decoded, connection.max_token_bytes)
+    return validate_xml(xml, connection, now=now, request_id=request_id)
+
+
+def validate_xml(
+    xml: bytes, connection: Connection, *, now: datetime, request_id: str | None = None
+) -> Token:
+    """Validate the decoded XML of a SAML Response (or bare Assertion); as `validate_saml`."""
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    root = parse_xml(decode_saml(raw, connection.max_token_bytes))
+    root = parse_xml(xml)
     if root.tag not in (_RESPONSE, _ASSERTION):
         raise TokenRejected(
             "malformed",
@@ -264,12 +291,13 @@ def validate_saml(
     try:
         response_signed = _check_signatures(response, assertion, connection, now)
         conditions.check_issuers(response, assertion, connection)
+        bearers = conditions.bearer_data(assertion)
         answers = conditions.check_in_response_to(
-            response if response_signed else None, assertion, connection, request_id
+            response if response_signed else None, assertion, connection, request_id, bearers
         )
         conditions.check_audience(assertion, connection)
-        conditions.check_recipient(response, assertion, connection)
-        expires_at = conditions.check_times(assertion, connection.clock_skew, now)
+        conditions.check_recipient(response, assertion, connection, bearers)
+        expires_at = conditions.check_times(assertion, connection.clock_skew, now, bearers)
     except TokenRejected as exc:
         exc.subject = _claimed_subject(assertion, name_id, connection)
         raise
@@ -277,7 +305,7 @@ def validate_saml(
         kind="saml",
         name_id=text_of(name_id) or None,
         name_id_format=name_id.get("Format") if name_id is not None else None,
-        issuer=text_of(assertion.find(f"{SAML}Issuer")),
+        issuer=text_of(child(assertion, _ISSUER)),
         authn_context=read_authn_context(assertion),
         attributes=read_attributes(assertion),
         token_id=assertion.get("ID"),

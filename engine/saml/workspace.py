@@ -25,7 +25,7 @@ from engine.keysources import EXPIRY_WARNING_DAYS
 from engine.moments import stamp
 from engine.saml.metadata import MetadataError, parse_metadata
 
-STARTER_RULES = "# Rules for this connection (see rules-language.md).\nusername = subject\n"
+STARTER_RULES = "# Rules for this connection: how its tokens become accounts (docs/rules.md).\nusername = subject\n"
 _ID = re.compile(r"\A[A-Za-z0-9_-]+\Z")
 
 

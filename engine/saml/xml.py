@@ -127,6 +127,22 @@ def _check_namespace_scopes(root: etree._Element, what: str) -> None:
             scopes.pop()
 
 
+def child(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first child element `tag` ("{namespace}name"): what `parent.find(tag)` gives,
+    by lxml's C iterator (`find` goes through ElementPath, in Python, each time)."""
+    for found in parent.iterchildren(tag):
+        return found
+    return None
+
+
+def children(parent: etree._Element, *tags: str) -> list[etree._Element]:
+    """The elements at the child path `tags` (what `findall("a/b")` gives), in order."""
+    found = [parent]
+    for tag in tags:
+        found = [node for above in found for node in above.iterchildren(tag)]
+    return found
+
+
 def text_of(element: etree._Element | None) -> str:
     """The full text of an element: every text node below it, comments skipped.
 

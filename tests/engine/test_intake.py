@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import sys
 import tomllib
@@ -64,7 +65,8 @@ def saml2(tmp_path: Path) -> Connection:
 
 @pytest.fixture
 def fake_saml(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """A stand-in engine.saml that records what intake hands it."""
+    """A stand-in engine.saml that records what intake hands it: the token as received
+    (`validate_saml`), or for base64 the bytes intake decoded once (`validate_decoded`)."""
     calls: list[dict[str, Any]] = []
 
     def validate_saml(
@@ -73,8 +75,15 @@ def fake_saml(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         calls.append({"raw": raw, "now": now, "request_id": request_id})
         return Token("saml", "jdoe", None, conn.issuer, None, {}, "_1", None)
 
+    def validate_decoded(
+        decoded: bytes, conn: Connection, *, now: datetime, request_id: str | None = None
+    ) -> Token:
+        calls.append({"decoded": decoded, "now": now, "request_id": request_id})
+        return Token("saml", "jdoe", None, conn.issuer, None, {}, "_1", None)
+
     module = types.ModuleType("engine.saml")
     module.validate_saml = validate_saml  # type: ignore[attr-defined]
+    module.validate_decoded = validate_decoded  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "engine.saml", module)
     return calls
 
@@ -232,7 +241,11 @@ def test_saml_forms_go_to_the_saml_validator(
     (call,) = fake_saml
     assert call["request_id"] == "req-1"
     assert call["now"] == NOW
-    assert call["raw"] == raw.removeprefix(b"\xef\xbb\xbf\n").strip()
+    if raw.lstrip(b"\xef\xbb\xbf\n").startswith(b"<"):
+        assert call["raw"] == raw.removeprefix(b"\xef\xbb\xbf\n").strip()
+    else:  # base64: decoded once, by intake, and handed over as decoded
+        assert "raw" not in call
+        assert call["decoded"] == base64.b64decode(raw)
 
 
 def test_utf16_xml_is_handed_over_unchanged(
@@ -275,6 +288,38 @@ def test_real_saml_response_in_every_encoding(tmp_path: Path, encoding: str) -> 
     token = read_token(raw, conn, now=now)
     assert token.kind == "saml"
     assert token.name_id == "google-oauth2|117637692321743777825"
+
+
+@pytest.mark.parametrize("encoding", ["base64", "wrapped", "base64url", "deflate"])
+def test_a_base64_token_is_decoded_once(
+    tmp_path: Path, encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake decodes a base64 token once, whole, to tell its form, and the SAML
+    validator takes those bytes: no second base64 decode (nor a trial TOML parse)."""
+    xml, conn, now = _auth0_saml(tmp_path)
+    raw = {
+        "base64": base64.b64encode(xml),
+        "wrapped": base64.encodebytes(xml),
+        "base64url": base64.urlsafe_b64encode(xml),
+        "deflate": base64.b64encode(deflate(xml)),
+    }[encoding]
+    read_token(raw, conn, now=now)  # the certificate is read and cached
+    decodes: list[int] = []
+    real = binascii.a2b_base64
+
+    def counted(data: Any, **options: Any) -> bytes:
+        decoded: bytes = real(data, **options)  # (a first try that fails is no decode)
+        decodes.append(len(data))
+        return decoded
+
+    def no_toml(text: str) -> dict[str, Any]:
+        raise AssertionError("a base64 token was parsed as TOML")
+
+    monkeypatch.setattr(binascii, "a2b_base64", counted)
+    monkeypatch.setattr("engine.intake.load_toml", no_toml)
+    token = read_token(raw, conn, now=now, allow_samples=True)
+    assert token.name_id == "google-oauth2|117637692321743777825"
+    assert decodes == [len(raw.translate(None, b" \n"))]
 
 
 @settings(
