@@ -38,9 +38,10 @@ class SourceMap:
     def __init__(self, text: str) -> None:
         self.text = text
         starts = [0]
-        for index, char in enumerate(text):
-            if char == "\n":
-                starts.append(index + 1)
+        find, index = text.find, text.find("\n")
+        while index >= 0:  # str.find, not a loop over every character: checks re-run per keystroke
+            starts.append(index + 1)
+            index = find("\n", index + 1)
         self._starts = starts
 
     def position(self, offset: int) -> Position:

@@ -266,15 +266,18 @@ def _scan(source: str) -> tuple[list[ast.Comment], list[_Chunk]]:
     previous: re.Match[str] | None = None  # previous significant token
     end_before_previous = 0
     before_previous = ""  # text of the token before `previous`: `let` makes NAME = no start
-    offset = 1 if source.startswith(_BOM) else 0  # editors on Windows may add one
+    start = 1 if source.startswith(_BOM) else 0  # editors on Windows may add one
     length = len(source)
-    while offset < length:
-        token = _TOKEN.match(source, offset)
-        assert token is not None
+    skip = 0  # after an unterminated string: the rest of its line is not read
+    # One pass of finditer (`other` matches any character, so the tokens tile the text):
+    # the editor re-scans the whole file on every keystroke.
+    for token in _TOKEN.finditer(source, start):
         kind = token.lastgroup
-        offset = token.end()
         if kind == "ws":
             continue
+        if skip and token.start() < skip:
+            continue
+        offset = token.end()
         text = token.group()
         if kind == "comment":
             comments.append(ast.Comment(text, Span(token.start(), offset)))
@@ -306,8 +309,8 @@ def _scan(source: str) -> tuple[list[ast.Comment], list[_Chunk]]:
             if problem is not None:
                 chunk.lexical.append(problem)
             if kind == "open":  # skip the rest of the line
-                offset = source.find("\n", offset)
-                offset = length if offset < 0 else offset
+                skip = source.find("\n", offset)
+                skip = length if skip < 0 else skip
         elif kind == "word" and text == "match":
             pending_match += 1
         elif text in _OPENERS:
