@@ -12,9 +12,11 @@ from __future__ import annotations
 import base64
 import re
 import textwrap
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
@@ -43,12 +45,67 @@ class Imported:
     warnings: tuple[str, ...] = ()  # e.g. the metadata's validUntil has passed
 
 
+# IdP services whose entity IDs name their host: the id an administrator would use.
+_VENDORS = (
+    (("okta.com", "oktapreview.com", "okta-emea.com", "okta-gov.com"), "okta"),
+    (("sts.windows.net", "microsoftonline.com", "microsoftonline.us"), "entra"),
+    (("onelogin.com",), "onelogin"),
+    (("google.com",), "google"),
+    (("auth0.com",), "auth0"),
+    (("pingone.com", "pingone.eu", "pingone.asia", "pingidentity.com"), "ping"),
+    (("jumpcloud.com",), "jumpcloud"),
+    (("duosecurity.com",), "duo"),
+)
+# First labels that name a role, not the organisation (`idp.university.example`).
+_GENERIC = frozenset(
+    {"idp", "sso", "login", "auth", "www", "saml", "sts", "signin", "identity", "id", "fed"}
+)
+
+
 def slug(entity_id: str) -> str:
-    """A connection id from an entity ID: `https://app.onelogin.com/saml/metadata/383123`
-    → `app-onelogin-com-saml-metadata-383123` (letters, digits, dashes; at most 48)."""
-    text = re.sub(r"\A[a-z][a-z0-9+.-]*:(//)?", "", entity_id.strip().lower())
+    """A short connection id from an entity ID: the IdP service's name for the
+    well-known ones (`http://www.okta.com/exk1…` → `okta`,
+    `https://sts.windows.net/<tenant>/` → `entra`), else the first label of the host
+    that names the organisation (`https://idp.university.example/idp/shibboleth` →
+    `university`), else the entity ID made into letters, digits and dashes."""
+    text = entity_id.strip().lower()
+    host = _host(text)
+    if host:
+        for suffixes, name in _VENDORS:
+            if any(host == s or host.endswith("." + s) for s in suffixes):
+                return name
+        labels = [label for label in host.split(".") if label]
+        named = [label for label in labels[:-1] if label not in _GENERIC] or labels[:1]
+        short = re.sub(r"[^a-z0-9]+", "-", named[0]).strip("-")
+        if short:
+            return short[:48]
+    text = re.sub(r"\A[a-z][a-z0-9+.-]*:(//)?", "", text)
     text = re.sub(r"[^a-z0-9]+", "-", text).strip("-")
     return text[:48].strip("-") or "idp"
+
+
+def _host(entity_id: str) -> str | None:
+    """The host an entity ID names: a URL's, or a dotted name inside a URN."""
+    parts = urlsplit(entity_id)
+    if parts.scheme in ("http", "https") and parts.hostname:
+        if re.fullmatch(r"[0-9.]+|.*:.*", parts.hostname):  # an address names no one
+            return None
+        return parts.hostname
+    for piece in entity_id.split(":")[1:]:
+        if "." in piece and re.fullmatch(r"[a-z0-9.-]+", piece):
+            return piece
+    return None
+
+
+def free_id(wanted: str, taken: Iterable[str]) -> str:
+    """`wanted`, or `wanted-2`, `wanted-3`… when a connection has it already."""
+    used = set(taken)
+    if wanted not in used:
+        return wanted
+    number = 2
+    while f"{wanted}-{number}" in used:
+        number += 1
+    return f"{wanted}-{number}"
 
 
 def pem(der: bytes) -> str:
@@ -91,10 +148,10 @@ def import_metadata(
         doc = tomlkit.parse(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, TOMLKitError) as exc:
         raise MetadataError(f"{config_path.name}: cannot read the config: {exc}") from None
-    conn_id = connection_id or slug(idp.entity_id)
+    connections = doc.get("connections") or {}
+    conn_id = connection_id or free_id(slug(idp.entity_id), connections)
     if not _ID.match(conn_id):
         raise MetadataError(f"connection id {conn_id!r}: use letters, digits, '-' and '_'")
-    connections = doc.get("connections") or {}
     if conn_id in connections:
         raise MetadataError(f"connection {conn_id!r} already exists in {config_path.name}")
     if audience is None:

@@ -110,11 +110,32 @@ def test_a_certificate_file_beside_expired_metadata_still_serves(tmp_path: Path)
     assert validate_saml(make_token(), conn, now=LATER).name_id == "jdoe@example.com"
 
 
-def test_slug() -> None:
-    assert slug("https://app.onelogin.com/saml/metadata/383123") == (
-        "app-onelogin-com-saml-metadata-383123"
-    )
-    assert slug("urn:mace:example.com:idp") == "mace-example-com-idp"
+@pytest.mark.parametrize(
+    ("entity_id", "expected"),
+    [
+        ("http://www.okta.com/exk1demo", "okta"),
+        ("https://sts.windows.net/9c0e0e5e-demo-tenant/", "entra"),
+        ("https://login.microsoftonline.com/9c0e/v2.0", "entra"),
+        ("https://app.onelogin.com/saml/metadata/383123", "onelogin"),
+        ("https://accounts.google.com/o/saml2?idpid=C01", "google"),
+        ("https://idp.university.example/idp/shibboleth", "university"),
+        ("https://portal.example/idp", "portal"),
+        ("urn:mace:example.com:idp", "example"),
+        ("http://127.0.0.1:8090/metadata", "127-0-0-1-8090-metadata"),
+        ("urn:foo:bar", "foo-bar"),
+    ],
+)
+def test_an_imported_connection_gets_a_short_id(entity_id: str, expected: str) -> None:
+    assert slug(entity_id) == expected
+
+
+def test_a_second_import_of_the_same_idp_gets_a_numbered_id(tmp_path: Path) -> None:
+    config = _workspace(tmp_path)
+    md = tmp_path / "idp.xml"
+    md.write_text(entity())
+    first = import_metadata(config, md)
+    second = import_metadata(config, md)
+    assert (first.connection_id, second.connection_id) == ("example", "example-2")
 
 
 def _workspace(tmp_path: Path, extra: str = "") -> Path:
@@ -131,18 +152,16 @@ def test_import_keeps_comments_and_writes_files(tmp_path: Path) -> None:
     text = config.read_text()
     assert "# keep this comment" in text
     data = tomllib.loads(text)["connections"][done.connection_id]
-    assert done.connection_id == "idp-example-org-saml"
+    assert done.connection_id == "example"
     assert data == {
         "protocol": "saml2",
         "issuer": ISSUER,
-        "certificate": "certs/idp-example-org-saml.pem",
+        "certificate": "certs/example.pem",
         "audience": "urn:jitprov:sp",
-        "rules": "rules/idp-example-org-saml.rules",
+        "rules": "rules/example.rules",
     }
-    assert (
-        (tmp_path / "rules/idp-example-org-saml.rules").read_text().endswith("username = subject\n")
-    )
-    assert "BEGIN CERTIFICATE" in (tmp_path / "certs/idp-example-org-saml.pem").read_text()
+    assert (tmp_path / "rules/example.rules").read_text().endswith("username = subject\n")
+    assert "BEGIN CERTIFICATE" in (tmp_path / "certs/example.pem").read_text()
 
 
 def test_import_never_takes_the_audience_of_another_connection(tmp_path: Path) -> None:
@@ -229,7 +248,7 @@ def test_cli_import_prints_its_warnings(tmp_path: Path, capsys: pytest.CaptureFi
     assert run(["connection", "import-metadata", str(md), "--config", str(config)]) == 0
     captured = capsys.readouterr()
     assert "jitprov: warning: the metadata expired at 2001-01-01T00:00:00Z" in captured.err
-    assert "added [connections.idp-example-org-saml]" in captured.out
+    assert "added [connections.example]" in captured.out
 
 
 def test_import_refuses_an_existing_id(tmp_path: Path) -> None:

@@ -131,9 +131,9 @@ async def test_import_metadata_adds_a_connection(app: JitprovApp, config_path: P
         await settle(pilot)
         assert isinstance(app.screen, ConnectionsScreen)
         ids = {row.id for row in app.screen.rows}
-        assert "idp-partner-example-saml" in ids
+        assert "partner" in ids
         text = config_path.read_text()
-        assert "[connections.idp-partner-example-saml]" in text
+        assert "[connections.partner]" in text
         assert 'audience = "https://sp.partner.test/saml"' in text
 
 
