@@ -19,7 +19,6 @@ signature is checked exactly as the IdP made it.
 from __future__ import annotations
 
 import copy
-import threading
 from xml.sax.saxutils import quoteattr
 
 import xmlsec
@@ -75,37 +74,18 @@ def decrypt_element(
                 f"unsupported key transport {method.get('Algorithm')!r}",
             )
     try:
-        ctx = xmlsec.EncryptionContext(_keys_manager(key_pem))
+        # A keys manager of its own for each decryption: one reused across decryptions
+        # failed a valid one once in a full test run (rb-decrypt-aes192), so the ~10 ms
+        # it costs to build (the system CA store) is paid until reuse is proven safe.
+        manager = xmlsec.KeysManager()
+        manager.add_key(xmlsec.Key.from_memory(key_pem, xc.KeyDataFormatPem, None))
+        ctx = xmlsec.EncryptionContext(manager)
         result = ctx.decrypt(etree.ElementTree(data).getroot())
     except xmlsec.Error as exc:
         raise TokenRejected("decryption-failed", f"cannot decrypt the {what}: {exc}") from None
     if not isinstance(result, bytes):
         raise TokenRejected("decryption-failed", "decryption gave no plaintext")
     return _parse_in_context(result, encrypted, f"the decrypted {what}")
-
-
-# A keys manager holding the SP key, per thread and per key: building one costs ~10 ms
-# (xmlsec's OpenSSL keys manager loads the system's trusted certificates), parsing the
-# key ~50 µs. xmlsec's managers are not documented as safe to share between threads, so
-# each thread keeps its own; a changed key file gives new PEM bytes, hence a new entry.
-_local = threading.local()
-_MANAGERS_PER_THREAD = 64  # distinct SP keys a thread keeps a manager for
-
-
-def _keys_manager(key_pem: bytes) -> xmlsec.KeysManager:
-    """This thread's keys manager holding the private key `key_pem` (xmlsec.Error when
-    it is not a usable key)."""
-    managers: dict[bytes, xmlsec.KeysManager] | None = getattr(_local, "managers", None)
-    if managers is None:
-        managers = _local.managers = {}
-    manager = managers.get(key_pem)
-    if manager is None:
-        manager = xmlsec.KeysManager()
-        manager.add_key(xmlsec.Key.from_memory(key_pem, xc.KeyDataFormatPem, None))
-        while len(managers) >= _MANAGERS_PER_THREAD:
-            del managers[next(iter(managers))]
-        managers[key_pem] = manager
-    return manager
 
 
 def _parse_in_context(plaintext: bytes, encrypted: etree._Element, what: str) -> etree._Element:
