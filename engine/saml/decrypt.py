@@ -74,9 +74,10 @@ def decrypt_element(
                 f"unsupported key transport {method.get('Algorithm')!r}",
             )
     try:
-        # A keys manager of its own for each decryption: one reused across decryptions
-        # failed a valid one once in a full test run (rb-decrypt-aes192), so the ~10 ms
-        # it costs to build (the system CA store) is paid until reuse is proven safe.
+        # A keys manager of its own for each decryption (~10 ms: it loads the system CA
+        # store). Reusing one per thread and key was tried and is not known to be unsafe
+        # (a failure blamed on it came from xmlsec 1.3.18, see pyproject.toml); bringing
+        # it back needs its own run of every decryption test.
         manager = xmlsec.KeysManager()
         manager.add_key(xmlsec.Key.from_memory(key_pem, xc.KeyDataFormatPem, None))
         ctx = xmlsec.EncryptionContext(manager)
