@@ -14,6 +14,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 
 from tui.facade import Facade
 from tui.screens.audit import AuditScreen
@@ -67,6 +68,7 @@ class JitprovApp(App[None]):
         ),
         Binding("f1", "help", "Help", tooltip="Keys and screens"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("escape", "leave_input", "Leave the input", show=False),
     ]
 
     def __init__(self, facade: Facade) -> None:
@@ -101,6 +103,22 @@ class JitprovApp(App[None]):
 
     def on_nav_bar_go(self, event: NavBar.Go) -> None:
         self.go(event.mode)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Escape leaves a text input (screens and dialogs with an escape of their own
+        take it first); anywhere else it does nothing here."""
+        if action == "leave_input":
+            return isinstance(self.focused, Input)
+        return True
+
+    def action_leave_input(self) -> None:
+        """Escape in any input: focus the screen's first widget that is not one, so the
+        screen keys (1–5, the palette) work again; no widget if there is none."""
+        for widget in self.screen.focus_chain:
+            if not isinstance(widget, Input | TextArea):
+                widget.focus()
+                return
+        self.screen.set_focus(None)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -120,3 +120,35 @@ async def test_twenty_thousand_users_page_and_search(facade: Facade) -> None:
         await pilot.pause(0.4)
         await settle(pilot)
         assert [r[1] for r in rows(table)] == [f"user1999{i}" for i in range(10)]
+
+
+async def test_escape_leaves_the_search_box_for_the_table(facade: Facade) -> None:
+    provision(facade)
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, UsersScreen)
+        search = screen.query_one(SearchTable)
+        await pilot.press("slash", *"ada")
+        assert isinstance(app.focused, Input)
+        await pilot.press("escape")
+        assert app.focused is search.query_one(DataTable)
+        await pilot.press("5")  # the screen keys work again
+        await settle(pilot)
+        assert isinstance(app.screen, AuditScreen)
+
+
+async def test_escape_leaves_any_input(facade: Facade) -> None:
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        # The Connections form's first field that takes focus (its id is fixed once saved).
+        field = next(w for w in app.screen.query(Input) if w.focusable)
+        field.focus()
+        await settle(pilot)
+        assert app.focused is field
+        await pilot.press("escape")
+        assert not isinstance(app.focused, Input)

@@ -27,6 +27,7 @@ class SearchTable(Vertical):
         Binding("slash", "search", "Search"),
         Binding("right_square_bracket", "page(1)", "Next page"),
         Binding("left_square_bracket", "page(-1)", "Previous page"),
+        Binding("escape", "leave_search", "Leave search", show=False),
     ]
 
     class QueryChanged(Message):
@@ -79,6 +80,16 @@ class SearchTable(Vertical):
 
     def action_search(self) -> None:
         self.query_one(Input).focus()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Escape is the search box's: elsewhere in the widget it goes on to the screen."""
+        if action == "leave_search":
+            return self.query_one(Input).has_focus
+        return True
+
+    def action_leave_search(self) -> None:
+        """Escape in the search box: to the table, where paging and enter work."""
+        self.query_one(DataTable).focus()
 
     def action_page(self, step: int) -> None:
         offset = self.row_offset + step * self.page_size
