@@ -185,13 +185,17 @@ def find_config(start: Path | None = None, explicit: str | Path | None = None) -
 def load_config(path: str | Path) -> Config:
     """Read and validate a config file; raises ConfigError."""
     path = Path(path).resolve()
+    return parse_config(read_config_text(path), path)
+
+
+def read_config_text(path: Path) -> str:
+    """The text of the config file at `path`; ConfigError when it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, None, "no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(path, None, f"cannot read: {exc}") from None
-    return parse_config(text, path)
 
 
 MAX_TOML_KEY_DEPTH = 16  # dotted-key parts: tomllib's cost grows with their square

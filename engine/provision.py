@@ -44,11 +44,20 @@ RulesLoader = Callable[[Connection, Config], CompiledRulesLike]
 
 def load_rules(connection: Connection, config: Config) -> CompiledRulesLike:
     """Compile a connection's rules file; RulesError with the rendered errors."""
-    path = connection.rules
+    return rules_from_source(connection, config, read_rules_source(connection))
+
+
+def read_rules_source(connection: Connection) -> str:
+    """The text of a connection's rules file; RulesError when it cannot be read."""
     try:
-        source = Path(path).read_text(encoding="utf-8")
+        return Path(connection.rules).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise RulesError(f"{path}: cannot read the rules: {exc}") from None
+        raise RulesError(f"{connection.rules}: cannot read the rules: {exc}") from None
+
+
+def rules_from_source(connection: Connection, config: Config, source: str) -> CompiledRulesLike:
+    """Compile `source` as a connection's rules; RulesError with the rendered errors."""
+    path = connection.rules
     compiled = compile_rules(source, config.fields, attributes=connection.attributes)
     if not compiled.ok or compiled.rules is None:
         label = _label(path, config)

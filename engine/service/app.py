@@ -36,7 +36,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +56,13 @@ from engine.handoff import PickupRefused, hand_off, pick_up
 from engine.keysources import Refresher
 from engine.oidc.code_flow import callback as oidc_callback
 from engine.oidc.code_flow import start_login as oidc_login
-from engine.provision import CompiledRulesLike, Provisioner, RulesError, load_rules
+from engine.provision import (
+    CompiledRulesLike,
+    Provisioner,
+    RulesError,
+    load_rules,
+    rules_from_source,
+)
 from engine.result import SUCCESS, Result
 from engine.saml import schema
 from engine.saml.authn_request import REQUEST_PREFIX, LoginError, allowed_return
@@ -176,8 +182,11 @@ def create_app(
     threads: bool | None = None,
     token: str | None = None,
     log_format: LogFormat | None = None,
+    rules_sources: Mapping[str, str] | None = None,
 ) -> Starlette:
-    """The service for `config`: rules compiled now (RulesError when one does not).
+    """The service for `config`: rules compiled now (RulesError when one does not),
+    from `rules_sources` (the text of each connection's rules, as validated by the
+    supervisor) when given, else from the connections' files.
 
     Where sign-ins run: with `threads` (the default for a PostgreSQL store, whose
     round trips are worth overlapping) in pipeline threads, at most `slots` at once, the
@@ -207,7 +216,12 @@ def create_app(
 
     if slots is None:  # PostgreSQL: threads overlap round trips, within the pool
         slots = min(config.store.pool, PG_SLOTS) if config.store.url is not None else 2
-    compiled = {name: load_rules(c, config) for name, c in config.connections.items()}
+    compiled = {
+        name: load_rules(c, config)
+        if rules_sources is None
+        else rules_from_source(c, config, rules_sources[name])
+        for name, c in config.connections.items()
+    }
     _warm_keys(config)
     provisioners = _Provisioners(config, compiled)
     limiter = anyio.CapacityLimiter(slots)

@@ -1,9 +1,12 @@
 """Run the sign-in service under uvicorn: worker processes, a TCP or Unix socket, reloads.
 
 `serve` binds the socket and runs uvicorn's process supervisor with N workers (one or
-more, always in child processes). Each worker imports `app_from_environment`, which loads
-the workspace config named by JITPROV_SERVE_CONFIG and builds its own application
-(config read, rules compiled, nothing shared with other workers). uvicorn frames HTTP (httptools,
+more, always in child processes). Each worker imports `app_from_environment`, which builds
+its own application (config parsed, rules compiled, nothing shared with other workers)
+from the version the supervisor validated: the config's text and every connection's rules
+text, in a private file JITPROV_SERVE_VERSION names. A worker never reads the config or
+rules files itself, so one started later (a worker that died and is replaced, or the
+second of a reload) serves what was checked, even while a file is being edited or broken. uvicorn frames HTTP (httptools,
 on uvloop's event loop): it answers malformed requests itself, keeps an early answer's connection from reading
 the unread body as a next request, refuses connections past `limit_concurrency` with
 503, and on SIGTERM stops accepting and lets in-flight requests finish.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import os
 import shutil
@@ -41,13 +45,14 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from engine.config import Config, ConfigError, load_config
-from engine.provision import RulesError, load_rules
+from engine.config import Config, ConfigError, load_config, parse_config, read_config_text
+from engine.provision import RulesError, read_rules_source, rules_from_source
 from engine.service.access import LogFormat
 from engine.service.app import create_app
 from engine.service.metrics import MULTIPROCESS_ENV, Metrics
 
 CONFIG_ENV = "JITPROV_SERVE_CONFIG"
+VERSION_ENV = "JITPROV_SERVE_VERSION"
 LOG_FORMAT_ENV = "JITPROV_SERVE_LOG_FORMAT"
 KEEP_ALIVE_SECONDS = 5
 GRACEFUL_SECONDS = 20
@@ -111,22 +116,84 @@ def check_exposure(host: str, uds: str | None, token: str | None) -> None:
 
 
 class Checked(NamedTuple):
-    """A config that can be served, and the sha256 of each connection's compiled rules."""
+    """A config that can be served: the config, the sha256 of each connection's compiled
+    rules, and the texts they came from (what the workers are given)."""
 
     config: Config
     rules_sha256: dict[str, str]
+    config_text: str
+    rules_sources: dict[str, str]
 
 
 def validate(config_path: Path) -> Checked:
-    """The config at `config_path`, its rules compiled: what a worker will serve.
-    ServiceError (with the diagnostics) when it cannot be served."""
+    """The config at `config_path`, its rules compiled: what a worker will serve. Each
+    file is read once, and the texts read are the ones checked and kept. ServiceError
+    (with the diagnostics) when it cannot be served."""
     try:
-        config = load_config(config_path)
-        rules = {name: load_rules(c, config).sha256 for name, c in config.connections.items()}
+        path = Path(config_path).resolve()
+        text = read_config_text(path)
+        config = parse_config(text, path)
+        sources = {name: read_rules_source(c) for name, c in config.connections.items()}
+        rules = {
+            name: rules_from_source(c, config, sources[name]).sha256
+            for name, c in config.connections.items()
+        }
         service_token(config)
     except (ConfigError, RulesError) as exc:
         raise ServiceError(str(exc)) from None
-    return Checked(config, rules)
+    return Checked(config, rules, text, sources)
+
+
+class Versions:
+    """The validated versions the workers start from: each written once, as JSON, into
+    a private folder (mode 0700, removed at the end), and named in the environment that
+    workers started from then on inherit (JITPROV_SERVE_VERSION)."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="jitprov-serving-"))
+        self._written = 0
+
+    def publish(self, checked: Checked) -> str | None:
+        """Make `checked` the version new workers start from; the one it replaces."""
+        self._written += 1
+        path = self.folder / f"version-{self._written}.json"
+        data = {
+            "config_path": str(checked.config.path),
+            "config_text": checked.config_text,
+            "rules_sources": checked.rules_sources,
+        }
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            json.dump(data, out)
+        previous = os.environ.get(VERSION_ENV)
+        os.environ[VERSION_ENV] = str(path)
+        return previous
+
+    def restore(self, previous: str | None) -> None:
+        """Go back to `previous` (a reload that did not take)."""
+        dropped = os.environ.get(VERSION_ENV)
+        if previous is None:
+            os.environ.pop(VERSION_ENV, None)
+        else:
+            os.environ[VERSION_ENV] = previous
+        if dropped and dropped != previous:
+            Path(dropped).unlink(missing_ok=True)
+
+    def retire(self, previous: str | None) -> None:
+        """Forget `previous` once no worker can start from it again."""
+        if previous:
+            Path(previous).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        os.environ.pop(VERSION_ENV, None)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def read_version(path: Path) -> tuple[Config, dict[str, str]]:
+    """A worker's side of Versions: the config and the rules texts to serve."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    config = parse_config(data["config_text"], Path(data["config_path"]))
+    return config, dict(data["rules_sources"])
 
 
 def watched_files(config: Config) -> list[Path]:
@@ -157,9 +224,12 @@ def fingerprint(files: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
 class Supervisor(Multiprocess):
     """uvicorn's worker supervisor, with reloads that validate before they replace."""
 
-    def __init__(self, config: Any, sockets: list[Any], serving: Checked, watch: bool) -> None:
+    def __init__(
+        self, config: Any, sockets: list[Any], serving: Checked, watch: bool, versions: Versions
+    ) -> None:
         super().__init__(config, sockets=sockets)
         self.serving = serving
+        self.versions = versions
         self.watching = watch
         self._marks = fingerprint(watched_files(serving.config))
         self.metrics = Metrics()  # this process's file among the workers'
@@ -193,11 +263,17 @@ class Supervisor(Multiprocess):
         self._marks = fingerprint(watched_files(checked.config))
         log.warning("reloading: %s", _versions_text(checked.rules_sha256))
         before = [process.pid for process in self.processes]
+        previous = self.versions.publish(checked)
         self.restart_all()
-        if [process.pid for process in self.processes] == before:
+        after = [process.pid for process in self.processes]
+        if any(pid in before for pid in after):
+            # Not every worker was replaced: those left run the old version, and any
+            # worker started from now on (one that dies is replaced) must match them.
+            self.versions.restore(previous)
             log.error("reload failed: a new worker did not start; the running ones serve on")
             self.metrics.reloads.labels("failed").inc()
             return
+        self.versions.retire(previous)
         self.metrics.reloads.labels("applied").inc()
         self.serving = checked
         log.warning("reloaded: %s", _versions_text(checked.rules_sha256))
@@ -268,9 +344,15 @@ def app_from_environment() -> Starlette:
     _log_to_stderr(logging.getLogger("jitprov.access"))
     _log_to_stderr(log)
     try:  # create_app compiles the rules: once, here
-        config = load_config(Path(os.environ[CONFIG_ENV]))
-        return create_app(config, token=service_token(config), log_format=log_format)
-    except (ConfigError, RulesError, ServiceError) as exc:
+        sources = None
+        if version := os.environ.get(VERSION_ENV):  # the supervisor's validated version
+            config, sources = read_version(Path(version))
+        else:
+            config = load_config(Path(os.environ[CONFIG_ENV]))
+        return create_app(
+            config, token=service_token(config), log_format=log_format, rules_sources=sources
+        )
+    except (ConfigError, RulesError, ServiceError, OSError, ValueError, KeyError) as exc:
         log.error("worker not started: %s", exc)
         sys.exit(3)  # uvicorn's STARTUP_FAILURE: the supervisor keeps the running workers
 
@@ -366,7 +448,12 @@ def serve(
         # The supervisor handles SIGINT and SIGTERM (workers stop gracefully, then it
         # returns: exit status 0), SIGHUP (reload) and SIGTTIN/SIGTTOU (one worker more
         # or fewer), in every case, one worker included.
-        Supervisor(settings, [sock], serving, watch).run()
+        versions = Versions()
+        try:
+            versions.publish(serving)
+            Supervisor(settings, [sock], serving, watch, versions).run()
+        finally:
+            versions.close()
     finally:
         sock.close()
         if uds and os.path.exists(uds):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -143,6 +144,46 @@ def test_a_changed_rules_file_is_checked_then_served_and_a_broken_one_never(
         assert metric(text, 'jitprov_reloads_total{result="applied"}') == 1
     versions = audit_versions(config)
     assert versions[0] == versions[1] == first and versions[-1] != first
+
+
+def workers_of(served: Served) -> list[int]:
+    """The worker processes of a running serve (not multiprocessing's resource tracker)."""
+    found = []
+    for child in Path(f"/proc/{served.pid}/task/{served.pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline:
+            found.append(int(child))
+    return found
+
+
+def test_a_worker_replaced_while_the_rules_are_broken_serves_the_checked_version(
+    tmp_path: Path,
+) -> None:
+    # A worker that dies is replaced by the supervisor. The replacement must start from
+    # the version that was checked, not from the files as they are now: before, it read
+    # the broken rules, could not start, and uvicorn then stopped the whole service.
+    config = demo_workspace(tmp_path)
+    rules = config.parent / "rules" / "okta.rules"
+    with Served(config, workers=1) as served:
+        first = readyz(served)["rules_sha256"]["okta"]
+        rules.write_text(rules.read_text() + "\nthis is = broken(\n")
+        wait_for(lambda: "reload refused" in served.log(), "the refusal", served=served)
+        (dead,) = workers_of(served)
+        os.kill(dead, signal.SIGKILL)
+        wait_for(lambda: workers_of(served) not in ([], [dead]), "a new worker", served=served)
+
+        def answers() -> bool:
+            try:
+                return readyz(served)["rules_sha256"]["okta"] == first
+            except (OSError, AssertionError):
+                return False
+
+        wait_for(answers, "the new worker serving", served=served)
+        assert served.process is not None and served.process.poll() is None  # still up
+        status, answer = sign_in(served, fresh_token(person="replaced"))
+        assert (status, answer["outcome"]) == (200, "created")
+        assert "failed to start" not in served.log()
+    assert audit_versions(config) == [first]
 
 
 def test_sighup_reloads_and_a_broken_config_keeps_the_running_one(tmp_path: Path) -> None:
