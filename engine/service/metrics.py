@@ -37,6 +37,8 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
         self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
+        self._counts: dict[tuple[str, str, str], Any] = {}
+        self._timings: dict[str, Any] = {}
         # Multi-process values go to files whatever the registry; a registry of our own
         # keeps two apps in one process (tests) from colliding on names.
         self.registry = CollectorRegistry(auto_describe=True)
@@ -73,8 +75,16 @@ class Metrics:
         )
 
     def signin(self, connection: str, outcome: str, reason: str | None, seconds: float) -> None:
-        self.signins.labels(connection, outcome, reason or "").inc()
-        self.latency.labels(connection).observe(seconds)
+        # The labelled children are kept: looking them up anew is most of the cost of
+        # counting, on every sign-in. Their number is bounded by the connections times
+        # the outcomes and reason codes, all from the config and the product.
+        key = (connection, outcome, reason or "")
+        if (count := self._counts.get(key)) is None:
+            count = self._counts[key] = self.signins.labels(*key)
+        if (timing := self._timings.get(connection)) is None:
+            timing = self._timings[connection] = self.latency.labels(connection)
+        count.inc()
+        timing.observe(seconds)
 
     def refusal(self, status: int) -> None:
         self.refused.labels(str(status)).inc()
