@@ -268,7 +268,7 @@ def create_app(
         return response
 
     async def answer(request: Request) -> Response:
-        kind = "acs" if request.url.path.startswith("/acs/") else "oidc"
+        kind = "acs" if request.scope["path"].startswith("/acs/") else "oidc"
         browser = kind == "acs" and is_browser(request)  # an IdP's form, posted by a person
         if not browser and (refusal := refused(request)) is not None:
             return refusal
