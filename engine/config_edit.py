@@ -116,6 +116,43 @@ def save_connection(
     return config
 
 
+def connection_problems(
+    path: Path, connection_id: str, values: Mapping[str, Any], remove: Iterable[str] = ()
+) -> list[tuple[str | None, str]]:
+    """Every problem `save_connection` would refuse the edit for, not only the first:
+    (the connection's key, or None for the rest of the file; the message), in the order
+    the loader finds them. The loader stops at the first problem, so each key found
+    wrong is taken out (a required one given a stand-in value) and the edit checked
+    again, until it loads or a key is found wrong twice (a problem the next ones hang
+    on). Writes nothing; an empty list when the edit would save."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [(None, f"cannot read {path.name}: {exc}")]
+    stand_ins = {"issuer": "stand-in", "audience": "stand-in", "rules": str(path.resolve())}
+    candidate = dict(values)
+    prefix = f"connections.{connection_id}."
+    problems: list[tuple[str | None, str]] = []
+    wrong: set[str] = set()
+    for _ in range(len(candidate) + len(stand_ins) + 2):  # each round takes a key out
+        try:
+            new_text = edit_connection_text(text, connection_id, candidate, remove)
+            parse_config(new_text, path.resolve())
+            return problems
+        except ConfigError as exc:
+            where = exc.key or ""
+            key = where.removeprefix(prefix).split(".", 1)[0] if where.startswith(prefix) else None
+            if key in wrong:  # what follows from taking it out: said already
+                return problems
+            problems.append((key, exc.detail))
+            if key is None:
+                return problems
+            wrong.add(key)
+            candidate[key] = stand_ins.get(key)
+    return problems
+
+
 def write_atomically(path: Path, text: str) -> None:
     """Replace `path` with `text` so a reader never sees half a file."""
     folder = path.resolve().parent

@@ -2,7 +2,7 @@
 
 Kept small on purpose: each screen owns its own state and workers; the app only holds
 the engine facade (handed to it by `make_app`, so tests can give it a temporary
-workspace), switches screens, and guards quitting with unsaved rules.
+workspace), switches screens, and guards quitting with unsaved rules or connection edits.
 """
 
 from __future__ import annotations
@@ -95,8 +95,12 @@ class JitprovApp(App[None]):
         self.switch_mode("connections")
 
     def go(self, mode: str) -> None:
-        """Show one of the five screens."""
-        self.switch_mode(mode)
+        """Show one of the five screens (the screen left may ask about unsaved edits)."""
+        guard = getattr(self.screen, "leave_guard", None)
+        if guard is None or self.current_mode == mode:
+            self.switch_mode(mode)
+            return
+        guard(lambda: self.switch_mode(mode))
 
     def action_go(self, mode: str) -> None:
         self.go(mode)
@@ -144,6 +148,14 @@ class JitprovApp(App[None]):
             bench.action_run_cases()
 
     async def action_quit(self) -> None:
+        """Quit, asking first about unsaved edits: the connection form's, then the rules'."""
+        connections = self.mode_screens.get("connections")
+        if isinstance(connections, ConnectionsScreen):
+            connections.leave_guard(self._quit_unless_rules)
+            return
+        self._quit_unless_rules()
+
+    def _quit_unless_rules(self) -> None:
         rules = self.rules_screen()
         if rules is None or not rules.modified:
             self.exit()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Config, ConfigError, Connection, load_config
-from engine.config_edit import save_connection, write_atomically
+from engine.config_edit import connection_problems, save_connection, write_atomically
 from rules import SourceMap
 from rules import check as check_rules
 from rules.diagnostics import Diagnostic
@@ -192,6 +192,28 @@ class Facade:
         Raises ConfigError, whose `key` says which field is wrong."""
         self._config = save_connection(self.config_path, connection_id, values, remove)
         return self._config
+
+    def connection_problems(
+        self, connection_id: str, values: Mapping[str, Any]
+    ) -> list[tuple[str | None, str]]:
+        """Every problem saving `values` would meet, (key or None, message), at once."""
+        return connection_problems(self.config_path, connection_id, values)
+
+    def create_starter_rules(self, relative: str) -> Path:
+        """A starter rules file at `relative` (to jitprov.toml's folder), never over an
+        existing file; FacadeError when it cannot be written."""
+        from engine.saml.workspace import STARTER_RULES
+
+        target = (self.root / relative).resolve()
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("x", encoding="utf-8") as out:  # "x": never over a file
+                out.write(STARTER_RULES)
+        except FileExistsError:
+            raise FacadeError(f"{relative} exists already") from None
+        except OSError as exc:
+            raise FacadeError(f"cannot create {relative}: {exc.strerror or exc}") from None
+        return target
 
     # -- tokens, samples and cases -------------------------------------------------
     def samples(self, *, toml_only: bool = False) -> list[Path]:

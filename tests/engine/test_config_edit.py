@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError
-from engine.config_edit import edit_connection_text, save_connection
+from engine.config_edit import connection_problems, edit_connection_text, save_connection
 
 CONFIG = """\
 # top comment
@@ -92,3 +92,49 @@ def test_save_refuses_a_missing_file_reference(config_path: Path) -> None:
         save_connection(config_path, "okta", {"rules": "missing.rules"})
     assert caught.value.key == "connections.okta.rules"
     assert "file not found" in caught.value.detail
+
+
+# -- every problem at once ----------------------------------------------------------------
+
+
+def _workspace(tmp_path: Path) -> Path:
+    from engine.saml.keys import generate_test_idp
+
+    _, cert = generate_test_idp(tmp_path, "problems IdP")
+    (tmp_path / "okta.rules").write_text("username = subject\n")
+    path = tmp_path / "jitprov.toml"
+    path.write_text(CONFIG.replace("idp.pem", cert.name))
+    return path
+
+
+def test_problems_lists_every_wrong_key_in_the_loaders_order(tmp_path: Path) -> None:
+    path = _workspace(tmp_path)
+    before = path.read_text()
+    values = {"protocol": "saml2", "clock_skew": "soon", "certificate": "gone.pem"}
+    problems = connection_problems(path, "acme", values)
+    assert [key for key, _ in problems] == [
+        "issuer",
+        "audience",
+        "rules",
+        "clock_skew",
+        "certificate",
+    ]
+    assert dict(problems)["certificate"].startswith("file not found: gone.pem")
+    assert path.read_text() == before  # nothing written
+
+
+def test_problems_of_a_valid_edit_is_empty_and_matches_save(tmp_path: Path) -> None:
+    path = _workspace(tmp_path)
+    assert connection_problems(path, "okta", {"mode": "create-only"}) == []
+    values = {"mode": "sometimes"}
+    (key, message), *rest = connection_problems(path, "okta", values)
+    with pytest.raises(ConfigError) as caught:
+        save_connection(path, "okta", values)
+    assert (key, message, rest) == ("mode", caught.value.detail, [])
+
+
+def test_problems_stops_at_a_problem_elsewhere_in_the_file(tmp_path: Path) -> None:
+    path = _workspace(tmp_path)
+    path.write_text(path.read_text() + "\n[store.fields]\nage = 'number-ish'\n")
+    problems = connection_problems(path, "okta", {"mode": "create-only"})
+    assert len(problems) == 1 and problems[0][0] is None

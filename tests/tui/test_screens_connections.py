@@ -45,7 +45,7 @@ async def test_saving_changes_the_file_and_keeps_comments(
         for line in before.splitlines():
             if line.startswith("#"):
                 assert line in after  # every comment kept
-        assert "saved" in str(form.query_one("#form-message", Label).render())
+        assert "saved" in str(form.query_one("#form-message", Static).render())
         assert app.screen.query_one(ConnectionForm).connection_id == "okta"
 
 

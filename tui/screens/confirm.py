@@ -1,4 +1,5 @@
-"""Dialogs that return a value: the unsaved-changes guard and a one-line prompt."""
+"""Dialogs that return a value: the unsaved-changes guard, a yes-or-no question and a
+one-line prompt."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from textual.widgets import Button, Input, Label
 
 
 class UnsavedChangesScreen(ModalScreen[str | None]):
-    """Ask what to do with unsaved rules: "save", "discard", or None (cancel)."""
+    """Ask what to do with unsaved edits (rules, a connection): "save", "discard", or
+    None (cancel)."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
@@ -39,6 +41,35 @@ class UnsavedChangesScreen(ModalScreen[str | None]):
 
     def action_choose(self, choice: str) -> None:
         self.dismiss(choice)
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask a yes-or-no question: True for yes (y), False for no (n or escape)."""
+
+    BINDINGS = [
+        Binding("escape", "answer(False)", "No"),
+        Binding("n", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes (y)") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="dialog"):
+            yield Label(self.question, id="question")
+            with Horizontal(id="choices"):
+                yield Button(self.yes, variant="primary", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 class PromptScreen(ModalScreen[str | None]):

@@ -8,7 +8,9 @@ layout kept); its ConfigError is shown next to the field it names.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from rich.cells import cell_len
 from rich.text import Text
@@ -18,11 +20,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header
+from textual.widgets import DataTable, Footer, Header, Input
 
 from engine.config import ConfigError
 from tui.facade import ConnectionRow, Facade, FacadeError
-from tui.screens.confirm import PromptScreen
+from tui.screens.confirm import ConfirmScreen, PromptScreen, UnsavedChangesScreen
 from tui.widgets.connection_form import ConnectionForm
 from tui.widgets.nav import NavBar, PaletteCommand
 
@@ -102,20 +104,25 @@ class ConnectionsScreen(Screen[None]):
         # Columns get their widths from the rows here, rather than from DataTable's own
         # measuring on idle, which once left them at the headers' widths (ids cut to two
         # letters) under load.
-        table.clear(columns=True)
-        cells = [(row.id, row.protocol, row.mode, _status(row)) for row in rows]
-        for index, label in enumerate(_COLUMNS):
-            width = max([cell_len(label), *(_width(c[index]) for c in cells)])
-            table.add_column(label, width=width)
-        for row, values in zip(rows, cells, strict=True):
-            table.add_row(*values, key=row.id)
         ids = [row.id for row in rows]
+        # Refilling moves the table's cursor: not a person choosing another connection
+        # (which would ask about the form's unsaved edits).
+        with table.prevent(DataTable.RowHighlighted):
+            table.clear(columns=True)
+            cells = [(row.id, row.protocol, row.mode, _status(row)) for row in rows]
+            for index, label in enumerate(_COLUMNS):
+                width = max([cell_len(label), *(_width(c[index]) for c in cells)])
+                table.add_column(label, width=width)
+            for row, values in zip(rows, cells, strict=True):
+                table.add_row(*values, key=row.id)
+            if selected in ids:
+                table.move_cursor(row=ids.index(selected))
+            elif ids and not self.query_one(ConnectionForm).is_new:
+                table.move_cursor(row=0)
         form = self.query_one(ConnectionForm)
         if selected in ids:
-            table.move_cursor(row=ids.index(selected))
             form.set_status(self._status(selected))  # keep what is being edited
         elif ids and not form.is_new:
-            table.move_cursor(row=0)
             self.show(ids[0])
 
     def selected_id(self) -> str | None:
@@ -137,8 +144,52 @@ class ConnectionsScreen(Screen[None]):
         return f"{row.rules}: {row.status}" if row else ""
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value and event.row_key.value != self.selected_id():
-            self.show(event.row_key.value)
+        target, current = event.row_key.value, self.selected_id()
+        if target and target != current:
+            self.leave_guard(lambda: self.show(target), restore=lambda: self._point_at(current))
+
+    def _point_at(self, connection_id: str | None) -> None:
+        """The table's cursor back on `connection_id` (the form still shows it)."""
+        ids = [row.id for row in self.rows]
+        if connection_id in ids:
+            table = self.query_one("#connections", DataTable)
+            with table.prevent(DataTable.RowHighlighted):
+                table.move_cursor(row=ids.index(connection_id))
+
+    # -- unsaved edits ---------------------------------------------------------------
+    def leave_guard(
+        self, then: Callable[[], object], restore: Callable[[], object] | None = None
+    ) -> None:
+        """Run `then`, which leaves the form (another connection, a new one, an import,
+        the rules, another screen, quitting), once its edits are saved or discarded:
+        with edits, ask first. Cancelling, or a save that fails (its problems are
+        shown), runs `restore` and stays on the form."""
+        form = self.query_one(ConnectionForm)
+        if not form.modified:
+            then()
+            return
+
+        def decided(choice: str | None) -> None:
+            if choice == "discard":
+                form.revert()
+                then()
+            elif choice == "save" and self.save_form():
+                then()
+            elif restore is not None:
+                restore()
+
+        what = f"Connection {form.connection_id}" if form.connection_id else "The new connection"
+        self.app.push_screen(UnsavedChangesScreen(what), decided)
+
+    def save_form(self) -> bool:
+        """Save the form now; False (the problems shown) when it cannot be saved."""
+        form = self.query_one(ConnectionForm)
+        connection_id = form.connection_id or form.query_one("#form-id", Input).value.strip()
+        if not connection_id:
+            form.show_error(None, "give the new connection an id")
+            form.query_one("#form-id").focus()
+            return False
+        return self._save(connection_id, form.values(), form.is_new)
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         self.query_one("#form-tabs").focus()
@@ -148,29 +199,74 @@ class ConnectionsScreen(Screen[None]):
         self.query_one(ConnectionForm).request_save()
 
     def on_connection_form_save_requested(self, event: ConnectionForm.SaveRequested) -> None:
+        self._save(event.connection_id, event.values, event.is_new)
+
+    def _save(self, connection_id: str, values: Mapping[str, Any], is_new: bool) -> bool:
         form = self.query_one(ConnectionForm)
-        if event.is_new and event.connection_id in {r.id for r in self.rows}:
-            form.show_error(None, f"a connection {event.connection_id!r} already exists")
-            return
+        if is_new and connection_id in {r.id for r in self.rows}:
+            form.show_error(None, f"a connection {connection_id!r} already exists")
+            form.query_one("#form-id").focus()
+            return False
         try:
-            self.facade.save_connection(event.connection_id, event.values)
+            self.facade.save_connection(connection_id, values)
         except ConfigError as exc:
-            key = exc.key or ""
-            prefix = f"connections.{event.connection_id}."
-            form.show_error(
-                key.removeprefix(prefix) if key.startswith(prefix) else None, exc.detail
-            )
-            return
+            # Every problem at once, not one failed save per field.
+            problems = self.facade.connection_problems(connection_id, values)
+            if not problems:
+                key, prefix = exc.key or "", f"connections.{connection_id}."
+                problems = [
+                    (key.removeprefix(prefix) if key.startswith(prefix) else None, exc.detail)
+                ]
+            form.show_problems(problems)
+            self._offer_starter_rules(connection_id, values, problems)
+            return False
         except FacadeError as exc:
             form.show_error(None, str(exc))
-            return
-        form.connection_id = event.connection_id
+            return False
+        form.connection_id = connection_id
         form.is_new = False
+        form.original = self.facade.connection_table(connection_id)
         form.show_saved(f"saved to {self.facade.config_path.name}")
-        self.notify(f"connection {event.connection_id} saved")
+        self.notify(f"connection {connection_id} saved")
         self.load_rows()
+        return True
+
+    def _offer_starter_rules(
+        self,
+        connection_id: str,
+        values: Mapping[str, Any],
+        problems: list[tuple[str | None, str]],
+    ) -> None:
+        """A rules file the form names that does not exist: offer to create a starter
+        one there, then save again."""
+        rules = values.get("rules")
+        missing = any(k == "rules" and m.startswith("file not found") for k, m in problems)
+        if not isinstance(rules, str) or not missing:
+            return
+
+        def chosen(yes: bool | None) -> None:
+            if not yes:
+                return
+            try:
+                self.facade.create_starter_rules(rules)
+            except FacadeError as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            self.notify(f"created {rules} (a starter rules file)")
+            form = self.query_one(ConnectionForm)
+            self._save(connection_id, form.values(), form.is_new)
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"{rules} does not exist. Create a starter rules file there?", "Create (y)"
+            ),
+            chosen,
+        )
 
     def action_new(self) -> None:
+        self.leave_guard(self._new_form)
+
+    def _new_form(self) -> None:
         form = self.query_one(ConnectionForm)
         form.load(None, {"protocol": "saml2"}, "")
         form.set_keys("")
@@ -184,9 +280,14 @@ class ConnectionsScreen(Screen[None]):
     def on_connection_form_edit_rules(self, event: ConnectionForm.EditRules) -> None:
         edit = getattr(self.app, "edit_rules", None)
         if edit is not None:
-            self.run_worker(edit(event.connection_id), exit_on_error=False)
+            self.leave_guard(
+                lambda: self.run_worker(edit(event.connection_id), exit_on_error=False)
+            )
 
     def action_import_metadata(self) -> None:
+        self.leave_guard(self._ask_import)
+
+    def _ask_import(self) -> None:
         def chosen(answer: str | None) -> None:
             if not answer:
                 return

@@ -15,7 +15,7 @@ from textual.widgets import Static
 KEYS: tuple[tuple[str, str, str], ...] = (
     ("ctrl+p", "everywhere", "command palette: every action, searchable"),
     ("f1", "everywhere", "this help"),
-    ("ctrl+q", "everywhere", "quit (asks first when rules are unsaved)"),
+    ("ctrl+q", "everywhere", "quit (asks first about unsaved rules or connection edits)"),
     ("ctrl+s", "Connections", "save the form (checked by the config loader; comments kept)"),
     ("n  i  e", "Connections", "new connection · import IdP metadata · edit its rules"),
     ("ctrl+s  ctrl+f", "Rules", "save · format"),

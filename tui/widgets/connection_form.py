@@ -87,6 +87,8 @@ class ConnectionForm(Vertical):
         self.connection_id: str | None = None
         self.is_new = False
         self.original: dict[str, Any] = {}
+        self._baseline: tuple[str, dict[str, Any]] | None = None  # as loaded or saved
+        self._status = ""  # the rules file's status line
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="form-head"):
@@ -107,7 +109,8 @@ class ConnectionForm(Vertical):
                         yield Static("", id="keys-status")
         with Horizontal(id="form-buttons"):
             yield Button("Save (ctrl+s)", variant="primary", id="form-save")
-            yield Label("", id="form-message")
+            yield Label("", id="form-modified")
+        yield Static("", id="form-message")
 
     def _row(self, form_field: FormField) -> ComposeResult:
         with Horizontal(classes="form-row"):
@@ -146,11 +149,44 @@ class ConnectionForm(Vertical):
                     select.value = str(value)
             else:
                 self.query_one(f"#f-{key}", Input).value = _as_text(value)
-        self.query_one("#rules-status", Static).update(status)
+        self.set_status(status)
         self.clear_errors()
+        self.mark_unmodified()
+
+    @property
+    def modified(self) -> bool:
+        """Whether the form holds edits not saved (the id of a new one included)."""
+        return self._baseline is not None and self._snapshot() != self._baseline
+
+    def mark_unmodified(self) -> None:
+        """What the form shows now is what jitprov.toml holds (loaded, or saved)."""
+        self._baseline = self._snapshot()
+        self._show_modified()
+
+    def revert(self) -> None:
+        """Drop the edits: the connection as last loaded (an empty new form for a new one)."""
+        table = self.original if not self.is_new else {"protocol": "saml2"}
+        self.load(self.connection_id, table, self._status)
+
+    def _snapshot(self) -> tuple[str, dict[str, Any]]:
+        return self.query_one("#form-id", Input).value.strip(), self.values()
+
+    def _show_modified(self) -> None:
+        marker = self.query_one("#form-modified", Label)
+        marker.update("● unsaved changes" if self.modified else "")
+
+    def on_input_changed(self, _event: Input.Changed) -> None:
+        self._show_modified()
+
+    def on_select_changed(self, _event: Select.Changed) -> None:
+        self._show_modified()
+
+    def on_switch_changed(self, _event: Switch.Changed) -> None:
+        self._show_modified()
 
     def set_status(self, status: str) -> None:
         """The rules file's status line on the Rules tab."""
+        self._status = status
         self.query_one("#rules-status", Static).update(status)
 
     def set_keys(self, text: str) -> None:
@@ -175,24 +211,37 @@ class ConnectionForm(Vertical):
         for label in self.query(".field-error").results(Label):
             label.update("")
             label.remove_class("shown")
-        self.query_one("#form-message", Label).update("")
+        self.query_one("#form-message", Static).update("")
 
     def show_error(self, key: str | None, message: str) -> None:
-        """Show the loader's message next to the field it names (or below the form)."""
+        """Show one problem next to the field it names (or below the form)."""
+        self.show_problems([(key, message)])
+
+    def show_problems(self, problems: Sequence[tuple[str | None, str]]) -> None:
+        """Every problem at once: each next to the field it names, all of them listed
+        below the form, and the first wrong field of the form focused, its tab shown."""
         self.clear_errors()
-        if key in FIELDS:
-            label = self.query_one(f"#e-{key}", Label)
-            label.update(f"✘ {message}")
-            label.add_class("shown")
-            for title, fields in TABS.items():
-                if any(f.key == key for f in fields):
-                    tab_id = f"tab-{title.split()[0].lower()}"
-                    self.query_one("#form-tabs", TabbedContent).active = tab_id
-        self.query_one("#form-message", Label).update(f"✘ {message}")
+        for key, message in problems:
+            if key in FIELDS:
+                label = self.query_one(f"#e-{key}", Label)
+                label.update(f"✘ {message}")
+                label.add_class("shown")
+        lines = [f"✘ {key}: {message}" if key else f"✘ {message}" for key, message in problems]
+        if len(problems) > 1:
+            lines.insert(0, f"{len(problems)} problems, none saved:")
+        self.query_one("#form-message", Static).update("\n".join(lines))
+        wrong = {key for key, _ in problems}
+        first = next((f for fields in TABS.values() for f in fields if f.key in wrong), None)
+        if first is None:
+            return
+        title = next(t for t, fields in TABS.items() if first in fields)
+        self.query_one("#form-tabs", TabbedContent).active = f"tab-{title.split()[0].lower()}"
+        self.call_after_refresh(self.query_one(f"#f-{first.key}").focus)
 
     def show_saved(self, message: str) -> None:
         self.clear_errors()
-        self.query_one("#form-message", Label).update(f"✔ {message}")
+        self.mark_unmodified()
+        self.query_one("#form-message", Static).update(f"✔ {message}")
 
     def request_save(self) -> None:
         connection_id = self.connection_id or self.query_one("#form-id", Input).value.strip()
