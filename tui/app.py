@@ -7,8 +7,10 @@ workspace), switches screens, and guards quitting with unsaved rules or connecti
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 from textual.app import App
 from textual.binding import Binding
@@ -24,23 +26,35 @@ from tui.screens.connections import ConnectionsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.rules import RulesScreen
 from tui.screens.users import UsersScreen
-from tui.widgets.nav import SCREENS, NavBar, PaletteCommand
+from tui.widgets.nav import SCREENS, NavBar, PaletteCommand, PaletteEntry, WorkspaceChanged
+
+
+class PaletteScreen(Protocol):
+    """What the app needs of a screen class: made on a facade, its palette entries."""
+
+    def __call__(self, facade: Facade) -> Screen[None]: ...
+
+    def palette_entries(self) -> list[PaletteEntry]: ...
 
 
 class JitprovCommands(Provider):
-    """Every action of the app and of the current screen, for the command palette."""
+    """Every action of every screen, each with its key, for the command palette: an
+    action of another screen shows that screen first (asking about unsaved edits as
+    leaving the current one would)."""
 
     def _commands(self) -> list[PaletteCommand]:
         app = self.app
         assert isinstance(app, JitprovApp)
         commands: list[PaletteCommand] = [
-            (f"Go to {title}", f"show the {title} screen (key {key})", partial(app.go, mode))
+            (f"Go to {title}", f"show the {title} screen ({key})", partial(app.go, mode))
             for mode, (key, title) in SCREENS.items()
         ]
-        screen_commands = getattr(self.screen, "palette_commands", None)
-        if screen_commands is not None:
-            commands.extend(screen_commands())
+        for mode, (_, title) in SCREENS.items():
+            for name, help_text, action in app.screen_types[mode].palette_entries():
+                run = partial(app.go, mode, action)
+                commands.append((f"{title}: {name}", help_text, run))
         commands.append(("Help", "keys and screens (f1)", app.action_help))
+        commands.append(("Quit", "asks first about unsaved edits (ctrl+q)", app.action_quit))
         return commands
 
     async def discover(self) -> Hits:
@@ -74,13 +88,14 @@ class JitprovApp(App[None]):
     def __init__(self, facade: Facade) -> None:
         super().__init__()
         self.facade = facade
-        screens = {
+        screens: dict[str, PaletteScreen] = {
             "connections": ConnectionsScreen,
             "rules": RulesScreen,
             "bench": BenchScreen,
             "users": UsersScreen,
             "audit": AuditScreen,
         }
+        self.screen_types = screens
         self.mode_screens: dict[str, Screen[None]] = {}  # each mode's screen, once made
         for mode, screen in screens.items():
             self.add_mode(mode, partial(self._make_screen, mode, screen))
@@ -94,13 +109,34 @@ class JitprovApp(App[None]):
         self.sub_title = self.facade.label()
         self.switch_mode("connections")
 
-    def go(self, mode: str) -> None:
-        """Show one of the five screens (the screen left may ask about unsaved edits)."""
+    def announce(self, what: str) -> None:
+        """Tell every screen made so far that `what` changed (see WorkspaceChanged); a
+        screen not made yet reads everything when it is."""
+        for screen in self.mode_screens.values():
+            screen.post_message(WorkspaceChanged(what))
+
+    def go(self, mode: str, action: str | None = None) -> None:
+        """Show one of the five screens (the screen left may ask about unsaved edits),
+        then run its method `action` when one is given (from the palette)."""
+
+        def switch() -> None:
+            if action is None:
+                self.switch_mode(mode)
+            else:
+                self.run_worker(self._show_then(mode, action), exit_on_error=False)
+
         guard = getattr(self.screen, "leave_guard", None)
         if guard is None or self.current_mode == mode:
-            self.switch_mode(mode)
+            switch()
             return
-        guard(lambda: self.switch_mode(mode))
+        guard(switch)
+
+    async def _show_then(self, mode: str, action: str) -> None:
+        if self.current_mode != mode:
+            await self.switch_mode(mode)
+        done = getattr(self.mode_screens[mode], action)()
+        if inspect.isawaitable(done):
+            await done
 
     def action_go(self, mode: str) -> None:
         self.go(mode)

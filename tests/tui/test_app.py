@@ -63,10 +63,24 @@ async def test_palette_lists_screens_and_screen_actions(app: JitprovApp) -> None
         await settle(pilot)
         await pilot.press("2")
         await settle(pilot)
-        names = [name for name, _, _ in JitprovCommands(app.screen)._commands()]
+        commands = JitprovCommands(app.screen)._commands()
+        names = [name for name, _, _ in commands]
         for title in ("Go to Connections", "Go to Rules", "Go to Test bench", "Go to Users"):
             assert title in names
-        assert {"Save rules", "Format rules", "Run all cases", "Help"} <= set(names)
+        # Every screen's actions, whichever screen is shown, each help with its key.
+        assert {
+            "Rules: Save rules",
+            "Rules: Format rules",
+            "Test bench: Run all cases",
+            "Connections: Import IdP metadata",
+            "Users: Search users",
+            "Audit: Reload audit",
+            "Help",
+            "Quit",
+        } <= set(names)
+        for name, help_text, _ in commands:
+            if name.startswith(("Rules:", "Test bench:", "Connections:")):
+                assert help_text.endswith(")"), (name, help_text)  # "... (ctrl+s)"
         await pilot.press("ctrl+p")
         await settle(pilot)
         assert isinstance(app.screen, CommandPalette)

@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
-from tui.widgets.nav import NavBar, PaletteCommand
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
 from tui.widgets.preview import OUTCOME_STYLES
 
 CASE_STYLES = {"passed": ("✔", "green"), "failed": ("✘", "red"), "error": ("!", "magenta")}
@@ -70,27 +70,39 @@ class BenchScreen(Screen[None]):
         self.query_one("#bench-plan").border_title = "plan and trace"
         self.query_one("#bench-case-list").border_title = "cases"
         self.query_one("#bench-diff").border_title = "diff"
+        self._fill_selectors()
+
+    def _fill_selectors(self) -> None:
+        """The connections and tokens to choose from, keeping the ones chosen."""
         try:
             connections = list(self.facade.config.connections)
         except FacadeError as exc:
             self.notify(str(exc), severity="error")
             connections = []
         select: Select[str] = self.query_one("#bench-connection", Select)
-        select.set_options([(c, c) for c in connections])
         tokens: Select[Path] = self.query_one("#bench-token", Select)
-        tokens.set_options([(p.name, p) for p in self.facade.samples()])
-        if connections:
+        chosen, token = select.value, tokens.value
+        with select.prevent(Select.Changed):  # the token chosen stays as it is
+            select.set_options([(c, c) for c in connections])
+            if chosen in connections:
+                select.value = chosen
+        samples = self.facade.samples()
+        tokens.set_options([(p.name, p) for p in samples])
+        if token in samples:
+            tokens.value = token
+        if connections and chosen not in connections:
             select.value = connections[0]
 
-    def palette_commands(self) -> list[PaletteCommand]:
+    def on_workspace_changed(self, event: WorkspaceChanged) -> None:
+        if event.what == "connections":
+            self._fill_selectors()
+
+    @classmethod
+    def palette_entries(cls) -> list[PaletteEntry]:
         return [
-            (
-                "Dry run token",
-                "decode, validate and plan, writing nothing (d)",
-                self.action_dry_run,
-            ),
-            ("Apply token", "provision it into the store (a)", self.action_apply),
-            ("Run all cases", "every *.case.toml (ctrl+t)", self.action_run_cases),
+            ("Dry run token", "decode, validate and plan, writing nothing (d)", "action_dry_run"),
+            ("Apply token", "provision it into the store (a)", "action_apply"),
+            ("Run all cases", "every *.case.toml, on the Test bench (ctrl+t)", "action_run_cases"),
         ]
 
     def _chosen(self) -> tuple[str, Path, datetime | None] | None:
@@ -149,6 +161,10 @@ class BenchScreen(Screen[None]):
             self.app.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.app.call_from_thread(self.show_token, decoded, result, dry_run)
+        if not dry_run:
+            announce = getattr(self.app, "announce", None)
+            if announce is not None:
+                self.app.call_from_thread(announce, "store")
 
     def show_token(self, decoded: Decoded, result: Any, dry_run: bool) -> None:
         style = "red" if decoded.reason else "yellow" if decoded.kind == "sample" else "green"

@@ -26,7 +26,7 @@ from engine.config import ConfigError
 from tui.facade import ConnectionRow, Facade, FacadeError
 from tui.screens.confirm import ConfirmScreen, PromptScreen, UnsavedChangesScreen
 from tui.widgets.connection_form import ConnectionForm
-from tui.widgets.nav import NavBar, PaletteCommand
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
 
 
 class ConnectionsScreen(Screen[None]):
@@ -67,17 +67,18 @@ class ConnectionsScreen(Screen[None]):
         table.border_title = "connections"
         self.action_refresh()
 
-    def palette_commands(self) -> list[PaletteCommand]:
+    @classmethod
+    def palette_entries(cls) -> list[PaletteEntry]:
         return [
-            ("Save connection", "save the form into jitprov.toml", self.action_save),
-            ("New connection", "an empty form", self.action_new),
+            ("Save connection", "save the form into jitprov.toml (ctrl+s)", "action_save"),
+            ("New connection", "an empty form (n)", "action_new"),
             (
                 "Import IdP metadata",
-                "add a connection from metadata XML",
-                self.action_import_metadata,
+                "add a connection from metadata XML (i)",
+                "action_import_metadata",
             ),
-            ("Edit rules", "open the connection's rules", self.action_edit_rules),
-            ("Reload connections", "re-read jitprov.toml", self.action_refresh),
+            ("Edit rules", "open the connection's rules (e)", "action_edit_rules"),
+            ("Reload connections", "re-read jitprov.toml (ctrl+r)", "action_refresh"),
         ]
 
     # -- loading -------------------------------------------------------------------
@@ -228,8 +229,19 @@ class ConnectionsScreen(Screen[None]):
         form.original = self.facade.connection_table(connection_id)
         form.show_saved(f"saved to {self.facade.config_path.name}")
         self.notify(f"connection {connection_id} saved")
-        self.load_rows()
+        self._announce("connections")  # this screen's rows among them
         return True
+
+    def _announce(self, what: str) -> None:
+        announce = getattr(self.app, "announce", None)
+        if announce is not None:
+            announce(what)
+        else:
+            self.load_rows()
+
+    def on_workspace_changed(self, event: WorkspaceChanged) -> None:
+        if event.what in ("connections", "rules"):  # the rows and their rules status
+            self.load_rows()
 
     def _offer_starter_rules(
         self,
@@ -329,7 +341,7 @@ class ConnectionsScreen(Screen[None]):
             self.notify(str(exc), severity="error", timeout=8)
             return
         self.notify(f"connection {connection_id} added from {path.name}")
-        self.load_rows()
+        self._announce("connections")
 
 
 _COLUMNS = ("id", "protocol", "mode", "rules status")

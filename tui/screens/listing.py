@@ -16,7 +16,7 @@ from textual.widgets import Footer, Header
 
 from tui.facade import PAGE, Facade
 from tui.screens.user_detail import UserDetailScreen
-from tui.widgets.nav import NavBar, PaletteCommand
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
 from tui.widgets.search_table import SearchTable
 
 
@@ -54,13 +54,23 @@ class ListingScreen(Screen[None]):
         table = self.query_one(SearchTable)
         self.load(table.query_text, table.row_offset)
 
-    def palette_commands(self) -> list[PaletteCommand]:
-        table = self.query_one(SearchTable)
-        noun = self.list_id
+    def on_workspace_changed(self, event: WorkspaceChanged) -> None:
+        if event.what == "store" and self.is_current:  # else: on resume, as above
+            self.on_screen_resume()
+
+    @classmethod
+    def palette_entries(cls) -> list[PaletteEntry]:
+        noun = cls.list_id
         return [
-            (f"Search {noun}", "focus the search box (/)", table.action_search),
-            (f"Reload {noun}", "query the store again", lambda: self.load(table.query_text, 0)),
+            (f"Search {noun}", "focus the search box (/)", "action_search"),
+            (f"Reload {noun}", "query the store again", "action_reload"),
         ]
+
+    def action_search(self) -> None:
+        self.query_one(SearchTable).action_search()
+
+    def action_reload(self) -> None:
+        self.load(self.query_one(SearchTable).query_text, 0)
 
     def on_search_table_query_changed(self, event: SearchTable.QueryChanged) -> None:
         self.load(event.query, event.row_offset)

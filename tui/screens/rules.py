@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, TextArea
 from tui.facade import Check, ConnectionRow, Facade, FacadeError, Preview, Problem
 from tui.screens.confirm import UnsavedChangesScreen
 from tui.widgets.connection_list import ConnectionList
-from tui.widgets.nav import NavBar, PaletteCommand
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
 from tui.widgets.preview import PreviewPanel
 from tui.widgets.problems import ProblemList
 from tui.widgets.rules_editor import Mark, RulesEditor
@@ -101,12 +101,12 @@ class RulesScreen(Screen[None]):
             if first is not None:
                 self.open(first)
 
-    def palette_commands(self) -> list[PaletteCommand]:
+    @classmethod
+    def palette_entries(cls) -> list[PaletteEntry]:
         return [
-            ("Save rules", "write the rules file (ctrl+s)", self.action_save),
-            ("Format rules", "canonical formatting (ctrl+f)", self.action_format),
-            ("Run all cases", "on the Test bench (ctrl+t)", self.action_run_cases),
-            ("Next problem", "move to the next diagnostic (f8)", self.action_next_problem),
+            ("Save rules", "write the rules file (ctrl+s)", "action_save"),
+            ("Format rules", "canonical formatting (ctrl+f)", "action_format"),
+            ("Next problem", "move to the next diagnostic (f8)", "action_next_problem"),
         ]
 
     # -- the connection list ---------------------------------------------------------
@@ -269,8 +269,19 @@ class RulesScreen(Screen[None]):
         self.saved_text = text
         self.modified = False
         self.notify(f"saved {self.file_label}")
-        self.load_connections()
+        announce = getattr(self.app, "announce", None)
+        if announce is not None:
+            announce("rules")  # this screen's list among them
+        else:
+            self.load_connections()
         return True
+
+    def on_workspace_changed(self, event: WorkspaceChanged) -> None:
+        if event.what in ("connections", "rules"):  # the list and its rules status
+            self.load_connections()
+        elif event.what == "store":  # the preview compares with the store: again
+            self.generation += 1
+            self._check_now()
 
     def action_save(self) -> None:
         self.save()

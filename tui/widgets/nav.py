@@ -14,6 +14,20 @@ from textual.widgets import Static
 # A command palette entry: (name, help, callback); screens list theirs in
 # `palette_commands()`, the app's provider adds them to its own.
 PaletteCommand = tuple[str, str, Callable[[], object]]
+# A screen's action in the command palette: its title, a help line that ends with its
+# key, and the name of the screen's method that runs it.
+PaletteEntry = tuple[str, str, str]
+
+
+class WorkspaceChanged(Message):
+    """Something every screen that shows it must show anew: "connections" (added,
+    edited, imported), "rules" (a rules file saved) or "store" (a token applied). The
+    app sends one to each screen (JitprovApp.announce); nothing polls."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what = what
+
 
 SCREENS: dict[str, tuple[str, str]] = {
     "connections": ("1", "Connections"),
