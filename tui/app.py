@@ -73,6 +73,9 @@ class JitprovApp(App[None]):
     """Connections, rules, the test bench, users and audit of one workspace."""
 
     CSS_PATH = "app.tcss"
+    # Classes on every screen by the terminal's size, for the layouts in app.tcss.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     TITLE = "jitprov"
     COMMANDS = App.COMMANDS | {JitprovCommands}
     BINDINGS = [

@@ -1,5 +1,5 @@
-"""SVG snapshots of every screen at 120x40, on a copy of examples/demo with a fixed
-clock (so the audit times and dry runs are the same on every run).
+"""SVG snapshots of every screen at 80x24, 120x40 and 200x60, on the tests' workspace
+with a fixed clock (so the audit times and dry runs are the same on every run).
 
 Update them with `pytest tests/tui/test_snapshots.py --snapshot-update` after a
 deliberate change, and look at the report before committing.
@@ -10,14 +10,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
-from textual.widgets import Select
+from textual.widgets import Input, Select, TextArea
 
-from tests.tui.conftest import FIXED_NOW, SIZE, settle
+from tests.tui.conftest import FIXED_NOW, settle
 from tests.tui.test_screens_users import provision
 from tui.app import JitprovApp, make_app
 from tui.facade import Facade
 from tui.screens.rules import RulesScreen
+
+SIZES = pytest.mark.parametrize(
+    "size", [(80, 24), (120, 40), (200, 60)], ids=["80x24", "120x40", "200x60"]
+)
+
+
+async def steady(pilot: Pilot[None]) -> None:
+    """Settle, with every text cursor steady: a blinking one is drawn or not by the
+    time of the screenshot, which made snapshots of a focused search box flaky."""
+    await settle(pilot)
+    for widget in pilot.app.screen.query("Input, TextArea"):
+        assert isinstance(widget, Input | TextArea)
+        widget.cursor_blink = False
+    await settle(pilot)
+
+
+def snap(snap_compare: Any, app: JitprovApp, size: tuple[int, int], run_before: Any = None) -> bool:
+    """snap_compare after `run_before`, once the app is steady."""
+
+    async def before(pilot: Pilot[None]) -> None:
+        if run_before is not None:
+            await run_before(pilot)
+        await steady(pilot)
+
+    return bool(snap_compare(app, terminal_size=size, run_before=before))
 
 
 def demo_app(config_path: Path, *, provisioned: bool = False) -> JitprovApp:
@@ -34,11 +60,15 @@ async def go(pilot: Pilot[None], key: str) -> None:
     await settle(pilot)
 
 
-def test_connections_screen(snap_compare: Any, config_path: Path) -> None:
-    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=settle)
+@SIZES
+def test_connections_screen(snap_compare: Any, config_path: Path, size: tuple[int, int]) -> None:
+    assert snap(snap_compare, demo_app(config_path), size)
 
 
-def test_rules_screen_with_a_problem_and_preview(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_rules_screen_with_a_problem_and_preview(
+    snap_compare: Any, config_path: Path, size: tuple[int, int]
+) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "2")
         screen = pilot.app.screen
@@ -49,10 +79,13 @@ def test_rules_screen_with_a_problem_and_preview(snap_compare: Any, config_path:
         screen.editor.insert("email = nosuchname\n", (6, 0))
         await settle(pilot)
 
-    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, demo_app(config_path), size, run_before)
 
 
-def test_bench_screen_after_a_dry_run(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_bench_screen_after_a_dry_run(
+    snap_compare: Any, config_path: Path, size: tuple[int, int]
+) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "3")
         pilot.app.screen.query_one("#bench-token", Select).value = (
@@ -63,18 +96,20 @@ def test_bench_screen_after_a_dry_run(snap_compare: Any, config_path: Path) -> N
         await pilot.press("ctrl+t")
         await settle(pilot)
 
-    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, demo_app(config_path), size, run_before)
 
 
-def test_users_screen(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_users_screen(snap_compare: Any, config_path: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "4")
 
     app = demo_app(config_path, provisioned=True)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, app, size, run_before)
 
 
-def test_user_detail(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_user_detail(snap_compare: Any, config_path: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "4")
         pilot.app.screen.query_one("DataTable").focus()
@@ -82,25 +117,30 @@ def test_user_detail(snap_compare: Any, config_path: Path) -> None:
         await settle(pilot)
 
     app = demo_app(config_path, provisioned=True)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, app, size, run_before)
 
 
-def test_audit_screen(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_audit_screen(snap_compare: Any, config_path: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "5")
 
     app = demo_app(config_path, provisioned=True)
-    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, app, size, run_before)
 
 
-def test_help_screen(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_help_screen(snap_compare: Any, config_path: Path, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "f1")
 
-    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, demo_app(config_path), size, run_before)
 
 
-def test_unsaved_changes_dialog(snap_compare: Any, config_path: Path) -> None:
+@SIZES
+def test_unsaved_changes_dialog(
+    snap_compare: Any, config_path: Path, size: tuple[int, int]
+) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await go(pilot, "2")
         screen = pilot.app.screen
@@ -110,4 +150,4 @@ def test_unsaved_changes_dialog(snap_compare: Any, config_path: Path) -> None:
         await pilot.press("ctrl+q")
         await settle(pilot)
 
-    assert snap_compare(demo_app(config_path), terminal_size=SIZE, run_before=run_before)
+    assert snap(snap_compare, demo_app(config_path), size, run_before)

@@ -23,6 +23,8 @@ from tui.widgets.search_table import SearchTable
 class ListingScreen(Screen[None]):
     """One searchable table of the store; see the subclasses for what it lists."""
 
+    AUTO_FOCUS = "SearchTable DataTable"  # the rows, every time: `/` searches
+
     list_id: ClassVar[str]  # the NavBar entry and the table's id
     table_title: ClassVar[str]  # (not `title`: that is the screen's own reactive)
     columns: ClassVar[tuple[str, ...]]

@@ -43,6 +43,11 @@ class RulesScreen(Screen[None]):
         Binding("escape", "leave_editor", "Leave editor", show=False),
     ]
 
+    # What gets the focus when the screen is shown: the editor, every time. (With the
+    # default, the first focusable widget, the connection list or the editor won by
+    # whichever focus request came last.)
+    AUTO_FOCUS = "RulesEditor"
+
     modified: reactive[bool] = reactive(False)
 
     def __init__(self, facade: Facade) -> None:

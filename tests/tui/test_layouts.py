@@ -1,0 +1,54 @@
+"""Layouts from 80x24 to 200x60: what a person needs stays usable on a small terminal
+(the rules editor keeps at least ten lines of text, the bench's selectors stay wide
+enough to read, the form's Save button stays in view) and side lists narrow under 120
+columns. The SVG snapshots at the three sizes are in test_snapshots.py."""
+
+from __future__ import annotations
+
+import pytest
+from textual.widgets import Button, Select
+
+from tests.tui.conftest import settle
+from tui.app import JitprovApp
+from tui.screens.rules import RulesScreen
+
+SIZES = [(80, 24), (100, 30), (120, 40), (200, 60)]
+
+
+def visible(app: JitprovApp, widget_id: str) -> bool:
+    """The widget lies wholly inside the terminal."""
+    region = app.screen.query_one(widget_id).region
+    width, height = app.size
+    return region.height > 0 and region.right <= width and region.bottom <= height
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+async def test_every_screen_stays_usable(app: JitprovApp, size: tuple[int, int]) -> None:
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        assert visible(app, "#form-save")
+        assert isinstance(app.screen.query_one("#form-save"), Button)
+        list_width = app.screen.query_one("#connections-pane").region.width
+        assert list_width <= (28 if size[0] < 120 else 56)
+        assert app.screen.query_one("#connection-form").region.width >= 50
+
+        app.screen.set_focus(None)
+        await pilot.press("2")
+        await settle(pilot)
+        rules = app.screen
+        assert isinstance(rules, RulesScreen)
+        editor = rules.editor
+        assert editor.content_region.height >= 10, editor.content_region
+        assert editor.content_region.width >= 40
+        assert visible(app, "#preview") and visible(app, "#problems")
+
+        rules.set_focus(None)
+        await pilot.press("3")
+        await settle(pilot)
+        for selector in ("#bench-connection", "#bench-token", "#bench-at"):
+            assert app.screen.query_one(selector).region.width >= 14, selector
+            assert visible(app, selector)
+        token = app.screen.query_one("#bench-token", Select)
+        assert token.region.height == 1  # one line, not a column of letters
+        for button in ("#bench-dry-run", "#bench-apply", "#bench-cases"):
+            assert visible(app, button)
