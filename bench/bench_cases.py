@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.harness import Comparison, Stats, measure
+from bench.harness import Comparison, Stats, measure, placeholder_certificate
 from engine.cases.runner import available_cpus
 
 RULES = """\
@@ -103,7 +103,7 @@ type = "{"contractor" if i % 5 == 3 else "employee"}"
 def make_workspace(root: Path, count: int) -> Path:
     """A workspace with `count` cases under tests/; returns its config path."""
     (root / "tests").mkdir(parents=True)
-    (root / "idp.pem").write_text("samples only: not read\n")
+    placeholder_certificate(root / "idp.pem")
     (root / "idp.rules").write_text(RULES, encoding="utf-8")
     for i in range(count):
         folder = root / "tests" / f"group-{i % 10}"

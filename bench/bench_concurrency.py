@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.bench_store import CONFIG  # the same one-connection workspace
-from bench.harness import Comparison, Stats
+from bench.harness import Comparison, Stats, placeholder_certificate
 
 RULES = """\
 username   = lower(subject)
@@ -58,7 +58,7 @@ def _worker(folder: str, worker: int, count: int, start: multiprocessing.Event) 
 
 
 def _workspace(folder: Path) -> None:
-    (folder / "idp.pem").write_text("unused: samples only\n")
+    placeholder_certificate(folder / "idp.pem")
     (folder / "okta.rules").write_text(RULES)
     (folder / "jitprov.toml").write_text(CONFIG)
 

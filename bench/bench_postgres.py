@@ -65,7 +65,7 @@ from urllib.parse import urlencode
 
 from bench.bench_store import CONFIG as STORE_CONFIG
 from bench.bench_store import RULES, RULES_SHA256, STAMP, tokens
-from bench.harness import Comparison, Stats
+from bench.harness import Comparison, Stats, placeholder_certificate
 
 ADMIN_ENV = "JITPROV_BENCH_POSTGRES"
 DEFAULT_ADMIN = "postgresql:///postgres"
@@ -195,7 +195,7 @@ def unreachable(admin: str) -> str | None:
 def workspace(folder: Path, url: str, rules: str = RULES) -> Path:
     """A workspace whose store is the database at `url`; returns its config's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "idp.pem").write_text("unused: samples only\n")
+    placeholder_certificate(folder / "idp.pem")
     (folder / "okta.rules").write_text(rules)
     (folder / "jitprov.toml").write_text(CONFIG.format(url=json.dumps(url)))
     return folder / "jitprov.toml"

@@ -43,7 +43,7 @@ from bench.floors.store import (
     Token,
     baseline,
 )
-from bench.harness import MIN_TURNS, Background, Comparison, Stats
+from bench.harness import MIN_TURNS, Background, Comparison, Stats, placeholder_certificate
 from engine.config import load_config
 from engine.intake import read_token
 from engine.provision import Provisioner
@@ -91,7 +91,7 @@ def tokens(accounts: int, count: int) -> list[Token]:
 def workspace(folder: Path, accounts: int) -> Path:
     """A workspace whose store holds `accounts` accounts (each with 2 groups and a link)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "idp.pem").write_text("unused\n")
+    placeholder_certificate(folder / "idp.pem")
     (folder / "okta.rules").write_text(RULES)
     (folder / "jitprov.toml").write_text(CONFIG)
     config = load_config(folder / "jitprov.toml")

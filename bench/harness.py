@@ -16,11 +16,13 @@ sides of each ratio alike and shows in the spread rather than in one side's medi
 from __future__ import annotations
 
 import gc
+import shutil
 import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 MIN_TURNS = 5
@@ -232,3 +234,11 @@ class Comparison:
             turn_ratios=list(data.get("turn_ratios") or []),
             clock=data.get("clock", "wall"),
         )
+
+
+def placeholder_certificate(path: Path) -> None:
+    """A real IdP certificate at `path` for a workspace whose tokens are samples (never
+    signed): the config loader checks that a certificate file holds one."""
+    shutil.copyfile(
+        Path(__file__).resolve().parent.parent / "examples/demo/certs/idp-test.crt", path
+    )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.filekinds import EXPECTED_IN_FILE, FileKind, file_problem
 from rules.vocabulary import BUILTIN_FIELDS, FIELD_TYPES, KEYWORDS, FieldType
 
 CONFIG_NAME = "jitprov.toml"
@@ -352,12 +353,26 @@ class _Checker:
             raise self.fail(key, "expected a non-empty string")
         return str(value)
 
-    def file(self, table: Mapping[str, Any], name: str, key: str) -> Path:
+    def file(
+        self, table: Mapping[str, Any], name: str, key: str, holds: FileKind | None = None
+    ) -> Path:
+        """The path of an existing file; with `holds`, one that holds what it should."""
         value = self.text(table, name, key)
         path = (self.root / value).resolve()
         if not path.is_file():
             raise self.fail(key, f"file not found: {value} (looked for {path})")
+        if holds is not None:
+            self.holds(key, value, path, holds)
         return path
+
+    def holds(self, key: str, value: str, path: Path, kind: FileKind) -> None:
+        """A ConfigError unless the file at `path` (written `value`) holds `kind`."""
+        try:
+            found = file_problem(path, kind)
+        except OSError as exc:
+            raise self.fail(key, f"cannot read {value}: {exc.strerror or exc}") from None
+        if found is not None:
+            raise self.fail(key, f"expected {EXPECTED_IN_FILE[kind]} in {value}, found {found}")
 
     def text_list(self, table: Mapping[str, Any], name: str, key: str) -> tuple[str, ...]:
         value = table[name]
@@ -618,8 +633,8 @@ def _connection(
     optional: dict[str, Callable[[str], Any]] = {
         "recipient": lambda k: checker.text(table, k, key(k)),
         "require_signed": lambda k: checker.choice(table, k, key(k), REQUIRE_SIGNED),
-        "decryption_key": lambda k: checker.file(table, k, key(k)),
-        "metadata": lambda k: checker.file(table, k, key(k)),
+        "decryption_key": lambda k: checker.file(table, k, key(k), "private_key"),
+        "metadata": lambda k: checker.file(table, k, key(k), "metadata"),
         "metadata_url": lambda k: checker.fetchable(table, k, key(k)),
         "sso_url": lambda k: checker.fetchable(table, k, key(k)),
         "return_urls": lambda k: checker.url_list(table, k, key(k)),
@@ -629,14 +644,14 @@ def _connection(
         "token_endpoint": lambda k: checker.fetchable(table, k, key(k)),
         "redirect_uri": lambda k: checker.fetchable(table, k, key(k)),
         "token_endpoint_auth_method": lambda k: checker.choice(table, k, key(k), CLIENT_AUTH),
-        "client_key": lambda k: checker.file(table, k, key(k)),
+        "client_key": lambda k: checker.file(table, k, key(k), "client_key"),
         "scopes": lambda k: checker.text_list(table, k, key(k)),
-        "sp_certificate": lambda k: checker.file(table, k, key(k)),
-        "sp_key": lambda k: checker.file(table, k, key(k)),
-        "sp_encryption_certificate": lambda k: checker.file(table, k, key(k)),
-        "metadata_certificate": lambda k: checker.file(table, k, key(k)),
+        "sp_certificate": lambda k: checker.file(table, k, key(k), "certificate"),
+        "sp_key": lambda k: checker.file(table, k, key(k), "private_key"),
+        "sp_encryption_certificate": lambda k: checker.file(table, k, key(k), "certificate"),
+        "metadata_certificate": lambda k: checker.file(table, k, key(k), "certificate"),
         "metadata_signed": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
-        "jwks": lambda k: checker.file(table, k, key(k)),
+        "jwks": lambda k: checker.file(table, k, key(k), "jwks"),
         "client_secret_env": lambda k: checker.env_name(table, k, key(k)),
         "jwks_uri": lambda k: checker.fetchable(table, k, key(k)),
         "discovery": lambda k: checker.fetchable(table, k, key(k)),
@@ -670,6 +685,7 @@ def _connection(
             path = (checker.root / n).resolve()
             if not path.is_file():
                 raise checker.fail(key("certificate"), f"file not found: {n} (looked for {path})")
+            checker.holds(key("certificate"), n, path, "certificate")
             paths.append(path)
         values["certificates"] = tuple(paths)
     sources = ("certificate", "metadata", "metadata_url")

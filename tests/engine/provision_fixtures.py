@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -81,7 +82,9 @@ def workspace(
     """
     connections = connections if connections is not None else {"okta": {}}
     (root / "rules").mkdir(parents=True, exist_ok=True)
-    (root / "idp.pem").write_text("not read by these tests\n")
+    # A real certificate: the config loader checks that it is one (the tests here do
+    # not sign anything with it).
+    shutil.copyfile(Path(__file__).resolve().parent / "data" / "saml" / "idp.crt", root / "idp.pem")
     if NEW_DATABASE is not None and store == "jitprov.db":
         lines = ["[store]", f"url = {toml_value(NEW_DATABASE())}", "", "[store.fields]"]
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -24,12 +25,15 @@ audience = "https://sp.example.com/saml"
 rules = "rules/okta.rules"
 """
 
+SAML_DATA = Path(__file__).resolve().parent / "data" / "saml"
+
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     (tmp_path / "certs").mkdir()
-    (tmp_path / "certs" / "okta.pem").write_text("cert")
-    (tmp_path / "certs" / "jwks.json").write_text("{}")
+    # Real files of their kind: the loader checks what each holds.
+    shutil.copyfile(SAML_DATA / "idp.crt", tmp_path / "certs" / "okta.pem")
+    (tmp_path / "certs" / "jwks.json").write_text('{"keys": []}')
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "okta.rules").write_text("username = subject\n")
     return tmp_path
@@ -167,7 +171,7 @@ def test_client_secret_env_names_a_variable_and_stands_in_for_jwks(workspace: Pa
 
 
 def test_certificate_list_for_key_rollover(workspace: Path) -> None:
-    (workspace / "certs" / "next.pem").write_text("cert2")
+    shutil.copyfile(SAML_DATA / "sp.crt", workspace / "certs" / "next.pem")
     text = BASE.replace(
         'certificate = "certs/okta.pem"', 'certificate = ["certs/okta.pem", "certs/next.pem"]'
     )

@@ -3,6 +3,7 @@ with the config loader before anything is written."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,10 @@ rules = "okta.rules"
 
 @pytest.fixture
 def config_path(tmp_path: Path) -> Path:
-    (tmp_path / "idp.pem").write_text("cert")
+    # A real certificate: the loader checks that the file holds one.
+    shutil.copyfile(
+        Path(__file__).resolve().parent / "data" / "saml" / "idp.crt", tmp_path / "idp.pem"
+    )
     (tmp_path / "okta.rules").write_text("username = subject\n")
     path = tmp_path / "jitprov.toml"
     path.write_text(CONFIG)

@@ -22,6 +22,7 @@ from saml_fixtures import (
     ISSUER,
     LATER,
     MD,
+    SP_KEY,
     WORKSPACE_CONFIG,
     connection,
     entity,
@@ -202,7 +203,7 @@ def test_import_takes_the_workspace_s_sp_entity_id(tmp_path: Path) -> None:
 
 def test_import_writes_the_options_it_is_given(tmp_path: Path) -> None:
     config = _workspace(tmp_path)
-    (tmp_path / "sp.key").write_text("not read at import")
+    (tmp_path / "sp.key").write_text(SP_KEY.read_text())  # a key, not read at import
     md = tmp_path / "idp.xml"
     md.write_text(entity())
     import_metadata(

@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from saml_fixtures import SP_CERT, SP_KEY, connection
+from saml_fixtures import IDP_CERT, SP_CERT, SP_KEY, connection
 
 from engine.config import ConfigError, load_config
 from engine.saml.keys import ders_from_pem
@@ -112,7 +112,7 @@ def test_the_cli_prints_it_and_serve_publishes_it_without_the_token(
 
 
 def test_sp_keys_are_checked_in_the_config(tmp_path: Path) -> None:
-    (tmp_path / "idp.pem").write_text("unused")
+    (tmp_path / "idp.pem").write_text(IDP_CERT.read_text())  # a certificate, unused
     (tmp_path / "sp.crt").write_text(SP_CERT.read_text())
     (tmp_path / "x.rules").write_text("username = subject\n")
     base = (

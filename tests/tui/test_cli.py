@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,12 @@ audience = "https://sp.example.com/saml"
 rules = "okta.rules"
 """
 
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo"
+
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
-    (tmp_path / "idp.pem").write_text("cert")
+    shutil.copyfile(DEMO / "certs" / "idp-test.crt", tmp_path / "idp.pem")  # a real one
     (tmp_path / "okta.rules").write_text('username = lower(subject)\ngroups += "everyone"\n')
     (tmp_path / "jitprov.toml").write_text(CONFIG)
     return tmp_path
