@@ -1,5 +1,6 @@
 """The real thing: `jitprov` in a real terminal (tmux) on a copy of examples/demo shows
-the connections and quits cleanly with ctrl+q.
+the connections and quits cleanly with ctrl+q; at 80x24 the rules editor shows what is
+typed into it.
 
 Skipped (with the reason) when tmux is not installed; CI installs it.
 """
@@ -72,6 +73,42 @@ def test_jitprov_opens_on_the_connections_and_quits_with_ctrl_q(tmp_path: Path) 
         assert "Traceback" not in screen()
     finally:
         tmux("-L", session, "kill-server")
+
+
+def test_at_80x24_the_rules_editor_shows_what_is_typed(tmp_path: Path) -> None:
+    # The smallest common terminal: the Rules screen's editor must keep lines to type in
+    # (it once had none at 80x24), and what is typed must be on the screen.
+    config = copy_demo(tmp_path / "demo")
+    rules = sorted((config.parent / "rules").glob("*.rules"))
+    before = {path: path.read_bytes() for path in rules}
+    status = tmp_path / "exit-status"
+    session = f"jitprov-test-{uuid.uuid4().hex[:8]}"
+    command = (
+        f"unset COLUMNS LINES; cd {shlex.quote(str(config.parent))} && {JITPROV}; "
+        f"echo $? > {shlex.quote(str(status))}; sleep 30"
+    )
+    size = ("-x", "80", "-y", "24")
+    tmux("-L", session, "-f", "/dev/null", "new-session", "-d", "-s", session, *size, command)
+    try:
+
+        def screen() -> str:
+            return tmux("-L", session, "capture-pane", "-p", "-t", session)
+
+        assert wait_for(lambda: "Connection id" in screen()), screen()
+        tmux("-L", session, "send-keys", "-t", session, "2")
+        assert wait_for(lambda: "rules/" in screen() and "username" in screen()), screen()
+        typed = "# typed at 80x24"
+        tmux("-L", session, "send-keys", "-t", session, "-l", typed)
+        assert wait_for(lambda: typed in screen()), screen()
+        assert "Traceback" not in screen()
+        tmux("-L", session, "send-keys", "-t", session, "C-q")
+        assert wait_for(lambda: "unsaved changes" in screen()), screen()
+        tmux("-L", session, "send-keys", "-t", session, "d")  # discard, then quit
+        assert wait_for(lambda: status.exists() and status.read_text().strip() != "")
+        assert status.read_text().strip() == "0"
+    finally:
+        tmux("-L", session, "kill-server")
+    assert {path: path.read_bytes() for path in rules} == before  # nothing was saved
 
 
 ROOT = Path(__file__).resolve().parents[2]
