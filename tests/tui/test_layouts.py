@@ -52,3 +52,20 @@ async def test_every_screen_stays_usable(app: JitprovApp, size: tuple[int, int])
         assert token.region.height == 1  # one line, not a column of letters
         for button in ("#bench-dry-run", "#bench-apply", "#bench-cases"):
             assert visible(app, button)
+
+
+async def test_a_long_message_wraps_at_80_columns_instead_of_being_cut(app: JitprovApp) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.screen.set_focus(None)
+        await pilot.press("3")
+        await settle(pilot)
+        app.screen.query_one("#bench-token", Select).value = (
+            app.facade.root / "samples" / "okta-engineer.toml"
+        )
+        await pilot.press("d")
+        await settle(pilot)
+        label = app.screen.query_one("#bench-validation")
+        assert "never by apply" in str(label.render())
+        assert label.region.height >= 2  # wrapped onto a second line, at a word
+        assert "never" in app.export_screenshot()  # and on the screen, not cut off
