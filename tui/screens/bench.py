@@ -21,7 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
 
 from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
 from tui.widgets.preview import OUTCOME_STYLES
 
 CASE_STYLES = {"passed": ("✔", "green"), "failed": ("✘", "red"), "error": ("!", "magenta")}
@@ -162,9 +162,7 @@ class BenchScreen(Screen[None]):
             return
         self.app.call_from_thread(self.show_token, decoded, result, dry_run)
         if not dry_run:
-            announce = getattr(self.app, "announce", None)
-            if announce is not None:
-                self.app.call_from_thread(announce, "store")
+            self.app.call_from_thread(announce, self, "store")
 
     def show_token(self, decoded: Decoded, result: Any, dry_run: bool) -> None:
         style = "red" if decoded.reason else "yellow" if decoded.kind == "sample" else "green"

@@ -26,7 +26,7 @@ from engine.config import ConfigError
 from tui.facade import ConnectionRow, Facade, FacadeError
 from tui.screens.confirm import ConfirmScreen, PromptScreen, UnsavedChangesScreen
 from tui.widgets.connection_form import ConnectionForm
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
 
 
 class ConnectionsScreen(Screen[None]):
@@ -229,15 +229,8 @@ class ConnectionsScreen(Screen[None]):
         form.original = self.facade.connection_table(connection_id)
         form.show_saved(f"saved to {self.facade.config_path.name}")
         self.notify(f"connection {connection_id} saved")
-        self._announce("connections")  # this screen's rows among them
+        announce(self, "connections")  # this screen's rows among them
         return True
-
-    def _announce(self, what: str) -> None:
-        announce = getattr(self.app, "announce", None)
-        if announce is not None:
-            announce(what)
-        else:
-            self.load_rows()
 
     def on_workspace_changed(self, event: WorkspaceChanged) -> None:
         if event.what in ("connections", "rules"):  # the rows and their rules status
@@ -341,7 +334,7 @@ class ConnectionsScreen(Screen[None]):
             self.notify(str(exc), severity="error", timeout=8)
             return
         self.notify(f"connection {connection_id} added from {path.name}")
-        self._announce("connections")
+        announce(self, "connections")
 
 
 _COLUMNS = ("id", "protocol", "mode", "rules status")

@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, TextArea
 from tui.facade import Check, ConnectionRow, Facade, FacadeError, Preview, Problem
 from tui.screens.confirm import UnsavedChangesScreen
 from tui.widgets.connection_list import ConnectionList
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
+from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
 from tui.widgets.preview import PreviewPanel
 from tui.widgets.problems import ProblemList
 from tui.widgets.rules_editor import Mark, RulesEditor
@@ -274,11 +274,7 @@ class RulesScreen(Screen[None]):
         self.saved_text = text
         self.modified = False
         self.notify(f"saved {self.file_label}")
-        announce = getattr(self.app, "announce", None)
-        if announce is not None:
-            announce("rules")  # this screen's list among them
-        else:
-            self.load_connections()
+        announce(self, "rules")  # this screen's list among them
         return True
 
     def on_workspace_changed(self, event: WorkspaceChanged) -> None:

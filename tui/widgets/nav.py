@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from rich.text import Text
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 
 # A command palette entry: (name, help, callback); screens list theirs in
@@ -27,6 +28,16 @@ class WorkspaceChanged(Message):
     def __init__(self, what: str) -> None:
         super().__init__()
         self.what = what
+
+
+def announce(screen: Widget, what: str) -> None:
+    """Tell every screen that `what` changed (JitprovApp.announce); a screen shown by
+    another app (a test's) is told itself."""
+    tell_all = getattr(screen.app, "announce", None)
+    if tell_all is not None:
+        tell_all(what)
+    else:
+        screen.post_message(WorkspaceChanged(what))
 
 
 SCREENS: dict[str, tuple[str, str]] = {
