@@ -38,15 +38,24 @@ async def steady(pilot: Pilot[None]) -> None:
             if screen.query_one(target).has_focus:
                 break
             await pilot.pause(0.05)
-    widgets = [
-        w for w in pilot.app.screen.query("Input, TextArea") if isinstance(w, Input | TextArea)
-    ]
-    for widget in widgets:
-        widget.cursor_blink = False
+    if isinstance(screen, RulesScreen):  # the debounced check shows the text as it is
+        for _ in range(200):
+            if screen.shown_generation == screen.generation:
+                break
+            await pilot.pause(0.05)
+        await settle(pilot)
+    inputs = [w for w in screen.query("Input") if isinstance(w, Input)]
+    for field in inputs:
+        field.cursor_blink = False  # an Input draws its cursor only while visible
     await settle(pilot)
-    for widget in widgets:  # after any blink already queued has run
-        widget._cursor_visible = False
-        widget.refresh()
+    for field in inputs:  # after any blink already queued has run
+        field._cursor_visible = False
+        field.refresh()
+    # A TextArea without blink draws its cursor whenever it has the focus; with blink
+    # on, it draws it only while visible: pause the blink with the cursor hidden.
+    for editor in (w for w in screen.query("TextArea") if isinstance(w, TextArea)):
+        editor._pause_blink(visible=False)
+        editor.refresh()
     await settle(pilot)
 
 
