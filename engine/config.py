@@ -48,6 +48,7 @@ class ConfigError(Exception):
 
 
 STORE_MIGRATE = ("auto", "manual")
+ON_DISABLED = ("deny", "enable")
 DEFAULT_POOL = 10
 DEFAULT_POOL_TIMEOUT = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 30.0
@@ -67,6 +68,16 @@ class StoreConfig:
     pool: int = DEFAULT_POOL
     pool_timeout: float = DEFAULT_POOL_TIMEOUT
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How long the store keeps what `jitprov prune` removes: audit rows and recorded
+    sign-ins, in days (None: for ever). Expired replay entries, sign-in requests and
+    hand-offs go whatever these say."""
+
+    audit_days: int | None = None
+    recorded_days: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +132,11 @@ class Connection:
     link_by: str | None = None
     on_error: Literal["abort", "continue"] = "abort"
     redact: tuple[str, ...] = ()
+    # `jitprov plan`: record each identity's latest validated attributes; redacted ones
+    # as keyed hashes unless record_redacted
+    record: bool = True
+    record_redacted: bool = False
+    on_disabled: Literal["deny", "enable"] = "deny"  # a sign-in of a disabled account
 
     def tenant_of(self, iss: str) -> str | None:
         """The tenant an `iss` names in the place of {tenantid} (a multi-tenant issuer),
@@ -145,6 +161,7 @@ class Config:
     connections: dict[str, Connection] = field(default_factory=dict)
     serve_token_env: str | None = None  # [serve] token_env: the variable holding the bearer token
     sp_entity_id: str | None = None  # [sp] entity_id: the default audience of new connections
+    retention: Retention = field(default_factory=lambda: Retention())  # [retention]
 
     @property
     def root(self) -> Path:
@@ -240,7 +257,7 @@ def parse_config(text: str, path: Path) -> Config:
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError, over-long integers, nesting
         raise ConfigError(label, None, f"invalid TOML: {toml_problem(exc)}") from None
     checker = _Checker(label, path.parent)
-    checker.keys(data, "", {"store", "connections", "serve", "sp"})
+    checker.keys(data, "", {"store", "connections", "serve", "sp", "retention"})
     store_table = checker.table(data, "store", "store")
     checker.keys(
         store_table,
@@ -271,7 +288,22 @@ def parse_config(text: str, path: Path) -> Config:
     sp_entity_id = (
         checker.text(sp_table, "entity_id", "sp.entity_id") if "entity_id" in sp_table else None
     )
-    return Config(path, store, fields, extra, connections, token_env, sp_entity_id)
+    retention = _retention(checker, checker.table(data, "retention", "retention"))
+    return Config(path, store, fields, extra, connections, token_env, sp_entity_id, retention)
+
+
+def _retention(checker: _Checker, table: dict[str, Any]) -> Retention:
+    checker.keys(table, "retention", {"audit_days", "recorded_days"})
+    days: dict[str, int] = {}
+    for name in ("audit_days", "recorded_days"):
+        if name in table:
+            value = checker.typed(table, name, f"retention.{name}", int, "a whole number of days")
+            if isinstance(value, bool) or value < 1:
+                raise checker.fail(
+                    f"retention.{name}", f"expected a whole number of days, 1 or more, got {value}"
+                )
+            days[name] = value
+    return Retention(**days)
 
 
 class _Checker:
@@ -602,6 +634,9 @@ _COMMON = (
     "link_by",
     "on_error",
     "redact",
+    "record",
+    "record_redacted",
+    "on_disabled",
 )
 
 
@@ -663,6 +698,9 @@ def _connection(
         "mode": lambda k: checker.choice(table, k, key(k), MODES),
         "on_error": lambda k: checker.choice(table, k, key(k), ON_ERROR),
         "redact": lambda k: checker.text_list(table, k, key(k)),
+        "record": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
+        "record_redacted": lambda k: checker.typed(table, k, key(k), bool, "true or false"),
+        "on_disabled": lambda k: checker.choice(table, k, key(k), ON_DISABLED),
     }
     for k, read in optional.items():
         if k in table:

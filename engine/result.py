@@ -229,4 +229,6 @@ def user_json(user: StoredUser, layout: Layout) -> dict[str, Any]:
     data["links"] = [{"connection": c, "subject": s} for c, s in user.links]
     data["created_at"] = user.created_at
     data["updated_at"] = user.updated_at
+    if user.disabled_at is not None:  # only on a disabled account: the shape stays
+        data["disabled_at"] = user.disabled_at
     return data

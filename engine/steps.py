@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from engine import recorded
 from engine.bounds import unholdable
 from engine.changes import Planned, clean, plan_write
 from engine.config import Connection
@@ -159,14 +160,41 @@ class Job:
                 message = f"token {token_id!r} was already used on connection {self.conn.id!r}"
                 return self._finish(txn, self.result("rejected", reason="replay", message=message))
         try:
-            return self._finish(txn, self._decide(txn))
+            result = self._decide(txn)
         except _Deny as deny:
-            denied = self.result(
+            result = self.result(
                 "denied", message=str(deny), plan=self._plan, user_id=self._user_id
             )
             if self._plan is not None:
-                denied.trace, denied.skipped = list(self._plan.trace), list(self._plan.skipped)
-            return self._finish(txn, denied)
+                result.trace, result.skipped = list(self._plan.trace), list(self._plan.skipped)
+        if self.conn.record and not self.dry_run:
+            self._record(txn, result)
+        return self._finish(txn, result)
+
+    def _record(self, txn: Transaction, result: Result) -> None:
+        """Keep the identity's validated attributes for `jitprov plan` (engine.recorded):
+        under its link's key, or under its account when the subject is transient."""
+        subject = self.subject
+        if subject is None:
+            return
+        key = subject.key
+        if subject.transient:
+            if result.user_id is None:
+                return  # no account, and the subject will never come again
+            key = recorded.account_key(result.user_id)
+        bag = recorded.bag_json(self.token, self.conn, txn.record_secret)
+        txn.record_signin(
+            recorded.Recorded(
+                self.conn.id,
+                key,
+                subject.value,
+                result.user_id,
+                result.outcome,
+                iso(self.now),
+                self.rules.sha256,
+                bag,
+            )
+        )
 
     def _finish(self, txn: Transaction, result: Result) -> Result:
         if not self.dry_run:
@@ -210,6 +238,11 @@ class Job:
             if found is not None:
                 stored, linked = found, not subject.transient
                 plan = self._evaluate(found)
+        if stored is not None and stored.disabled_at is not None and conn.on_disabled == "deny":
+            raise _Deny(
+                f"the account is disabled (since {stored.disabled_at}); an administrator"
+                " enables it with `jitprov users enable`"
+            )
         if stored is None:
             planned = self._creation(txn, plan)
             outcome = "created"
@@ -219,7 +252,10 @@ class Job:
             else:
                 self._check_rename(txn, stored, plan)
                 planned = plan_write(stored, plan, conn.id, self.layout)
-            outcome = "linked" if linked else ("updated" if planned.write else "unchanged")
+            if stored.disabled_at is not None:  # on_disabled = "enable"
+                planned.changes["disabled"] = [True, False]
+            changed = bool(planned.write) or stored.disabled_at is not None
+            outcome = "linked" if linked else ("updated" if changed else "unchanged")
         return self._write(txn, stored, planned, plan, outcome, new_link)
 
     def _link_by(self, txn: Transaction, plan: Plan, field: str) -> StoredUser | None:
@@ -232,7 +268,8 @@ class Job:
         if len(ids) > 1:
             raise _Deny(f"several accounts have {field} {value}; not linking to any of them")
         found = txn.load_user(ids[0])
-        assert found is not None
+        if found is None:  # deleted since the lookup (PostgreSQL, read committed)
+            return None
         if found.linked_to(self.conn.id):
             raise _Deny(
                 f"the account with {field} {value} is already linked to another identity of "
@@ -289,6 +326,8 @@ class Job:
                 txn.write_members(user_id, planned.write)
             elif planned.write:
                 txn.update_user(stored.id, planned.write, now)
+            if stored is not None and stored.disabled_at is not None:
+                txn.set_disabled(stored.id, None, now)
             assert user_id is not None
             if new_link or outcome == "linked":
                 txn.write_link(conn.id, subject.value, subject.key, user_id, now)

@@ -42,6 +42,8 @@ COMMANDS = (
     "test",
     "mint",
     "users",
+    "plan",
+    "prune",
     "audit",
     "connection",
     "serve",

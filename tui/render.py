@@ -130,6 +130,23 @@ def users_table(users: list[dict[str, Any]]) -> list[str]:
     return _table(rows)
 
 
+def stale_table(users: list[dict[str, Any]]) -> list[str]:
+    """`users list --not-seen-since`: the oldest first, with when each was last seen."""
+    rows = [("id", "username", "last seen", "links", "state")]
+    for u in users:
+        links = sorted({link["connection"] for link in u.get("links", [])})
+        rows.append(
+            (
+                str(u["id"]),
+                show(u.get("username")),
+                show(u.get("last_seen_at")),
+                ", ".join(links),
+                "disabled" if u.get("disabled_at") else "",
+            )
+        )
+    return _table(rows)
+
+
 def audit_table(rows: list[AuditRow]) -> list[str]:
     """`audit`: newest first, one line per token."""
     if not rows:

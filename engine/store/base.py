@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from rules.plan import Scalar
+
+if TYPE_CHECKING:
+    from engine.recorded import Recorded
 
 T = TypeVar("T")
 
@@ -58,6 +61,7 @@ class StoredUser:
     links: list[tuple[str, str]]  # (connection, subject), sorted
     created_at: str | None
     updated_at: str | None
+    disabled_at: str | None = None  # when an administrator disabled it (None: enabled)
 
     def distinct(self, set_field: str) -> list[str]:
         """A set as users and rules see it: its distinct values, sorted."""
@@ -174,6 +178,33 @@ class Transaction(Protocol):
 
     def write_audit(self, row: AuditRow) -> None: ...
 
+    def record_signin(self, row: Recorded) -> None:
+        """Keep an identity's latest sign-in for `jitprov plan` (replacing the last)."""
+        ...
+
+    def record_secret(self) -> bytes:
+        """The store's key for the hashes of redacted attributes in recorded sign-ins."""
+        ...
+
+    def set_disabled(self, user_id: int, at: datetime | None, now: datetime) -> None:
+        """Disable an account from `at` (None: enable it again)."""
+        ...
+
+    def lock_user(self, user_id: int) -> bool:
+        """Take the account's row for an administrator's change (a sign-in of it waits,
+        or is waited for); False when there is no such account."""
+        ...
+
+    def delete_user(self, user_id: int) -> dict[str, int]:
+        """Delete an account with its set members, links and recorded sign-ins: the
+        number of rows that went, by set field, "links", "recorded" and "users"."""
+        ...
+
+    def delete_batch(self, table: str, where: str, params: tuple[object, ...], limit: int) -> int:
+        """Delete at most `limit` rows of one of the prunable tables matching `where`
+        (parameter marks written `{m}`): how many went."""
+        ...
+
 
 class Store(Protocol):
     """A user store: one transaction per token, plus the reads of `users` and `audit`."""
@@ -209,6 +240,29 @@ class Store(Protocol):
     ) -> tuple[list[AuditRow], int]:
         """A page of audit rows (newest first) whose connection, subject, token id,
         outcome, reason or message contains `query`, and how many match in all."""
+        ...
+
+    def last_seen(self) -> dict[int, str | None]:
+        """Each linked account's latest sign-in time (its links' newest last_seen_at)."""
+        ...
+
+    def count_where(self, table: str, where: str, params: tuple[object, ...]) -> int:
+        """How many rows of a prunable table match `where` (marks written `{m}`)."""
+        ...
+
+    def recorded(
+        self,
+        connection: str,
+        since: str | None = None,
+        first: str | None = None,
+        last: str | None = None,
+    ) -> list[Recorded]:
+        """The connection's recorded sign-ins (at or after `since`, ISO 8601; keys from
+        `first` to `last` when both are given), by key."""
+        ...
+
+    def recorded_keys(self, connection: str, since: str | None = None) -> list[str]:
+        """The keys of the connection's recorded sign-ins (at or after `since`), sorted."""
         ...
 
     def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:

@@ -89,6 +89,8 @@ class PostgresTransaction(SqlTransaction):
     """The Transaction of one token on a pooled connection (see base.Transaction), with
     the locks of the module's docstring. One per thread, bound to a connection per token."""
 
+    _for_update = " FOR UPDATE"
+
     def __init__(self, store: PostgresStore) -> None:
         super().__init__(store, "%s", None)  # bound to a connection in `start`
         self._pg: PostgresStore = store
@@ -324,7 +326,8 @@ class PostgresStore(AccountReads):
         )
         prefixed = ", ".join(f'u."{name}"' for name in layout.scalars)
         self.select_linked = (
-            f"SELECT u.id, u.created_at, u.updated_at, {prefixed} FROM identity_links l"
+            f"SELECT u.id, u.created_at, u.updated_at, {prefixed}, u.disabled_at"
+            " FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = %s AND l.subject_key = %s"
         )
         self.select_linked_locked = self.select_linked + " FOR NO KEY UPDATE OF u"

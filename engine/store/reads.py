@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from engine.recorded import Recorded
 from engine.store.base import (
     AuditRow,
     Handoff,
@@ -50,7 +51,7 @@ class AccountReads:
         self._scalars = tuple(layout.scalars)
         self._typed = [(n, k) for n, k in layout.scalars.items() if k != "text"]
         columns = ", ".join(f'"{name}"' for name in layout.scalars)
-        self._select_user = f"SELECT id, created_at, updated_at, {columns} FROM users"
+        self._select_user = f"SELECT id, created_at, updated_at, {columns}, disabled_at FROM users"
         # One statement for every set's member rows and the links (index -1): the account's
         # whole state in one round trip, however many set fields there are.
         parts = [
@@ -92,15 +93,17 @@ class AccountReads:
         return user
 
     def user_row(self, row: tuple[Any, ...]) -> StoredUser:
-        """An account from its `users` row (id, created_at, updated_at, the scalars, then
-        anything else), no members yet. Text comes back as text; other kinds are converted."""
+        """An account from its `users` row (id, created_at, updated_at, the scalars,
+        disabled_at, then anything else), no members yet. Text comes back as text; other
+        kinds are converted."""
         scalars = self._scalars
-        fields: dict[str, Scalar] = dict(zip(scalars, row[3 : 3 + len(scalars)], strict=True))
+        end = 3 + len(scalars)
+        fields: dict[str, Scalar] = dict(zip(scalars, row[3:end], strict=True))
         for name, kind in self._typed:
             if fields[name] is not None:
                 fields[name] = from_column(kind, fields[name])
         members: dict[str, set[Member]] = {name: set() for name in self.layout.sets}
-        return StoredUser(int(row[0]), fields, members, [], row[1], row[2])
+        return StoredUser(int(row[0]), fields, members, [], row[1], row[2], row[end])
 
     def users(self) -> list[StoredUser]:
         def read(_: object) -> list[StoredUser]:
@@ -281,6 +284,55 @@ class AccountReads:
             return Handoff(ref_hash, row[0], row[1], _moment(row[2]), picked)
 
         return self.atomic(take)
+
+    def last_seen(self) -> dict[int, str | None]:
+        def read(_: object) -> dict[int, str | None]:
+            rows = self.conn.execute(
+                "SELECT user_id, MAX(last_seen_at) FROM identity_links GROUP BY user_id"
+            ).fetchall()
+            return {int(user_id): seen for user_id, seen in rows}
+
+        return self.atomic(read, write=False)
+
+    def count_where(self, table: str, where: str, params: tuple[object, ...]) -> int:
+        sql = f"SELECT COUNT(*) FROM {table} WHERE {where.format(m=self._mark)}"
+        return self.atomic(lambda _: int(self.conn.execute(sql, params).fetchone()[0]), write=False)
+
+    def recorded(
+        self,
+        connection: str,
+        since: str | None = None,
+        first: str | None = None,
+        last: str | None = None,
+    ) -> list[Recorded]:
+        m = self._mark
+        where, params = self._recorded_where(connection, since)
+        if first is not None and last is not None:
+            where += f" AND subject_key >= {m} AND subject_key <= {m}"
+            params += [first, last]
+        sql = (
+            "SELECT connection, subject_key, subject, user_id, outcome, at, rules_sha256, bag"
+            f" FROM recorded_signins WHERE {where} ORDER BY subject_key"
+        )
+
+        def read(_: object) -> list[Recorded]:
+            return [Recorded(*row) for row in self.conn.execute(sql, params).fetchall()]
+
+        return self.atomic(read, write=False)
+
+    def recorded_keys(self, connection: str, since: str | None = None) -> list[str]:
+        where, params = self._recorded_where(connection, since)
+        sql = f"SELECT subject_key FROM recorded_signins WHERE {where} ORDER BY subject_key"
+        return self.atomic(
+            lambda _: [str(r[0]) for r in self.conn.execute(sql, params).fetchall()], write=False
+        )
+
+    def _recorded_where(self, connection: str, since: str | None) -> tuple[str, list[object]]:
+        where, params = f"connection = {self._mark}", [cast(object, connection)]
+        if since is not None:
+            where += f" AND at >= {self._mark}"
+            params.append(since)
+        return where, params
 
     def add_members(self, user_id: int, set_field: str, members: Iterable[Member]) -> None:
         rows = list(members)

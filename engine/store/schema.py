@@ -19,7 +19,7 @@ from engine.store.rekey import META_TABLE, rekey
 from rules.vocabulary import FieldType
 
 # Columns of `users` that are not fields; a declared field must not take these names.
-USER_META_COLUMNS = ("id", "created_at", "updated_at")
+USER_META_COLUMNS = ("id", "created_at", "updated_at", "disabled_at")
 # Numbers are kept as their canonical text (rules-language.md §3: "the store uses the same
 # form"), exact for decimals; booleans as 0/1.
 _COLUMN_TYPES: dict[str, Any] = {"text": str, "number": str, "bool": int}
@@ -54,6 +54,32 @@ HANDOFF_TABLE = """CREATE TABLE IF NOT EXISTS handoffs (
     created_at TEXT NOT NULL
 )"""
 HANDOFF_INDEX = "CREATE INDEX IF NOT EXISTS idx_handoffs_expires_at ON handoffs (expires_at)"
+
+
+# Sign-ins recorded for `jitprov plan` (schema version 4): per identity, the latest
+# validated attribute bag (JSON, before rules; redacted attributes as keyed hashes unless
+# the connection says record_redacted), when it arrived, what it gave and under which
+# rules. One row per (connection, subject_key), replaced by each sign-in.
+RECORDED_TABLE = """CREATE TABLE IF NOT EXISTS recorded_signins (
+    connection TEXT NOT NULL,
+    subject_key TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    user_id {integer},
+    outcome TEXT NOT NULL,
+    at TEXT NOT NULL,
+    rules_sha256 TEXT,
+    bag TEXT NOT NULL,
+    PRIMARY KEY (connection, subject_key)
+)"""
+# The per-store secret of the keyed hashes of redacted attributes (a `store_meta` row).
+RECORD_SECRET_ROW = "record_secret"
+
+
+def record_secret_row() -> tuple[str, str]:
+    """A new `store_meta` row holding a random 256-bit secret (hex)."""
+    import secrets
+
+    return RECORD_SECRET_ROW, secrets.token_hex(32)
 
 
 def key_column(field: str) -> str:
@@ -111,7 +137,7 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
         user_columns[name] = _COLUMN_TYPES[kind]
     for name in layout.keys:
         user_columns[key_column(name)] = str
-    user_columns.update(created_at=str, updated_at=str)
+    user_columns.update(created_at=str, updated_at=str, disabled_at=str)
     fresh: set[str] = set()  # key columns made (and filled with values.fold) just now
     if not users.exists():
         users.create(user_columns, pk="id")
@@ -194,5 +220,10 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     conn.execute(PENDING_INDEX)
     conn.execute(HANDOFF_TABLE)
     conn.execute(HANDOFF_INDEX)
+    conn.execute(RECORDED_TABLE.format(integer="INTEGER"))
+    conn.execute(
+        f"INSERT INTO {META_TABLE} (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        record_secret_row(),
+    )
     keys = [(name, key_column(name)) for name in layout.keys]
     rekey(conn, lambda sql, rows: conn.executemany(sql, rows), keys, "?", fresh=fresh)

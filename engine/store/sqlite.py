@@ -115,7 +115,8 @@ class SqliteStore(AccountReads):
         self.init_reads(layout, "?")
         prefixed = ", ".join(f'u."{name}"' for name in layout.scalars)
         self.select_linked = (  # the account's row and the link's row id in one statement
-            f"SELECT u.id, u.created_at, u.updated_at, {prefixed}, l.rowid FROM identity_links l"
+            f"SELECT u.id, u.created_at, u.updated_at, {prefixed}, u.disabled_at, l.rowid"
+            " FROM identity_links l"
             " JOIN users u ON u.id = l.user_id WHERE l.connection = ? AND l.subject_key = ?"
         )
 

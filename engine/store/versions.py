@@ -22,8 +22,9 @@ from engine.store.schema import Layout, key_column
 from engine.store.values import FOLD
 
 # 2: pending_requests (sign-ins this SP started); 3: their OIDC nonce and PKCE verifier,
-# and handoffs (sign-ins handed to the application by a one-time reference)
-SCHEMA_VERSION = 3
+# and handoffs (sign-ins handed to the application by a one-time reference); 4: recorded
+# sign-ins (for `jitprov plan`), the secret of their keyed hashes, users.disabled_at
+SCHEMA_VERSION = 4
 VERSION_ROW = "schema_version"
 
 

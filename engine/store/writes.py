@@ -10,9 +10,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from engine.recorded import Recorded
 from engine.store.base import AuditRow, StoredUser, StoreError, UserWrite
 from engine.store.codecs import encoded
-from engine.store.schema import Layout, key_column, set_table
+from engine.store.rekey import META_TABLE
+from engine.store.schema import RECORD_SECRET_ROW, Layout, key_column, set_table
 from engine.store.values import fold, iso, to_column
 from rules.plan import Scalar
 
@@ -56,6 +58,15 @@ class SqlTransaction:
             f" WHERE connection = {m} AND subject_key = {m}"
         )
         self._write_audit = AUDIT_INSERT.format(m=m)
+        self._record = (
+            "INSERT INTO recorded_signins (connection, subject_key, subject, user_id, outcome,"
+            f" at, rules_sha256, bag) VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m}, {m})"
+            " ON CONFLICT (connection, subject_key) DO UPDATE SET subject = excluded.subject,"
+            " user_id = excluded.user_id, outcome = excluded.outcome, at = excluded.at,"
+            " rules_sha256 = excluded.rules_sha256, bag = excluded.bag"
+        )
+        self._set_disabled = f"UPDATE users SET disabled_at = {m}, updated_at = {m} WHERE id = {m}"
+        self._secret = f"SELECT value FROM {META_TABLE} WHERE name = {m}"
 
     # -- what each store does its own way ---------------------------------------------
 
@@ -152,6 +163,84 @@ class SqlTransaction:
     def write_audit(self, row: AuditRow) -> None:
         self._conn.execute(self._write_audit, audit_values(row))
 
+    def record_signin(self, row: Recorded) -> None:
+        self._conn.execute(
+            self._record,
+            (
+                row.connection,
+                row.subject_key,
+                row.subject,
+                row.user_id,
+                row.outcome,
+                row.at,
+                row.rules_sha256,
+                row.bag,
+            ),
+        )
+
+    def record_secret(self) -> bytes:
+        secret: bytes | None = getattr(self._store, "record_key", None)
+        if secret is None:  # read once per store (it never changes)
+            found = self._conn.execute(self._secret, (RECORD_SECRET_ROW,)).fetchone()
+            if found is None:
+                raise StoreError("the store has no record secret; run `jitprov migrate`")
+            secret = bytes.fromhex(str(found[0]))
+            self._store.record_key = secret
+        return secret
+
+    # -- administration (engine.lifecycle), each in a transaction of its own ------------
+
+    _for_update = ""  # PostgreSQL: " FOR UPDATE" (waits for a sign-in of the account)
+
+    def lock_user(self, user_id: int) -> bool:
+        """Take the account's row for a change; False when there is no such account."""
+        sql = f"SELECT id FROM users WHERE id = {self._mark}{self._for_update}"
+        return self._conn.execute(sql, (user_id,)).fetchone() is not None
+
+    def delete_user(self, user_id: int) -> dict[str, int]:
+        """Delete an account with its set members, links and recorded sign-ins: how many
+        rows of each went."""
+        m = self._mark
+        counts: dict[str, int] = {}
+        for name in self._layout.sets:
+            counts[name] = self._count(
+                f'DELETE FROM "{set_table(name)}" WHERE user_id = {m}', user_id
+            )
+        counts["recorded"] = self._count(
+            f"DELETE FROM recorded_signins WHERE user_id = {m} OR (connection, subject_key) IN"
+            f" (SELECT connection, subject_key FROM identity_links WHERE user_id = {m})",
+            user_id,
+            user_id,
+        )
+        counts["links"] = self._count(f"DELETE FROM identity_links WHERE user_id = {m}", user_id)
+        counts["users"] = self._count(f"DELETE FROM users WHERE id = {m}", user_id)
+        return counts
+
+    def delete_batch(self, table: str, where: str, params: tuple[object, ...], limit: int) -> int:
+        """Delete at most `limit` rows of `table` matching `where` (marks as `{m}`), the
+        oldest first by its key: how many went."""
+        key = _KEYS[table]
+        sql = (
+            f"DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table}"
+            f" WHERE {where.format(m=self._mark)} LIMIT {int(limit)})"
+        )
+        return self._count(sql, *params)
+
+    def _count(self, sql: str, *params: object) -> int:
+        return len(self._conn.execute(sql + " RETURNING 1", params).fetchall())
+
+    def set_disabled(self, user_id: int, at: datetime | None, now: datetime) -> None:
+        self._conn.execute(self._set_disabled, (None if at is None else iso(at), iso(now), user_id))
+
+
+# The key of each table `delete_batch` prunes.
+_KEYS = {
+    "audit": "id",
+    "seen_tokens": "connection, token_id",
+    "pending_requests": "connection, request_id",
+    "handoffs": "ref_hash",
+    "recorded_signins": "connection, subject_key",
+}
 
 AUDIT_INSERT = (
     "INSERT INTO audit (at, connection, subject, token_id, outcome, reason, message,"
