@@ -78,6 +78,7 @@ class Retention:
 
     audit_days: int | None = None
     recorded_days: int | None = None
+    prune_every_seconds: int = 3600  # how often `jitprov serve` prunes
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,17 +294,24 @@ def parse_config(text: str, path: Path) -> Config:
 
 
 def _retention(checker: _Checker, table: dict[str, Any]) -> Retention:
-    checker.keys(table, "retention", {"audit_days", "recorded_days"})
-    days: dict[str, int] = {}
-    for name in ("audit_days", "recorded_days"):
+    checker.keys(table, "retention", {"audit_days", "recorded_days", "prune_every_seconds"})
+    values: dict[str, int] = {}
+    for name, unit in (
+        ("audit_days", "days"),
+        ("recorded_days", "days"),
+        ("prune_every_seconds", "seconds"),
+    ):
         if name in table:
-            value = checker.typed(table, name, f"retention.{name}", int, "a whole number of days")
-            if isinstance(value, bool) or value < 1:
+            value = checker.typed(
+                table, name, f"retention.{name}", int, f"a whole number of {unit}"
+            )
+            if value < 1:
                 raise checker.fail(
-                    f"retention.{name}", f"expected a whole number of days, 1 or more, got {value}"
+                    f"retention.{name}",
+                    f"expected a whole number of {unit}, 1 or more, got {value}",
                 )
-            days[name] = value
-    return Retention(**days)
+            values[name] = value
+    return Retention(**values)
 
 
 class _Checker:

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -46,10 +47,12 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from engine.config import Config, ConfigError, load_config, parse_config, read_config_text
+from engine.lifecycle import Pruned, prune
 from engine.provision import RulesError, read_rules_source, rules_from_source
 from engine.service.access import LogFormat
 from engine.service.app import create_app
 from engine.service.metrics import MULTIPROCESS_ENV, Metrics
+from engine.store import open_store
 
 CONFIG_ENV = "JITPROV_SERVE_CONFIG"
 VERSION_ENV = "JITPROV_SERVE_VERSION"
@@ -237,7 +240,25 @@ class Supervisor(Multiprocess):
     def run(self) -> None:
         if self.watching:
             threading.Thread(target=self._watch, name="jitprov-watch", daemon=True).start()
+        threading.Thread(target=self._prune, name="jitprov-prune", daemon=True).start()
         super().run()
+
+    def _prune(self) -> None:
+        """Prune the store (engine.lifecycle) at start and then every
+        `[retention] prune_every_seconds`, one supervisor per host doing it; a failure
+        is logged and tried again at the next turn."""
+        while True:
+            config = self.serving.config
+            try:
+                pruned = prune_store(config)
+            except Exception as exc:  # a store that is down must not stop the service
+                log.error("pruning failed, tried again later: %s", exc)
+            else:
+                if pruned.total:
+                    parts = ", ".join(f"{n} {name}" for name, n in pruned.counts.items() if n)
+                    log.warning("pruned %s", parts)
+            if self.should_exit.wait(config.retention.prune_every_seconds):
+                return
 
     def _watch(self) -> None:
         """Ask for a reload (as SIGHUP would) when a watched file has changed and then
@@ -277,6 +298,15 @@ class Supervisor(Multiprocess):
         self.metrics.reloads.labels("applied").inc()
         self.serving = checked
         log.warning("reloaded: %s", _versions_text(checked.rules_sha256))
+
+
+def prune_store(config: Config) -> Pruned:
+    """One pruning pass over the config's store (its own connection, closed after)."""
+    store = open_store(config)
+    try:
+        return prune(store, config, datetime.now(UTC))
+    finally:
+        store.close()
 
 
 def _versions_text(versions: dict[str, str]) -> str:

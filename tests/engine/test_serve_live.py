@@ -405,3 +405,36 @@ def test_a_kept_alive_connection_is_closed_after_its_hundredth_request(tmp_path:
             closing = response.getheader("connection", "").lower() == "close"
             assert closing == (n == REQUESTS_PER_CONNECTION), n
         connection.close()
+
+
+# --- pruning -------------------------------------------------------------------------------
+
+
+def test_serve_prunes_expired_rows_and_old_audit_periodically(tmp_path: Path) -> None:
+    config = demo_workspace(tmp_path)
+    text = config.read_text()
+    config.write_text(text + "\n[retention]\naudit_days = 30\nprune_every_seconds = 1\n")
+    with Served(config) as served:
+        assert sign_in(served, fresh_token(person="fresh"))[0] == 200
+        with sqlite3.connect(config.parent / "jitprov.db") as db:  # rows past their time
+            db.execute(
+                "INSERT INTO seen_tokens (connection, token_id, expires_at)"
+                " VALUES ('okta', '_old', '2020-01-01T00:00:00Z')"
+            )
+            db.execute(
+                "INSERT INTO audit (at, connection, outcome) VALUES ('2020-01-01T00:00:00Z',"
+                " 'okta', 'created')"
+            )
+
+        def pruned() -> bool:
+            with sqlite3.connect(config.parent / "jitprov.db") as db:
+                old = db.execute("SELECT COUNT(*) FROM audit WHERE at < '2021'").fetchone()[0]
+                seen = db.execute("SELECT COUNT(*) FROM seen_tokens WHERE token_id = '_old'")
+                return old == 0 and seen.fetchone()[0] == 0
+
+        wait_for(pruned, "the supervisor's pruning", served=served)
+        assert "pruned" in served.log()
+        # The sign-in's own rows are kept: its audit row, and its replay entry.
+        with sqlite3.connect(config.parent / "jitprov.db") as db:
+            assert db.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == 1
+            assert db.execute("SELECT COUNT(*) FROM seen_tokens").fetchone()[0] == 1

@@ -235,3 +235,28 @@ def test_a_handoff_is_picked_up_once_and_forgotten_after_its_time(tmp_path: Path
     again = store.take_handoff("b" * 64, now + timedelta(seconds=1))
     assert again is not None and again.picked_at == now and again.result == ""
     bench.close()
+
+
+def test_a_version_3_store_gains_recorded_signins_and_disabled_accounts(tmp_path: Path) -> None:
+    """Schema 4 (plan and lifecycle): a store of version 3 — no recorded_signins, no
+    users.disabled_at, no record secret — is brought up to date, its accounts kept; its
+    sign-ins are then recorded and its accounts can be disabled."""
+    config = workspace(tmp_path)
+    bench = Bench(config)
+    assert bench.apply(person("ann")).outcome == "created"
+    bench.execute("DROP TABLE recorded_signins")
+    bench.execute("ALTER TABLE users DROP COLUMN disabled_at")
+    bench.execute("DELETE FROM store_meta WHERE name = 'record_secret'")
+    bench.execute("UPDATE store_meta SET value = '3' WHERE name = 'schema_version'")
+    bench.close()
+    report = migrate_store(load_config(config))
+    assert report.applied
+    assert "created table recorded_signins" in report.changes
+    assert "added column users.disabled_at" in report.changes
+    bench = Bench(config)
+    assert bench.user("ann") is not None and bench.user("ann").disabled_at is None  # type: ignore[union-attr]
+    assert bench.apply(person("ann", department="Eng")).outcome == "updated"
+    assert [r.subject for r in bench.store.recorded("okta")] == ["ann-subject"]
+    secret = bench.rows("SELECT value FROM store_meta WHERE name = 'record_secret'")
+    assert len(secret) == 1 and len(secret[0][0]) == 64
+    bench.close()

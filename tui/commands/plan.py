@@ -8,6 +8,7 @@ error or rules that do not compile, 4 when the store fails."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.plan import AccountPlan, PlanReport, plan
-from engine.provision import RulesError, read_rules_source
+from engine.provision import RulesError, read_rules_source, rules_from_source
 from engine.store import SchemaError, StoreError
 from tui.cli import EXIT_DENIED, EXIT_OK, EXIT_STORE, CommandError, Workspace, print_json
 
@@ -99,6 +100,11 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
             if conn.rules.is_relative_to(config.root)
             else str(conn.rules)
         )
+    if args.rules:  # its errors name the file given (the plan compiles it again)
+        try:
+            rules_from_source(dataclasses.replace(conn, rules=path.resolve()), config, source)
+        except RulesError as exc:
+            raise CommandError(str(exc)) from None
     since = parse_since(args.since, "--since") if args.since else None
     if args.workers is not None and args.workers < 1:
         raise CommandError(f"--workers: expected 1 or more, got {args.workers}")
@@ -108,7 +114,7 @@ def run(args: argparse.Namespace, ws: Workspace) -> int:
                 config, conn.id, source, since=since, workers=args.workers, progress=progress
             )
     except RulesError as exc:
-        raise CommandError(str(exc).replace(str(conn.rules), shown)) from None
+        raise CommandError(str(exc)) from None
     except SchemaError as exc:
         raise CommandError(f"{config.path.name}: {exc}") from None
     except StoreError as exc:
