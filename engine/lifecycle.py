@@ -64,12 +64,12 @@ def set_disabled(
     changed (disabling a disabled account changes nothing and writes no audit row)."""
     user = find(store, username)
 
-    def work(txn: Transaction) -> StoredUser:
+    def work(txn: Transaction) -> tuple[StoredUser, bool]:
         current = txn.load_user(user.id) if txn.lock_user(user.id) else None
         if current is None:
             raise NoSuchUser(f"no user named {username!r}")
         if (current.disabled_at is not None) == disabled:
-            return current
+            return current, False
         txn.set_disabled(user.id, now if disabled else None, now)
         verb = "disabled" if disabled else "enabled"
         txn.write_audit(
@@ -77,10 +77,9 @@ def set_disabled(
         )
         current.disabled_at = iso(now) if disabled else None
         current.updated_at = iso(now)
-        return current
+        return current, True
 
-    after = store.atomic(work)
-    return after, after.updated_at == iso(now) and (after.disabled_at is not None) == disabled
+    return store.atomic(work)
 
 
 @dataclass(slots=True)

@@ -41,6 +41,8 @@ from engine.store.values import fold, iso
 from engine.store.versions import Shape, behind, check_version, describe, is_current, layout_rows
 from engine.store.writes import SqlTransaction
 
+ID_FLOOR_ROW = "users_id_floor"  # the highest id of a deleted account (store_meta)
+
 
 class SqliteTransaction(SqlTransaction):
     """The Transaction of one token on an open SQLite connection (see base.Transaction)."""
@@ -61,6 +63,15 @@ class SqliteTransaction(SqlTransaction):
 
     def _found(self, connection: str, subject_key: str, row: tuple[Any, ...]) -> None:
         self.found_link = (connection, subject_key, row[-1])
+
+    def delete_user(self, user_id: int) -> dict[str, int]:
+        counts = super().delete_user(user_id)
+        self._conn.execute(  # no later account takes this id (SqliteStore._insert_sql)
+            f"INSERT INTO {META_TABLE} (name, value) VALUES (?, ?) ON CONFLICT (name)"
+            " DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+            (ID_FLOOR_ROW, str(user_id)),
+        )
+        return counts
 
     def touch_link(self, connection: str, subject_key: str, now: datetime) -> None:
         found = self.found_link
@@ -141,11 +152,20 @@ class SqliteStore(AccountReads):
             conn.execute(f"PRAGMA {name} = {value}")
 
     def _insert_sql(self) -> str:
+        # A new account's id is past every id ever given, deleted ones included (SQLite
+        # would otherwise give a deleted last account's id again, and the audit rows of
+        # the deleted account would read as the new one's history): the larger of the
+        # highest id and the floor `users delete` leaves in store_meta, plus one.
         names = [*self.layout.scalars, *(key_column(k) for k in self.layout.keys)]
         names += ["created_at", "updated_at"]
         columns = ", ".join(f"[{n}]" for n in names)
         marks = ", ".join("?" for _ in names)
-        return f"INSERT INTO users ({columns}) VALUES ({marks})"
+        next_id = (
+            "(SELECT MAX(COALESCE((SELECT MAX(id) FROM users), 0),"
+            f" COALESCE((SELECT CAST(value AS INTEGER) FROM {META_TABLE}"
+            f" WHERE name = '{ID_FLOOR_ROW}'), 0)) + 1)"
+        )
+        return f"INSERT INTO users (id, {columns}) VALUES ({next_id}, {marks})"
 
     def migrate(self, *, apply: bool = True) -> list[str] | None:
         """Bring the schema up to the layout (engine.store.versions): None when it was,
