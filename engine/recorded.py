@@ -31,6 +31,8 @@ from engine.token import Token
 
 BAG_VERSION = 1
 HASH_PREFIX = "hmac-sha256:"
+# One encoder for every bag: json.dumps with options builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ def bag_json(token: Token, conn: Connection, secret: Callable[[], bytes]) -> str
         "email_verified": token.email_verified,
         "attributes": attributes,
     }
-    return json.dumps(bag, ensure_ascii=False, separators=(",", ":"))
+    return _encode(bag)
 
 
 class BagError(ValueError):

@@ -80,7 +80,7 @@ CREATE TABLE IF NOT EXISTS seen_tokens (
 {PENDING_INDEX};
 {HANDOFF_TABLE};
 {HANDOFF_INDEX};
-{RECORDED_TABLE.format(integer="BIGINT")};
+{RECORDED_TABLE.format(integer="BIGINT", options="")};
 CREATE TABLE IF NOT EXISTS store_meta (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -70,7 +70,7 @@ RECORDED_TABLE = """CREATE TABLE IF NOT EXISTS recorded_signins (
     rules_sha256 TEXT,
     bag TEXT NOT NULL,
     PRIMARY KEY (connection, subject_key)
-)"""
+){options}"""
 # The per-store secret of the keyed hashes of redacted attributes (a `store_meta` row).
 RECORD_SECRET_ROW = "record_secret"
 
@@ -220,7 +220,9 @@ def ensure_schema(conn: sqlite3.Connection, layout: Layout) -> None:
     conn.execute(PENDING_INDEX)
     conn.execute(HANDOFF_TABLE)
     conn.execute(HANDOFF_INDEX)
-    conn.execute(RECORDED_TABLE.format(integer="INTEGER"))
+    # WITHOUT ROWID: the row lives in its key's b-tree, so each sign-in's upsert writes
+    # one tree, not a table and its key index.
+    conn.execute(RECORDED_TABLE.format(integer="INTEGER", options=" WITHOUT ROWID"))
     conn.execute(
         f"INSERT INTO {META_TABLE} (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         record_secret_row(),
