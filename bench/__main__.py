@@ -42,6 +42,7 @@ STAGES = (
     "cases",
     "concurrency",
     "postgres",
+    "plan",
     "load",
     "tui",
 )
@@ -227,6 +228,7 @@ STAGE_TITLES = {
     "cases": "Cases in parallel",
     "concurrency": "Processes on one store",
     "postgres": "PostgreSQL store",
+    "plan": "`jitprov plan` over recorded sign-ins",
     "load": "`jitprov serve` under load",
     "tui": "Editor",
 }
@@ -382,11 +384,31 @@ def _postgres_details(found: Sequence[Comparison]) -> list[str]:
     return lines
 
 
+def _plan_details(found: Sequence[Comparison]) -> list[str]:
+    """Throughput: plan's identities per second, and the dry runs' tokens per second."""
+    for c in found:
+        e = c.extra
+        runs = e.get("plan_seconds")
+        if "dry_run_tokens_per_s" not in e or not isinstance(runs, list):
+            continue
+        how = f"{e['workers']} worker processes" if e.get("workers") != 1 else "one process"
+        return [
+            "",
+            f"plan: {e['identities_per_s']:,} identities/s ({how}; "
+            f"{e['one_process_identities_per_s']:,} in one process), runs of "
+            + ", ".join(f"{s:.2f} s" for s in runs)
+            + f"; `apply --dry-run`'s steps (Provisioner.apply_token, dry run): "
+            f"{e['dry_run_tokens_per_s']:,} tokens/s in one process; verdicts {e['verdicts']}.",
+        ]
+    return []
+
+
 DETAILS = {
     "store": _store_details,
     "end_to_end": _end_to_end_details,
     "load": _load_details,
     "postgres": _postgres_details,
+    "plan": _plan_details,
 }
 
 
