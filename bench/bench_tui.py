@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.bench_rules import dense_file
-from bench.harness import Comparison, Stats, measure
+from bench.harness import Comparison, Stats, measure, placeholder_certificate
 from tui.app import make_app
 from tui.facade import Facade
 from tui.screens.rules import RulesScreen
@@ -57,7 +57,7 @@ memberOf = ["CN=eng,OU=A,DC=example", "CN=vpn,OU=Net,DC=example"]
 def workspace(folder: Path, lines: int) -> Path:
     """A one-connection workspace whose rules file is a dense `lines`-line file."""
     (folder / "samples").mkdir(parents=True)
-    (folder / "idp.crt").write_text("placeholder\n")
+    placeholder_certificate(folder / "idp.crt")
     # The last line is a comment without a newline: the keys are typed at its end.
     (folder / "bench.rules").write_text(dense_file(lines) + "# typing here:")
     (folder / "samples" / "bench-ann.toml").write_text(SAMPLE)

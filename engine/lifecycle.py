@@ -89,6 +89,15 @@ class Deleted:
     user: StoredUser
     counts: dict[str, int]
 
+    def sentence(self) -> str:
+        """What was deleted, for people."""
+        members = sum(n for name, n in self.counts.items() if name in self.user.members)
+        return (
+            f"deleted {self.user.fields.get('username')} (account {self.user.id}) with"
+            f" {self.counts['links']} identity link(s), {members} set member(s) and"
+            f" {self.counts['recorded']} recorded sign-in(s)"
+        )
+
 
 def delete(store: Store, config: Config, username: str, now: datetime) -> Deleted:
     """Delete an account with its links, set members and recorded sign-ins, and audit

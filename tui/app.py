@@ -201,8 +201,10 @@ class JitprovApp(App[None]):
             return
 
         def decided(choice: str | None) -> None:
-            if choice == "discard" or (choice == "save" and rules.save()):
+            if choice == "discard":
                 self.exit()
+            elif choice == "save":  # asks first when the rules would deny many accounts
+                rules.request_save(then=self.exit)
 
         self.push_screen(UnsavedChangesScreen(rules.file_label), decided)
 

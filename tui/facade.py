@@ -30,6 +30,7 @@ from tui.widgets.views import (
     Check,
     ConnectionRow,
     Decoded,
+    Impact,
     Preview,
     Problem,
     UserDetail,
@@ -37,6 +38,7 @@ from tui.widgets.views import (
     UsersPage,
     audit_line,
     cell,
+    impact_of,
     preview_of,
 )
 
@@ -49,6 +51,8 @@ __all__ = [
     "Decoded",
     "Facade",
     "FacadeError",
+    "Impact",
+    "PlanCancelled",
     "Preview",
     "Problem",
     "UserDetail",
@@ -60,6 +64,10 @@ TOKEN_SUFFIXES = (".toml", ".xml", ".b64", ".base64", ".jwt", ".txt")
 
 class FacadeError(Exception):
     """A problem to show the user (a bad file, an invalid config, a failing store)."""
+
+
+class PlanCancelled(Exception):
+    """Raised by a plan's `progress` callback to stop it (a newer text is on its way)."""
 
 
 @dataclass(slots=True)
@@ -167,6 +175,31 @@ class Facade:
                     "  ", " "
                 )
             ) from None
+
+    def plan(
+        self,
+        connection_id: str,
+        source: str,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Impact:
+        """The impact of `source` as `connection_id`'s rules: `jitprov plan` of the text
+        over the connection's recorded sign-ins, against the accounts as stored now
+        (nothing is written). FacadeError when the text does not compile or the store
+        fails. Planned in this process (no worker pool), chunk by chunk: `progress(done,
+        total)` is called between chunks and may raise PlanCancelled to stop the plan."""
+        from engine.plan import plan as plan_rules
+        from engine.provision import RulesError
+        from engine.store import StoreError
+
+        self.connection(connection_id)  # FacadeError when it is unknown
+        try:
+            report = plan_rules(self.config, connection_id, source, workers=1, progress=progress)
+        except RulesError as exc:
+            raise FacadeError(str(exc).splitlines()[0]) from None
+        except StoreError as exc:
+            raise FacadeError(f"store: {exc}") from None
+        return impact_of(report)
 
     def save_rules(self, connection_id: str, source: str) -> None:
         path = self.connection(connection_id).rules
@@ -413,8 +446,11 @@ class Facade:
             raise FacadeError(f"store: {exc}") from None
         finally:
             store.close()
-        rows = tuple(UserRow(u.id, *(cell(u.fields.get(f)) for f in USER_COLUMNS)) for u in users)
-        return UsersPage(rows, total, offset)
+        rows = []
+        for u in users:
+            username, email, display_name, active = (cell(u.fields.get(f)) for f in USER_COLUMNS)
+            rows.append(UserRow(u.id, username, email, display_name, active, u.disabled_at))
+        return UsersPage(tuple(rows), total, offset)
 
     def user(self, user_id: int) -> UserDetail:
         """One account: every field, its sets with their sources, links, audit rows."""
@@ -448,6 +484,7 @@ class Facade:
             stored.created_at,
             stored.updated_at,
             tuple(audit_line(r) for r in audit),
+            stored.disabled_at,
         )
 
     def audit(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> AuditPage:
@@ -462,6 +499,67 @@ class Facade:
         finally:
             store.close()
         return AuditPage(tuple(audit_line(r) for r in rows), total, offset)
+
+    # -- the account lifecycle (engine.lifecycle: one transaction and an audit row) --
+    def disable_user(self, user_id: int) -> str:
+        """Disable an account (its sign-ins are denied); what was done, as a sentence."""
+        return self._set_disabled(user_id, disabled=True)
+
+    def enable_user(self, user_id: int) -> str:
+        """Enable a disabled account again; what was done, as a sentence."""
+        return self._set_disabled(user_id, disabled=False)
+
+    def delete_user(self, user_id: int) -> str:
+        """Delete an account with its links, set members and recorded sign-ins (the audit
+        keeps a row saying so); what was done, as a sentence."""
+        from engine import lifecycle
+        from engine.store import StoreError
+
+        store = self._store(write=True)
+        try:
+            username = self._username_of(store, user_id)
+            deleted = lifecycle.delete(store, self.config, username, self.clock())
+        except lifecycle.NoSuchUser as exc:
+            raise FacadeError(str(exc)) from None
+        except StoreError as exc:
+            raise FacadeError(f"store: {exc}") from None
+        finally:
+            store.close()
+        return deleted.sentence()
+
+    def _set_disabled(self, user_id: int, *, disabled: bool) -> str:
+        from engine import lifecycle
+        from engine.store import StoreError
+
+        store = self._store(write=True)
+        try:
+            username = self._username_of(store, user_id)
+            _, changed = lifecycle.set_disabled(
+                store, self.config, username, disabled, self.clock()
+            )
+        except lifecycle.NoSuchUser as exc:
+            raise FacadeError(str(exc)) from None
+        except StoreError as exc:
+            raise FacadeError(f"store: {exc}") from None
+        finally:
+            store.close()
+        state = "disabled" if disabled else "enabled"
+        name = f"{username} (account {user_id})"
+        return f"{state} {name}" if changed else f"{name} was already {state}"
+
+    @staticmethod
+    def _username_of(store: Any, user_id: int) -> str:
+        """The username of account `user_id` (engine.lifecycle finds accounts by it)."""
+        stored = store.atomic(lambda txn: txn.load_user(user_id), write=False)
+        if stored is None:
+            raise FacadeError(f"no user with id {user_id}")
+        username = stored.fields.get("username")
+        if username is None:
+            raise FacadeError(f"account {user_id} has no username")
+        found = store.user_by_username(str(username))
+        if found is None or found.id != user_id:  # another account folds to the same name
+            raise FacadeError(f"account {user_id}: its username {username!r} is ambiguous")
+        return str(username)
 
 
 def _problem(diagnostic: Diagnostic, source_map: SourceMap) -> Problem:

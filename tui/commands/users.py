@@ -124,12 +124,7 @@ def change(args: argparse.Namespace, ws: Workspace) -> int:
         if args.action == "delete":
             deleted = lifecycle.delete(store, config, args.user, now)
             data: dict[str, Any] = {"deleted": user_json(deleted.user, layout), **deleted.counts}
-            members = sum(n for k, n in deleted.counts.items() if k in layout.sets)
-            text = (
-                f"deleted {deleted.user.fields.get('username')} (account {deleted.user.id}) with"
-                f" {deleted.counts['links']} identity link(s), {members} set member(s) and"
-                f" {deleted.counts['recorded']} recorded sign-in(s)"
-            )
+            text = deleted.sentence()
         else:
             disable = args.action == "disable"
             user, changed = lifecycle.set_disabled(store, config, args.user, disable, now)

@@ -20,17 +20,20 @@ KEYS: tuple[tuple[str, str, str], ...] = (
     ("n  i  e", "Connections", "new connection · import IdP metadata · edit its rules"),
     ("ctrl+s  ctrl+f", "Rules", "save · format"),
     ("f8", "Rules", "jump to the next problem (or choose one in the panel)"),
+    ("f9", "Rules", "preview · impact (whom the text would change or deny)"),
     ("ctrl+t", "Rules, Test bench", "run every case"),
     ("escape", "Rules", "leave the editor (then 1–5 work again)"),
     ("d  a", "Test bench", "dry-run · apply the token"),
     ("enter", "Test bench cases", "run that case again"),
     ("/  [  ]", "Users, Audit", "search · previous page · next page"),
     ("enter", "Users, Audit", "open the account"),
+    ("d  e  delete", "Users", "disable · enable · delete the account (delete asks first)"),
 )
 
 NOTE = (
-    "Nothing in the Rules preview or a dry run is ever written: only apply and save "
-    "change anything, through the same functions as the command line."
+    "Nothing in the Rules preview, the impact panel or a dry run is ever written: only "
+    "apply, save and the Users screen's disable, enable and delete change anything, "
+    "through the same functions as the command line."
 )
 
 

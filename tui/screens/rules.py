@@ -1,18 +1,27 @@
-"""The Rules screen: edit a connection's rules with problems and a live preview.
+"""The Rules screen: edit a connection's rules with problems, a live preview and the
+impact of the edit on the accounts already signed in.
 
-State lives here: which connection, the text as saved, the latest check and preview.
-Every edit bumps `generation` and (re)starts a short debounce timer; when it fires, an
-exclusive thread worker compiles the text once and dry-runs the chosen token against
-the result (the preview never writes), then hands both back to the UI thread. A result
-for an older generation is dropped, so what is shown always matches the text.
+State lives here: which connection, the text as saved, the latest check, preview and
+impact. Every edit bumps `generation` and (re)starts a short debounce timer; when it
+fires, an exclusive thread worker compiles the text once and dry-runs the chosen token
+against the result (the preview never writes), then hands both back to the UI thread.
+When the text has no errors, a second exclusive worker then plans it over the
+connection's recorded sign-ins (`jitprov plan`, nothing written) for the impact panel;
+a newer edit cancels it between chunks of identities. A result for an older generation
+is dropped, so what is shown always matches the text.
+
+Saving asks first when the plan of the text being saved would deny, or remove set
+members from, more accounts than the smaller of 10 and 10% of those recorded
+(`Impact.asks_before_saving`); below that it saves at once.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -20,16 +29,36 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Header, TextArea
+from textual.worker import get_current_worker
 
-from tui.facade import Check, ConnectionRow, Facade, FacadeError, Preview, Problem
-from tui.screens.confirm import UnsavedChangesScreen
+from tui.facade import (
+    Check,
+    ConnectionRow,
+    Facade,
+    FacadeError,
+    Impact,
+    PlanCancelled,
+    Preview,
+    Problem,
+)
+from tui.screens.confirm import ConfirmScreen, UnsavedChangesScreen
 from tui.widgets.connection_list import ConnectionList
+from tui.widgets.impact import ImpactPanel
 from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
 from tui.widgets.preview import PreviewPanel
 from tui.widgets.problems import ProblemList
 from tui.widgets.rules_editor import Mark, RulesEditor
+from tui.widgets.views import CONFIRM_ACCOUNTS, CONFIRM_SHARE
 
 DEBOUNCE_SECONDS = 0.05
+SIDE_BY_SIDE = 180  # columns from which the preview and the impact show side by side
+
+
+class AskFirst(ConfirmScreen):
+    """The confirmation before saving rules that would deny many accounts: "No" has
+    the focus, so an `enter` pressed out of habit saves nothing."""
+
+    AUTO_FOCUS = "#no"
 
 
 class RulesScreen(Screen[None]):
@@ -40,6 +69,7 @@ class RulesScreen(Screen[None]):
         Binding("ctrl+f", "format", "Format"),
         Binding("ctrl+t", "app.run_cases", "Run cases"),
         Binding("f8", "next_problem", "Next problem"),
+        Binding("f9", "toggle_impact", "Impact"),
         Binding("escape", "leave_editor", "Leave editor", show=False),
     ]
 
@@ -60,11 +90,16 @@ class RulesScreen(Screen[None]):
         self.preview: Preview | None = None
         self.generation = 0  # bumped by every edit
         self.shown_generation = -1  # the generation the problems and preview show
+        self.impact: Impact | None = None  # of the last text without errors
+        self.impact_generation = -1  # the generation the impact panel shows
         self.edited_at = 0.0  # perf_counter of the last edit (for the benchmark)
         self.updated_at = 0.0  # perf_counter of the last problems+preview update
         self._timer: Timer | None = None
         self._good_preview: Preview | None = None  # of the last text without errors
         self._rows: tuple[ConnectionRow, ...] = ()
+        self._impact_key: tuple[str, str] | None = None  # (connection, text) of `impact`
+        self._planning = ""  # the plan's progress, while a large one runs
+        self._save_request = 0  # bumped by every save asked for: an older one is dropped
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -73,7 +108,9 @@ class RulesScreen(Screen[None]):
             yield ConnectionList(id="rules-connections")
             with Vertical(id="rules-main"):
                 yield RulesEditor(id="editor")
-                yield PreviewPanel(id="preview")
+                with Horizontal(id="rules-lower"):
+                    yield PreviewPanel(id="preview")
+                    yield ImpactPanel(id="impact")
         yield ProblemList(id="problems")
         yield Footer()
 
@@ -83,10 +120,13 @@ class RulesScreen(Screen[None]):
 
     @property
     def file_label(self) -> str:
-        if self.connection_id is None:
+        return self._label_of(self.connection_id)
+
+    def _label_of(self, connection_id: str | None) -> str:
+        if connection_id is None:
             return "the rules file"
         try:
-            return self.facade.shown(self.facade.connection(self.connection_id).rules)
+            return self.facade.shown(self.facade.connection(connection_id).rules)
         except FacadeError:
             return "the rules file"
 
@@ -96,6 +136,9 @@ class RulesScreen(Screen[None]):
         self.editor.read_only = True  # until a file opens
         self.query_one(PreviewPanel).border_title = "preview (dry run)"
         self.query_one(PreviewPanel).show(None)
+        self.query_one(ImpactPanel).border_title = "impact"
+        self.query_one(ImpactPanel).show(None)
+        self._show_hints()
         self.load_connections()
         if self.connection_id is None:
             try:
@@ -112,6 +155,11 @@ class RulesScreen(Screen[None]):
             ("Save rules", "write the rules file (ctrl+s)", "action_save"),
             ("Format rules", "canonical formatting (ctrl+f)", "action_format"),
             ("Next problem", "move to the next diagnostic (f8)", "action_next_problem"),
+            (
+                "Show the impact or the preview",
+                "switch the panel under the editor (f9)",
+                "action_toggle_impact",
+            ),
         ]
 
     # -- the connection list ---------------------------------------------------------
@@ -140,8 +188,10 @@ class RulesScreen(Screen[None]):
             return
 
         def decided(choice: str | None) -> None:
-            if choice == "discard" or (choice == "save" and self.save()):
+            if choice == "discard":
                 self.open(connection_id)
+            elif choice == "save":
+                self.request_save(then=lambda: self.open(connection_id))
 
         self.app.push_screen(UnsavedChangesScreen(self.file_label), decided)
 
@@ -155,6 +205,10 @@ class RulesScreen(Screen[None]):
         self.saved_text = text
         self.check = None
         self._good_preview = None
+        self.impact = None
+        self._impact_key = None
+        self.query_one(ImpactPanel).show(None)
+        self.query_one(ImpactPanel).border_title = f"impact on {connection_id}'s recorded sign-ins"
         self.editor.read_only = False
         self.editor.load_text(text)
         self.editor.border_title = self.file_label
@@ -240,6 +294,114 @@ class RulesScreen(Screen[None]):
         panel.border_title = f"preview: {token} (dry run)"
         self.shown_generation = generation
         self.updated_at = time.perf_counter()
+        self._plan_if_needed(generation, check)
+
+    # -- the impact: the text planned over the recorded sign-ins ----------------------
+    def _plan_if_needed(self, generation: int, check: Check) -> None:
+        """Plan a text without errors (unless its impact is shown already); for one with
+        errors, keep showing the impact of the last text without, saying so."""
+        panel = self.query_one(ImpactPanel)
+        if self.connection_id is None:
+            return
+        if check.compiled is None:
+            note = (
+                "the rules have errors: this is the impact of the last text without"
+                if self.impact is not None
+                else "the rules have errors: fix them to see their impact"
+            )
+            panel.show(self.impact, note)
+            self.impact_generation = generation
+            return
+        if self._impact_key == (self.connection_id, check.source):
+            panel.show(self.impact)
+            self.impact_generation = generation
+            return
+        self.run_impact(self.connection_id, check.source, generation)
+
+    @work(thread=True, exclusive=True, group="impact", exit_on_error=False)
+    def run_impact(self, connection_id: str, text: str, generation: int) -> None:
+        worker = get_current_worker()
+
+        def progress(done: int, total: int) -> None:
+            if worker.is_cancelled or generation != self.generation:
+                raise PlanCancelled  # a newer text is on its way: stop between chunks
+            if done < total:
+                self.app.call_from_thread(self._show_progress, generation, done, total)
+
+        failure = None
+        impact: Impact | None = None
+        try:
+            impact = self.facade.plan(connection_id, text, progress=progress)
+        except PlanCancelled:
+            return
+        except FacadeError as exc:
+            failure = str(exc)
+        except Exception as exc:  # a bug in the planner must not take the editor down
+            failure = f"the plan failed: {exc}"
+        if not worker.is_cancelled:
+            self.app.call_from_thread(
+                self.show_impact, generation, (connection_id, text), impact, failure
+            )
+
+    def _show_progress(self, generation: int, done: int, total: int) -> None:
+        if generation == self.generation:
+            self._planning = f"planning: {done:,} of {total:,} identities…"
+            self._show_hints()
+
+    def show_impact(
+        self,
+        generation: int,
+        key: tuple[str, str],
+        impact: Impact | None,
+        failure: str | None = None,
+    ) -> None:
+        if generation != self.generation:
+            return  # the text changed since: a newer plan is on its way
+        self.impact, self._impact_key = impact, (key if impact is not None else None)
+        self.query_one(ImpactPanel).show(impact, failure and f"cannot plan the rules: {failure}")
+        self._planning = ""
+        self._show_hints()
+        self.impact_generation = generation
+
+    def _show_hints(self) -> None:
+        """Under the preview, the impact in brief and how to see it (f9); under the
+        impact, the plan's progress, whether saving would ask first, and how to go
+        back. Side by side (wide terminals) the panels need no f9 hint."""
+        preview, panel = self.query_one(PreviewPanel), self.query_one(ImpactPanel)
+        impact = self.impact
+        asks = "⚠ saving asks first" if impact is not None and impact.asks_before_saving else ""
+        status = self._planning or asks
+        if self.has_class("-side-by-side"):
+            preview.border_subtitle, panel.border_subtitle = "", status
+            return
+        if self._planning:
+            brief = f": {self._planning}"
+        elif impact is None:
+            brief = ""
+        elif not impact.recorded:
+            brief = ": no recorded sign-ins"
+        else:
+            counts = (impact.deny, impact.change, impact.same)
+            brief = ": {:,} denied · {:,} change · {:,} unchanged".format(*counts)
+        preview.border_subtitle = f"f9 impact{brief}"
+        panel.border_subtitle = " · ".join(p for p in (status, "f9 preview") if p)
+
+    def on_resize(self, event: events.Resize) -> None:
+        side_by_side = event.size.width >= SIDE_BY_SIDE
+        if side_by_side != self.has_class("-side-by-side"):
+            self.set_class(side_by_side, "-side-by-side")
+            self.refresh_bindings()  # f9 is of no use side by side
+        self._show_hints()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "toggle_impact":  # side by side, both show: f9 is not offered
+            return not self.has_class("-side-by-side")
+        return True
+
+    def action_toggle_impact(self) -> None:
+        """Show the impact instead of the preview, or back (side by side: both show)."""
+        self.toggle_class("-impact")
+        self._show_hints()
 
     def _redacted(self) -> tuple[str, ...]:
         """The open connection's `redact` names (the preview shows their values as ***)."""
@@ -261,31 +423,112 @@ class RulesScreen(Screen[None]):
         self.editor.focus()
 
     # -- actions ---------------------------------------------------------------------
-    def save(self) -> bool:
-        """Write the text to the rules file; False (and a notification) on failure."""
-        if self.connection_id is None:
+    def save(self, connection_id: str | None = None, text: str | None = None) -> bool:
+        """Write `text` (default: the editor's) to the rules file of `connection_id`
+        (default: the open one), asking nothing; False (and a notification) on failure."""
+        connection_id = connection_id or self.connection_id
+        if connection_id is None:
             return False
-        text = self.editor.text
+        text = self.editor.text if text is None else text
         try:
-            self.facade.save_rules(self.connection_id, text)
+            self.facade.save_rules(connection_id, text)
         except FacadeError as exc:
             self.notify(str(exc), title="not saved", severity="error")
             return False
-        self.saved_text = text
-        self.modified = False
-        self.notify(f"saved {self.file_label}")
+        if connection_id == self.connection_id:
+            self.saved_text = text
+            self.modified = self.editor.text != text
+        self.notify(f"saved {self._label_of(connection_id)}")
         announce(self, "rules")  # this screen's list among them
         return True
 
     def on_workspace_changed(self, event: WorkspaceChanged) -> None:
         if event.what in ("connections", "rules"):  # the list and its rules status
             self.load_connections()
-        elif event.what == "store":  # the preview compares with the store: again
+        if event.what == "connections":  # a connection's redact or attributes: plan again
+            self._impact_key = None
+        elif event.what == "store":  # the preview and the plan read the store: again
+            self._impact_key = None
             self.generation += 1
             self._check_now()
 
     def action_save(self) -> None:
-        self.save()
+        self.request_save()
+
+    def request_save(self, then: Callable[[], object] | None = None) -> None:
+        """Save the text, then call `then`; first ask when its plan would deny, or
+        remove set members from, more accounts than the threshold. The plan shown is
+        used when it is of this very text; otherwise the text is planned first (in a
+        worker). A text with errors cannot be planned and is saved as before."""
+        if self.connection_id is None:
+            return
+        self._save_request += 1
+        request, connection_id, text = self._save_request, self.connection_id, self.editor.text
+        check = self.check
+        if check is not None and check.source == text and check.compiled is None:
+            self._save_checked(request, connection_id, text, None, then)
+        elif self._impact_key == (connection_id, text):
+            self._save_checked(request, connection_id, text, self.impact, then)
+        else:
+            self.plan_then_save(request, connection_id, text, then)
+
+    @work(thread=True, exclusive=True, group="save", exit_on_error=False)
+    def plan_then_save(
+        self, request: int, connection_id: str, text: str, then: Callable[[], object] | None
+    ) -> None:
+        told = False
+
+        def progress(done: int, total: int) -> None:
+            nonlocal told
+            if done < total and not told:  # a large population: say why saving waits
+                told = True
+                message = f"planning the rules over {total:,} recorded sign-ins before saving…"
+                self.app.call_from_thread(self.notify, message)
+
+        impact: Impact | None = None
+        try:
+            if self.facade.check(connection_id, text).compiled is not None:
+                impact = self.facade.plan(connection_id, text, progress=progress)
+            # else: a text with errors cannot be planned; it is saved as before
+        except Exception as exc:  # the store cannot be read, say
+            message = f"{exc}: saved without checking the impact on the recorded sign-ins"
+            self.app.call_from_thread(self.notify, message, severity="warning")
+        self.app.call_from_thread(self._save_checked, request, connection_id, text, impact, then)
+
+    def _save_checked(
+        self,
+        request: int,
+        connection_id: str,
+        text: str,
+        impact: Impact | None,
+        then: Callable[[], object] | None,
+    ) -> None:
+        """Save `text` (asking first when `impact` says so), then call `then`."""
+        if request != self._save_request:
+            return  # a newer save was asked for meanwhile
+
+        def decided(yes: bool | None) -> None:
+            if yes and self.save(connection_id, text) and then is not None:
+                then()
+
+        if impact is None or not impact.asks_before_saving:
+            decided(True)
+            return
+        question = self._confirm_question(connection_id, impact)
+        self.app.push_screen(AskFirst(question, yes="Save (y)"), decided)
+
+    def _confirm_question(self, connection_id: str, impact: Impact) -> str:
+        def accounts(n: int) -> str:
+            return f"{n:,} account{'s' * (n != 1)}"
+
+        label = self._label_of(connection_id)
+        return (
+            f"Save {label}?\n\nReplayed over the {impact.recorded:,} recorded sign-ins of"
+            f" {connection_id}, these rules would deny {accounts(impact.deny)} and remove"
+            f" set members from {accounts(impact.removing)}. Saving asks when that is more"
+            f" than {CONFIRM_ACCOUNTS} accounts or {CONFIRM_SHARE:.0%} of those recorded,"
+            " whichever is fewer; the impact panel (f9) lists them."
+        )
 
     def action_format(self) -> None:
         try:

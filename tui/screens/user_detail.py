@@ -24,10 +24,10 @@ class UserDetailScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         detail = self.detail
         with Vertical(id="user-detail"):
-            yield Label(
-                f"created {detail.created_at or '—'} · updated {detail.updated_at or '—'}",
-                id="user-times",
-            )
+            times = f"created {detail.created_at or '—'} · updated {detail.updated_at or '—'}"
+            if detail.disabled_at is not None:
+                times += f" · disabled since {detail.disabled_at} (e enables it)"
+            yield Label(times, id="user-times")
             with VerticalScroll():
                 yield DataTable(id="user-fields", cursor_type="row", show_cursor=False)
                 yield DataTable(id="user-links", cursor_type="row", show_cursor=False)

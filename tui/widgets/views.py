@@ -100,6 +100,83 @@ class Preview:
         return cls("—", message, token)
 
 
+# Saving rules asks first when their plan would deny, or remove set members from, more
+# accounts than the smaller of CONFIRM_ACCOUNTS and CONFIRM_SHARE of those recorded.
+CONFIRM_ACCOUNTS = 10
+CONFIRM_SHARE = 0.10
+IMPACT_GROUPS = 20  # groups of changes the impact panel lists (`jitprov plan` has them all)
+IMPACT_DENIED = 50  # denied accounts the impact panel lists
+
+
+@dataclass(frozen=True, slots=True)
+class ImpactGroup:
+    """One kind of change and how many accounts it touches: `op` is `+` (a set member
+    added), `-` (one removed) or `=` (a field given a value); `label` says it as
+    `jitprov plan` does (`groups +staff`, `department = sales`)."""
+
+    field: str
+    op: str
+    label: str
+    count: int
+    examples: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """An account the rules would newly deny: its name (redacted where the connection
+    redacts it), the deny message and the `deny` line."""
+
+    account: str
+    message: str
+    line: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """The plan of a rules text over a connection's recorded sign-ins (`jitprov plan`):
+    how many accounts would change, be denied or stay the same, the most common
+    changes, and the accounts that would be denied. Values come redacted."""
+
+    recorded: int = 0
+    change: int = 0
+    deny: int = 0
+    same: int = 0
+    removing: int = 0  # accounts (not denied) that would lose a set member
+    groups: tuple[ImpactGroup, ...] = ()
+    more_groups: int = 0  # groups left out of `groups`
+    denied: tuple[Denial, ...] = ()  # the first IMPACT_DENIED of `deny`
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        if not self.recorded:
+            return "no sign-ins recorded for this connection yet"
+        return (
+            f"would change {self.change:,} · denied {self.deny:,} · unchanged {self.same:,}"
+            f" of {self.recorded:,} recorded"
+        )
+
+    @property
+    def affected(self) -> int:
+        """Accounts that would be denied or lose a set member."""
+        return self.deny + self.removing
+
+    @property
+    def threshold(self) -> float:
+        """Saving asks first above this many affected accounts."""
+        return min(CONFIRM_ACCOUNTS, CONFIRM_SHARE * self.recorded)
+
+    @property
+    def asks_before_saving(self) -> bool:
+        return self.affected > self.threshold
+
+    @property
+    def threshold_label(self) -> str:
+        if CONFIRM_SHARE * self.recorded >= CONFIRM_ACCOUNTS:
+            return f"more than {CONFIRM_ACCOUNTS} accounts"
+        return f"more than {CONFIRM_SHARE:.0%} of the {self.recorded} recorded"
+
+
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """A decoded token: its attributes, or why validation refused it."""
@@ -136,6 +213,7 @@ class UserRow:
     email: str
     display_name: str
     active: str
+    disabled_at: str | None = None  # when an administrator disabled it (None: enabled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +242,7 @@ class UserDetail:
     created_at: str | None
     updated_at: str | None
     audit: tuple[AuditLine, ...]
+    disabled_at: str | None = None  # when an administrator disabled it (None: enabled)
 
 
 def cell(value: object) -> str:
@@ -199,7 +278,7 @@ def preview_of(result: Any, token: str) -> Preview:
     changes = data.get("changes") or {}
     rows = []
     for name, value in (data.get("user") or {}).items():
-        if name in ("id", "links", "created_at", "updated_at"):
+        if name in ("id", "links", "created_at", "updated_at", "disabled_at"):
             continue
         change = changes.get(name)
         diff: str | None = None
@@ -218,3 +297,33 @@ def preview_of(result: Any, token: str) -> Preview:
             )
         )
     return Preview(data["outcome"], data.get("message"), token, tuple(rows))
+
+
+def impact_of(report: Any) -> Impact:
+    """The Impact of an `engine.plan.PlanReport` (its accounts and groups come redacted)."""
+    removing = sum(
+        1
+        for account in report.accounts
+        if account.verdict == "change"
+        and any(isinstance(c, dict) and c.get("removed") for c in account.changes.values())
+    )
+    denied = tuple(
+        Denial(a.username or a.subject, a.message or "", a.deny_line)
+        for a in report.accounts
+        if a.verdict == "deny"
+    )
+    groups = tuple(
+        ImpactGroup(g.field, g.op, g.label, g.count, tuple(g.examples))
+        for g in report.groups[:IMPACT_GROUPS]
+    )
+    return Impact(
+        recorded=report.recorded,
+        change=report.counts["change"],
+        deny=report.counts["deny"],
+        same=report.counts["same"],
+        removing=removing,
+        groups=groups,
+        more_groups=max(0, len(report.groups) - IMPACT_GROUPS),
+        denied=denied[:IMPACT_DENIED],
+        warnings=tuple(report.warnings),
+    )
