@@ -54,7 +54,7 @@ from pathlib import Path
 from bench.bench_saml import AUDIENCE, ISSUER, RECIPIENT, floor_for
 from bench.floors import rules as rules_floor
 from bench.floors.pipeline import Pipeline
-from bench.floors.store import SqliteRows
+from bench.floors.store import SqliteRows, bag
 from bench.harness import MIN_TURNS, Background, Comparison, Stats
 from engine.config import Connection, load_config
 from engine.provision import Provisioner
@@ -175,6 +175,7 @@ def dump(db: Path) -> dict[str, list[tuple[object, ...]]]:
                 ("user_roles", "*"),
                 ("identity_links", "*"),
                 ("seen_tokens", "*"),
+                ("recorded_signins", "*"),
                 (
                     "audit",
                     "at, connection, subject, token_id, outcome, reason, message, user_id,"
@@ -207,6 +208,14 @@ def floors_sum(
         plan = evaluate(token.attributes, token.subject, None)
         if "denied" in plan:
             return "denied"
+        recorded = bag(
+            "saml",
+            token.subject,
+            token.subject_format,
+            token.issuer,
+            token.authn_context,
+            token.attributes,
+        )
         return rows.write(
             token.subject,
             token.token_id,
@@ -214,6 +223,7 @@ def floors_sum(
             stamp,
             plan["fields"],
             plan["sets"],
+            recorded,
         )
 
     return sign_in, rows.close

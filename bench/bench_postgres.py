@@ -258,7 +258,8 @@ Snapshot = dict[str, list[tuple[Any, ...]]]
 
 def snapshot(url: str) -> Snapshot:
     """A store's rows without ids and timestamps, accounts named by username: every
-    account column, every set table's rows, links, replay entries, audit rows."""
+    account column, every set table's rows, links, replay entries, recorded sign-ins,
+    audit rows."""
     import psycopg
 
     with psycopg.connect(url) as conn:
@@ -297,6 +298,11 @@ def snapshot(url: str) -> Snapshot:
         ).fetchall()
         out["seen_tokens"] = conn.execute(
             "SELECT connection, token_id, expires_at FROM seen_tokens ORDER BY 1, 2, 3"
+        ).fetchall()
+        out["recorded"] = conn.execute(
+            "SELECT r.connection, r.subject_key, r.subject, u.username, r.outcome,"
+            " r.rules_sha256, r.bag FROM recorded_signins r"
+            " LEFT JOIN users u ON u.id = r.user_id ORDER BY 1, 2"
         ).fetchall()
         out["audit"] = conn.execute(
             "SELECT a.token_id, a.connection, a.subject, a.outcome, a.reason, a.message,"

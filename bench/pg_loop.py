@@ -5,8 +5,9 @@
 competent developer would by hand, into the store `jitprov migrate` made: one
 transaction per sign-in (default `synchronous_commit`), the replay entry, the account
 locked with `SELECT … FOR UPDATE`, its columns updated, its group rows diffed, the link
-touched and an audit row with the same outcome, changes and trace JSON that jitprov
-writes for the stage's rules:
+touched, an audit row with the same outcome, changes and trace JSON that jitprov
+writes, and the identity's recorded sign-in (its attribute bag, upserted), for the
+stage's rules:
 
     username   = first(@uid)
     email      = first(@email)
@@ -36,6 +37,15 @@ ATTRIBUTES = {"username": "uid", "email": "email", "department": "department"}
 # The audit row's trace: which line of the rules set which field (no rule blocks).
 TRACE = json.dumps(
     [{"field": f, "line": n, "rule": None} for n, f in enumerate((*FIELDS, "groups"), 1)]
+)
+ISSUER = "https://idp.example/"  # the stage's connection's (a sample carries no Issuer)
+# jitprov keeps each identity's latest sign-in (its attributes, for `jitprov plan`).
+RECORD = (
+    "INSERT INTO recorded_signins (connection, subject_key, subject, user_id, outcome, at,"
+    " rules_sha256, bag) VALUES ('okta', %s, %s, %s, %s, %s, %s, %s) ON CONFLICT"
+    " (connection, subject_key) DO UPDATE SET subject = excluded.subject, user_id ="
+    " excluded.user_id, outcome = excluded.outcome, at = excluded.at, rules_sha256 ="
+    " excluded.rules_sha256, bag = excluded.bag"
 )
 RETRIED = (errors.DeadlockDetected, errors.SerializationFailure, errors.UniqueViolation)
 
@@ -173,6 +183,21 @@ class Loop:
             AUDIT,
             (stamp, subject, token_id, outcome, user_id, json.dumps(changes), TRACE, self.sha),
         )
+        bag = {
+            "v": 1,
+            "kind": "sample",
+            "name_id": subject,
+            "name_id_format": None,
+            "issuer": ISSUER,
+            "authn_context": None,
+            "email_verified": False,
+            "attributes": {
+                name: [str(v) for v in (values if isinstance(values, list) else [values])]
+                for name, values in attrs.items()
+            },
+        }
+        encoded = json.dumps(bag, ensure_ascii=False, separators=(",", ":"))
+        ex(RECORD, (subject, subject, user_id, outcome, stamp, self.sha, encoded))
         return outcome
 
     def close(self) -> None:

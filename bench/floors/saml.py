@@ -97,6 +97,7 @@ class Validated:
     token_id: str
     expires_at: datetime
     attributes: dict[str, list[str]] = field(default_factory=dict)
+    authn_context: str | None = None  # the first AuthnStatement's AuthnContextClassRef
 
 
 def schema_folder() -> Path:
@@ -215,6 +216,12 @@ class SamlFloor:
             token_id=assertion.get("ID", ""),
             expires_at=expires_at,
             attributes=self._attributes(assertion),
+            authn_context=_text(
+                assertion.find(
+                    f"{SAML}AuthnStatement/{SAML}AuthnContext/{SAML}AuthnContextClassRef"
+                )
+            )
+            or None,
         )
 
     def _signatures(self, root: etree._Element, assertion: etree._Element) -> bool:

@@ -4,8 +4,9 @@ Both writers open the store file jitprov made (its tables and indexes) with jitp
 durability: WAL, `synchronous=NORMAL`, foreign keys on, one `BEGIN IMMEDIATE`
 transaction per sign-in. Each sign-in is the replay entry, the identity link looked up
 by its key, the account inserted (with its members and its link) or read, compared and
-updated (members diffed, the link touched), and the audit row with the same outcome,
-changes and trace JSON jitprov writes. Prepared statements, no abstraction.
+updated (members diffed, the link touched), the audit row with the same outcome,
+changes and trace JSON jitprov writes, and the identity's recorded sign-in (its
+attribute bag, upserted). Prepared statements, no abstraction.
 
 - `baseline` is the store stage's loop: its tokens come decoded (`Token`), its fields
   are fixed (username, email, department, groups); tests/test_bench_store.py checks
@@ -60,6 +61,41 @@ class Token:
     groups: tuple[str, ...]
 
 
+# jitprov records each identity's latest sign-in (its validated attributes, for `jitprov
+# plan`): one upsert per sign-in, done here by hand too.
+RECORD = (
+    "INSERT INTO recorded_signins (connection, subject_key, subject, user_id, outcome, at,"
+    " rules_sha256, bag) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (connection,"
+    " subject_key) DO UPDATE SET subject = excluded.subject, user_id = excluded.user_id,"
+    " outcome = excluded.outcome, at = excluded.at, rules_sha256 = excluded.rules_sha256,"
+    " bag = excluded.bag"
+)
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def bag(
+    kind: str,
+    name_id: str,
+    name_id_format: str | None,
+    issuer: str | None,
+    authn_context: str | None,
+    attributes: Mapping[str, list[str]],
+) -> str:
+    """The recorded attribute bag of a sign-in, as JSON."""
+    return _encode(
+        {
+            "v": 1,
+            "kind": kind,
+            "name_id": name_id,
+            "name_id_format": name_id_format,
+            "issuer": issuer,
+            "authn_context": authn_context,
+            "email_verified": False,
+            "attributes": attributes,
+        }
+    )
+
+
 def connect(db: Path) -> sqlite3.Connection:
     """A connection with jitprov's durability settings."""
     conn = sqlite3.connect(db, isolation_level=None, timeout=5.0)
@@ -70,7 +106,11 @@ def connect(db: Path) -> sqlite3.Connection:
 
 
 def baseline(
-    db: Path, *, rules_sha256: str = STORE_RULES_SHA256, trace: str = STORE_TRACE
+    db: Path,
+    *,
+    rules_sha256: str = STORE_RULES_SHA256,
+    trace: str = STORE_TRACE,
+    issuer: str = "https://idp.example/",
 ) -> tuple[Callable[[Token], object], Callable[[], None]]:
     """The store stage's hand-written loop: the same reads and writes as jitprov, by hand.
     It leaves a store identical to jitprov's, audit rows included (the trace and the
@@ -164,6 +204,15 @@ def baseline(
                 rules_sha256,
             ),
         )
+        attributes = {
+            "uid": [f"u{t.n}"],
+            "email": [f"u{t.n}@example.com"],
+            "department": [t.department],
+            "groups": list(t.groups),
+        }
+        recorded = bag("sample", f"s{t.n}", None, issuer, None, attributes)
+        subject = f"s{t.n}"
+        ex(RECORD, ("okta", subject, subject, user_id, outcome, STAMP, rules_sha256, recorded))
         ex("COMMIT")
         return outcome
 
@@ -269,8 +318,10 @@ class SqliteRows:
         now: str,
         fields: Mapping[str, Any],
         ops: Sequence[tuple[str, str, tuple[str, ...]]],
+        recorded: str | None = None,
     ) -> str:
         """One sign-in's transaction; its outcome ("created", "updated", "unchanged").
+        `recorded`: the sign-in's attribute bag (`bag`), kept as jitprov keeps it.
         Raises Replayed for a token ID seen before."""
         conn, ex, source = self.conn, self.conn.execute, self.connection
         key = fold(subject) if self.email_subjects else subject
@@ -380,6 +431,11 @@ class SqliteRows:
                     self.rules_sha256,
                 ),
             )
+            if recorded is not None:
+                ex(
+                    RECORD,
+                    (source, key, subject, user_id, outcome, now, self.rules_sha256, recorded),
+                )
         except BaseException:
             ex("ROLLBACK")
             raise
