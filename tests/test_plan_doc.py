@@ -50,3 +50,46 @@ def test_the_plan_page_shows_what_plan_prints(
     lines = changed.splitlines()
     assert lines[6].startswith('deny "no employee number"')  # "line 7" on the page
     assert lines[22] == 'groups += "staff"'  # "line 23"
+
+
+def test_the_demo_plan_is_what_signing_in_again_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The page's plan, account by account, against the same Okta tokens signed in again
+    for real with the edited rules (their replay entries forgotten so they may)."""
+    import json
+    import sqlite3
+
+    demo = tmp_path / "demo"
+    shutil.copytree(ROOT / "examples" / "demo", demo, ignore=shutil.ignore_patterns("*.db*"))
+    monkeypatch.chdir(demo)
+    samples = [s for s in sorted((demo / "samples").glob("okta-*.xml")) if "tampered" not in s.name]
+    first = {}
+    for sample in samples:
+        cli(["apply", "-c", "okta", str(sample), "--at", "2024-05-01T12:00:00Z", "--json"])
+        result = json.loads(capsys.readouterr().out)
+        first[result["subject"]] = result["outcome"]
+    rules = demo / "rules" / "okta.rules"
+    rules.write_text(edited(rules.read_text()))
+    capsys.readouterr()
+    assert cli(["plan", "-c", "okta", "--json"]) == 2
+    planned = {a["subject"]: a for a in json.loads(capsys.readouterr().out)["accounts"]}
+    with sqlite3.connect(demo / "jitprov.db") as db:
+        db.execute("DELETE FROM seen_tokens")
+    real = {}
+    for sample in samples:
+        cli(["apply", "-c", "okta", str(sample), "--at", "2024-05-01T12:05:00Z", "--json"])
+        result = json.loads(capsys.readouterr().out)
+        real[result["subject"]] = result
+    # Planned: every identity whose sign-in now changes its account or is newly denied.
+    assert set(planned) == {
+        s
+        for s, r in real.items()
+        if r["outcome"] != "unchanged" and not (r["outcome"] == first[s] == "denied")
+    }
+    assert {a["verdict"] for a in planned.values()} == {"change", "deny"}
+    for subject, account in planned.items():
+        assert account["outcome"] == real[subject]["outcome"], subject
+        assert account["changes"] == real[subject]["changes"], subject
+        if account["verdict"] == "deny":
+            assert account["message"] == real[subject]["message"]
