@@ -10,6 +10,7 @@ date plus or minus the clock skew leaves the years 1–9999, which product.md §
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 LATEST = datetime.max.replace(tzinfo=UTC)
@@ -41,3 +42,28 @@ def stamp(moment: datetime) -> str:
     return (
         f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
     )
+
+
+_AGE = re.compile(r"(\d{1,6})([dhw])")
+_UNITS = {"d": "days", "h": "hours", "w": "weeks"}
+
+
+def since(text: str, now: datetime) -> datetime:
+    """A moment given as an age before `now` (`90d`, `12h`, `2w`) or as an ISO 8601 date
+    or time (UTC when it names no offset); ValueError says what was expected. An age
+    reaching before year 1 is the earliest moment."""
+    spelled = text.strip()
+    age = _AGE.fullmatch(spelled)
+    if age:
+        try:
+            return now - timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})
+        except OverflowError:
+            return EARLIEST
+    try:
+        moment = datetime.fromisoformat(spelled[:-1] + "Z" if spelled.endswith("z") else spelled)
+    except ValueError:
+        raise ValueError(
+            "expected an age such as 90d, 12h or 2w, or an ISO 8601 date or time such as"
+            f" 2026-11-01 or 2026-11-01T08:00:00Z, got {text!r}"
+        ) from None
+    return utc(moment)

@@ -10,6 +10,7 @@ are blocking; screens call them from workers. Problems a user can act on are rai
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ TOKEN_SUFFIXES = (".toml", ".xml", ".b64", ".base64", ".jwt", ".txt")
 
 class FacadeError(Exception):
     """A problem to show the user (a bad file, an invalid config, a failing store)."""
+
+
+STALE = re.compile(r"stale:\s*(\S+)", re.IGNORECASE)  # the Users search's stale filter
 
 
 class PlanCancelled(Exception):
@@ -436,12 +440,24 @@ class Facade:
             raise FacadeError(f"store: {exc}") from None
 
     def users(self, query: str = "", *, limit: int = PAGE, offset: int = 0) -> UsersPage:
-        """A page of accounts whose text fields contain `query` (searched in SQL)."""
+        """A page of accounts whose text fields contain `query` (searched in SQL), or,
+        for `stale:AGE` (`stale:90d`, `stale:2026-01-01`), the accounts not seen since
+        then, oldest first (`jitprov users list --not-seen-since AGE`)."""
+        from engine import lifecycle
+        from engine.moments import since
         from engine.store import StoreError
 
+        stale = STALE.fullmatch(query.strip())
         store = self._store()
         try:
-            users, total = store.search_users(query, limit=limit, offset=offset)
+            if stale:
+                cutoff = since(stale.group(1), self.clock())
+                found = [user for user, _ in lifecycle.stale(store, cutoff)]
+                users, total = found[offset : offset + limit], len(found)
+            else:
+                users, total = store.search_users(query, limit=limit, offset=offset)
+        except ValueError as exc:
+            raise FacadeError(f"stale: {exc}") from None
         except StoreError as exc:
             raise FacadeError(f"store: {exc}") from None
         finally:

@@ -394,3 +394,19 @@ def test_the_plan_is_what_each_next_signin_would_do(
                 ), (subject, result.outcome, result.message)
     finally:
         bench.close()
+
+
+def test_since_takes_ages_and_dates_and_never_overflows() -> None:
+    from datetime import UTC, datetime
+
+    from engine.moments import EARLIEST, since
+
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    assert since("90d", now) == datetime(2026, 9, 8, 12, 0, tzinfo=UTC)
+    assert since("12h", now) == datetime(2026, 12, 7, 0, 0, tzinfo=UTC)
+    assert since("2w", now) == datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert since("2026-11-01", now) == datetime(2026, 11, 1, tzinfo=UTC)
+    assert since("2026-11-01T08:00:00+02:00", now) == datetime(2026, 11, 1, 6, tzinfo=UTC)
+    assert since("999999w", now) == EARLIEST  # before year 1: the earliest moment
+    with pytest.raises(ValueError, match="expected an age such as 90d"):
+        since("yesterday", now)

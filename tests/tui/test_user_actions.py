@@ -176,3 +176,27 @@ def test_the_facade_reports_an_unknown_account(facade: Facade) -> None:
     assert facade.disable_user(1) == "ada.lovelace (account 1) was already disabled"
     assert facade.enable_user(1) == "enabled ada.lovelace (account 1)"
     assert facade.delete_user(2).startswith("deleted grace.hopper (account 2) with 1 identity link")
+
+
+async def test_stale_in_the_search_lists_the_accounts_not_seen_since(facade: Facade) -> None:
+    import sqlite3
+
+    from textual.widgets import Input
+
+    provision(facade)
+    assert facade.config.store.path is not None
+    with sqlite3.connect(facade.config.store.path) as db:  # grace last signed in long ago
+        db.execute(
+            "UPDATE identity_links SET last_seen_at = '2023-01-01T00:00:00Z' WHERE user_id ="
+            " (SELECT id FROM users WHERE username = 'grace.hopper')"
+        )
+    app = make_app(facade)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_users(pilot)
+        screen.query_one(Input).focus()
+        await pilot.press(*"stale:90d")
+        await until(pilot, lambda: listed(screen) == ["grace.hopper"])
+        screen.query_one(Input).value = "stale:2024-05-02"  # both, oldest first
+        await until(pilot, lambda: listed(screen) == ["grace.hopper", "ada.lovelace"])
+        screen.query_one(Input).value = ""
+        await until(pilot, lambda: listed(screen) == ["ada.lovelace", "grace.hopper"])

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from engine.moments import since
 from engine.plan import AccountPlan, PlanReport, plan
 from engine.provision import RulesError, read_rules_source, rules_from_source
 from engine.store import SchemaError, StoreError
 from tui.cli import EXIT_DENIED, EXIT_OK, EXIT_STORE, CommandError, Workspace, print_json
 
 GROUPS_SHOWN = 20  # groups of changes in the text report (--json has them all)
-
-AGE = re.compile(r"(\d{1,6})([dhw])")
 
 
 def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
@@ -61,23 +59,12 @@ def register(subparsers: Any, common: argparse.ArgumentParser) -> None:
 
 
 def parse_since(text: str, option: str, now: datetime | None = None) -> datetime:
-    """A moment given as an age (`90d`, `12h`, `2w`: that long before now) or as an ISO
-    8601 date or time (UTC when it has no offset)."""
-    spelled = text.strip()
-    age = AGE.fullmatch(spelled)
-    if age:
-        unit = {"d": "days", "h": "hours", "w": "weeks"}[age.group(2)]
-        return (now or datetime.now(UTC)) - timedelta(**{unit: int(age.group(1))})
+    """`--since` / `--not-seen-since`: an age (`90d`, `12h`, `2w`: that long before now) or
+    an ISO 8601 date or time (UTC when it has no offset)."""
     try:
-        moment = datetime.fromisoformat(spelled.replace("z", "Z"))
-    except ValueError:
-        raise CommandError(
-            f"{option}: expected an age such as 90d, 12h or 2w, or an ISO 8601 date or time"
-            f" such as 2026-11-01 or 2026-11-01T08:00:00Z, got {text!r}"
-        ) from None
-    if moment.utcoffset() is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+        return since(text, now or datetime.now(UTC))
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
 
 
 def run(args: argparse.Namespace, ws: Workspace) -> int:

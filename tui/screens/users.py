@@ -1,5 +1,6 @@
 """The Users screen: a searchable, paged table of accounts; enter opens one.
 
+The search takes `stale:AGE` (`stale:90d`) for the accounts not seen since then.
 `d` disables the highlighted account (its sign-ins are denied), `e` enables it again and
 `delete` deletes it with its links, set members and recorded sign-ins, after asking.
 Each goes through `engine.lifecycle` (one transaction and an audit row) in a worker;
@@ -41,7 +42,7 @@ class UsersScreen(ListingScreen):
     list_id = "users"
     table_title = "users"
     columns = ("id", "username", "email", "display name", "active")
-    placeholder = "search username, email, name… (/)"
+    placeholder = "search username, email, name…, or stale:90d (/)"
 
     def fetch(self, query: str, offset: int) -> UsersPage:
         return self.facade.users(query, offset=offset)

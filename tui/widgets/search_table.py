@@ -25,8 +25,8 @@ class SearchTable(Vertical):
 
     BINDINGS = [
         Binding("slash", "search", "Search"),
-        Binding("right_square_bracket", "page(1)", "Next page"),
-        Binding("left_square_bracket", "page(-1)", "Previous page"),
+        Binding("right_square_bracket", "page(1)", "Next", tooltip="Next page"),
+        Binding("left_square_bracket", "page(-1)", "Prev", tooltip="Previous page"),
         Binding("escape", "leave_search", "Leave search", show=False),
     ]
 
