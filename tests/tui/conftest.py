@@ -10,7 +10,8 @@ and three cases, one of which fails on purpose so the bench has a diff to show.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -219,3 +220,13 @@ async def settle(pilot: Pilot[None], app: App[None] | None = None, rounds: int =
         await pilot.pause()
         await target.workers.wait_for_complete()
         await pilot.pause(0.05)
+
+
+async def until(pilot: Pilot[None], done: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait until `done()`: the app's messages handled and its workers finished, again
+    and again (no fixed sleep); fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "the condition never held"
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()

@@ -4,8 +4,6 @@ and the confirmation before saving rules that would deny many accounts."""
 from __future__ import annotations
 
 import io
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Label, Select, Static
 
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, settle, until
 from tests.tui.test_screens_users import provision
 from tests.tui.test_snapshots import SIZES, demo_app, go, snap
 from tui.app import JitprovApp, make_app
@@ -27,16 +25,6 @@ from tui.widgets.views import CONFIRM_ACCOUNTS
 
 # A deny rule that catches grace.hopper (Sales) among the three recorded okta sign-ins.
 DENY_SALES = 'deny "sales people are not provisioned" when dept == "Sales"\n'
-
-
-async def until(pilot: Pilot[None], done: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait until `done()`: the app's messages handled and its workers finished, again
-    and again (no fixed sleep); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the condition never held"
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
 
 
 async def planned(pilot: Pilot[None], screen: RulesScreen, since: int = -1) -> None:

@@ -3,8 +3,6 @@ after a confirmation), through engine.lifecycle; the view and the other screens 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -12,7 +10,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable
 
 from engine.store import open_store
-from tests.tui.conftest import SIZE, settle
+from tests.tui.conftest import SIZE, settle, until
 from tests.tui.test_impact import open_rules, planned
 from tests.tui.test_screens_users import provision
 from tui.app import make_app
@@ -22,15 +20,6 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.rules import RulesScreen
 from tui.screens.users import UsersScreen
 from tui.widgets.search_table import SearchTable
-
-
-async def until(pilot: Pilot[None], done: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait until `done()`, handling messages and workers in between (no fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, "the condition never held"
-        await pilot.pause()
-        await pilot.app.workers.wait_for_complete()
 
 
 def table_of(screen: UsersScreen) -> DataTable[Any]:
