@@ -98,6 +98,7 @@ class Run:
     client_cpu_us: float  # the client process's CPU per request
     server_cpu_us: float  # the server's processes' CPU per request (all workers)
     failures: list[str]
+    reconnects: int = 0  # connections the server closed (`Connection: close`), reopened
 
     @property
     def throughput(self) -> float:
@@ -127,6 +128,7 @@ class Run:
             "lost_updates": self.lost,
             "server_cpu_us_per_request": round(self.server_cpu_us),
             "client_cpu_us_per_request": round(self.client_cpu_us),
+            "reconnects": self.reconnects,
         }
 
 
@@ -173,6 +175,7 @@ def _one_run(
         client_cpu_us=out["client_cpu_s"] / len(bodies) * 1e6,
         server_cpu_us=cpu / len(bodies) * 1e6,
         failures=out["failures"],
+        reconnects=out["reconnects"],
     )
 
 
@@ -212,7 +215,8 @@ def _phase(
                     print(
                         f"    {run.system:7} {protocol} {workers}w {clients:3}c: "
                         f"{run.throughput:6.0f}/s p50 {run.p50_ms:6.1f} ms "
-                        f"p99 {run.p99_ms:6.1f} ms errors {run.errors} lost {run.lost}",
+                        f"p99 {run.p99_ms:6.1f} ms errors {run.errors} lost {run.lost} "
+                        f"reconnects {run.reconnects}",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -361,15 +365,15 @@ def load_table(runs: list[Run]) -> str:
     """Every run: throughput, latency, errors and the store check, for docs/performance.md."""
     lines = [
         "| system | token | workers | clients | req/s | p50 ms | p99 ms | errors "
-        "| accounts added / sent | server CPU µs/req | client CPU µs/req |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| accounts added / sent | server CPU µs/req | client CPU µs/req | reconnects |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(runs, key=lambda r: (r.protocol, r.workers, r.clients, r.system)):
         lines.append(
             f"| {r.system} | {r.protocol} | {r.workers} | {r.clients} | {r.throughput:.0f} "
             f"| {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
             f"| {'n/a' if r.accounts_added is None else r.accounts_added} / {r.sent} "
-            f"| {r.server_cpu_us:.0f} | {r.client_cpu_us:.0f} |"
+            f"| {r.server_cpu_us:.0f} | {r.client_cpu_us:.0f} | {r.reconnects} |"
         )
     return "\n".join(lines)
 

@@ -35,17 +35,23 @@ TIMEOUT_SECONDS = 60.0
 
 
 class _Answer:
-    """httptools callbacks: the body of the answer being read, and when it is whole."""
+    """httptools callbacks: the body of the answer being read, when it is whole, and
+    whether the connection stays open after it. (The parser says so only inside the
+    callback: once the answer is complete it is reset for the next one, and
+    `should_keep_alive()` is False from then on.)"""
 
     def __init__(self) -> None:
         self.complete = False
+        self.keep_alive = False
         self.body = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
 
     def on_body(self, data: bytes) -> None:
         self.body += data
 
     def on_message_complete(self) -> None:
         self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
 
 
 def _request(host: str, port: int, path: str, body: bytes) -> bytes:
@@ -65,26 +71,31 @@ async def _run(url: str, path: str, bodies: list[bytes], concurrency: int) -> di
     statuses = [0] * len(bodies)
     failures: list[str] = []
     turns = iter(range(len(bodies)))  # one event loop: each body is taken once
+    reconnects = 0  # connections opened after the clock started (`Connection: close`)
 
     async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         return await asyncio.wait_for(asyncio.open_connection(host, port), TIMEOUT_SECONDS)
 
     async def warm() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = await connect()
-        answer = _Answer()
-        parser = httptools.HttpResponseParser(answer)
-        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
-        while not answer.complete:
-            data = await asyncio.wait_for(reader.read(65536), TIMEOUT_SECONDS)
-            if not data:
-                raise ConnectionError("the server closed the connection on /healthz")
-            parser.feed_data(data)
-        return reader, writer
+        """A connection that has been answered once and stays open."""
+        while True:
+            reader, writer = await connect()
+            answer = _Answer()
+            writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            while not answer.complete:
+                data = await asyncio.wait_for(reader.read(65536), TIMEOUT_SECONDS)
+                if not data:
+                    raise ConnectionError("the server closed the connection on /healthz")
+                answer.parser.feed_data(data)
+            if answer.keep_alive:
+                return reader, writer
+            writer.close()  # `Connection: close` (a worker over its share): again
 
     async def one_client(stream: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
+        nonlocal reconnects
         reader, writer = stream
         answer = _Answer()
-        parser = httptools.HttpResponseParser(answer)
+        parser = answer.parser
         try:
             while (n := next(turns, None)) is not None:
                 started = time.perf_counter_ns()
@@ -100,11 +111,12 @@ async def _run(url: str, path: str, bodies: list[bytes], concurrency: int) -> di
                     statuses[n] = parser.get_status_code()
                     if statuses[n] != 200 and len(failures) < 5:
                         failures.append(f"{statuses[n]}: {bytes(answer.body[:200])!r}")
-                    if not parser.should_keep_alive():  # `Connection: close`: a new one,
+                    if not answer.keep_alive:  # `Connection: close`: a new one,
                         writer.close()  # as any HTTP client does (its cost is measured
-                        reader, writer = await connect()  # in the next request)
+                        reader, writer = await connect()  # in this request's latency)
+                        reconnects += 1
                         answer = _Answer()
-                        parser = httptools.HttpResponseParser(answer)
+                        parser = answer.parser
                 except (OSError, TimeoutError, httptools.HttpParserError) as exc:
                     statuses[n] = -1
                     if len(failures) < 5:
@@ -112,7 +124,7 @@ async def _run(url: str, path: str, bodies: list[bytes], concurrency: int) -> di
                     writer.close()  # the next request opens a new connection
                     reader, writer = await connect()
                     answer = _Answer()
-                    parser = httptools.HttpResponseParser(answer)
+                    parser = answer.parser
                 latencies[n] = time.perf_counter_ns() - started
         finally:
             writer.close()
@@ -129,6 +141,7 @@ async def _run(url: str, path: str, bodies: list[bytes], concurrency: int) -> di
         "wall_s": wall,
         "client_cpu_s": cpu,
         "failures": failures,
+        "reconnects": reconnects,
     }
 
 
