@@ -8,6 +8,8 @@
   401 without the service token, 404, 408, 413, 503 when every slot is busy);
 - `jitprov_store_retries_total{store}`: transactions the store retried (busy, or a
   serialization failure), a sign of contention;
+- `jitprov_worker_connections{worker}`: under `serve`, each worker's open client
+  connections (kept-alive ones spread evenly: engine.service.balance);
 - `jitprov_reloads_total{result}`: reloads asked for (SIGHUP or a changed file), by
   result: `applied`, `refused` (the new version does not validate: the running one
   serves on) or `failed` (a new worker did not start).
@@ -21,7 +23,10 @@ of values per process, and a scrape of any worker sums them all. Without that va
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
+
+from engine.service.balance import Balance, worker_balance
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -100,4 +105,26 @@ class Metrics:
         if self.multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            if (balance := worker_balance()) is not None:
+                registry.register(_Connections(balance))
         return bytes(generate_latest(registry))
+
+
+class _Connections:
+    """`jitprov_worker_connections{worker}`: each live worker's open connections, read
+    from the file the workers balance their connections by, when scraped."""
+
+    def __init__(self, balance: Balance) -> None:
+        self.balance = balance
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "jitprov_worker_connections",
+            "Open client connections, by worker (slot number).",
+            labels=["worker"],
+        )
+        for slot, count in sorted(self.balance.counts().items()):
+            family.add_metric([str(slot)], count)
+        yield family

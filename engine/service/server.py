@@ -26,6 +26,7 @@ GET /metrics in any worker sums them all.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ipaddress
 import json
@@ -51,6 +52,7 @@ from engine.lifecycle import Pruned, prune
 from engine.provision import RulesError, read_rules_source, rules_from_source
 from engine.service.access import LogFormat
 from engine.service.app import create_app
+from engine.service.balance import balance_file, worker_balance
 from engine.service.metrics import MULTIPROCESS_ENV, Metrics
 from engine.store import open_store
 
@@ -313,30 +315,80 @@ def _versions_text(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} rules {sha[:12]}" for name, sha in versions.items()) or "no rules"
 
 
+class _SharedPort(socket.socket):
+    """The service's TCP address, bound (SO_REUSEPORT) but never listened on here: each
+    worker it is handed to (pickled, as uvicorn hands sockets to its workers) binds a
+    listening socket of its own to the same address. The kernel then spreads new
+    connections over the workers' sockets evenly (by a hash of their addresses), where
+    one shared socket gives each to whichever worker asks first: the same, hot one,
+    again and again (engine.service.balance)."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_worker_socket, (self.family, self.getsockname()))
+
+
+def _reuse_port(sock: socket.socket) -> socket.socket:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def _shared_port(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = _reuse_port(_SharedPort(family, kind, proto))
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _worker_socket(family: int, address: Any) -> socket.socket:
+    """A worker's own socket on the service's address (see _SharedPort)."""
+    sock = _reuse_port(socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP))
+    sock.bind(address)
+    return sock
+
+
 class TimedHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline for request heads: a connection that
     has not sent a whole request head within HEADER_SECONDS of connecting (or of its last
     answer) is closed, so slow or half-sent headers cannot hold connections forever.
-    (uvicorn bounds idle keep-alive connections, not a head that never ends.) And at
-    most REQUESTS_PER_CONNECTION requests per connection, so that the application's
-    connections spread over the workers again as their load changes."""
+    (uvicorn bounds idle keep-alive connections, not a head that never ends.) And the
+    application's kept-alive connections spread over the workers: a worker holding more
+    than its share answers with `Connection: close` (engine.service.balance), and every
+    connection is closed after REQUESTS_PER_CONNECTION requests, as behind nginx."""
 
     _head_deadline: asyncio.TimerHandle | None = None
     _requests = 0  # requests begun on this connection
+    _leaving = False  # answered with `Connection: close` by this class
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        if (balance := worker_balance()) is not None:
+            balance.opened()
         self._arm_head_deadline()
 
     def on_headers_complete(self) -> None:
         self._cancel_head_deadline()
         super().on_headers_complete()
         self._requests += 1
-        if self._requests >= REQUESTS_PER_CONNECTION and self.cycle is not None:
+        if self.cycle is None or not self.cycle.keep_alive or self._leaving:
+            return
+        balance = worker_balance()
+        if self._requests >= REQUESTS_PER_CONNECTION or (
+            balance is not None and balance.over_share()
+        ):
             # Answered with `Connection: close`: the client opens a new connection,
-            # which the least busy worker accepts (a kept-alive connection stays with
-            # the worker that accepted it, however busy that one has become).
+            # which the least busy worker is the likeliest to accept (a kept-alive
+            # connection stays with the worker that accepted it, however busy).
             self.cycle.keep_alive = False
+            self._leaving = True
+            if balance is not None:
+                balance.leave()
 
     def on_response_complete(self) -> None:
         waiting = not self.pipeline  # a pipelined request's head has arrived already
@@ -346,6 +398,8 @@ class TimedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
+        if (balance := worker_balance()) is not None:
+            balance.closed(self._leaving)
         super().connection_lost(exc)
 
     def _arm_head_deadline(self) -> None:
@@ -373,6 +427,8 @@ def app_from_environment() -> Starlette:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     _log_to_stderr(logging.getLogger("jitprov.access"))
     _log_to_stderr(log)
+    if (balance := worker_balance()) is not None:
+        atexit.register(balance.release)  # a stopped worker's slot is free again
     try:  # create_app compiles the rules: once, here
         sources = None
         if version := os.environ.get(VERSION_ENV):  # the supervisor's validated version
@@ -470,9 +526,11 @@ def serve(
     if uds is None:
         _check_address(host, port)
     try:
-        sock = settings.bind_socket()
+        sock = settings.bind_socket() if uds else _shared_port(host, port)
     except SystemExit:  # uvicorn has logged why
         raise ServiceError(f"cannot listen on {where}") from None
+    except OSError as exc:
+        raise ServiceError(f"cannot listen on {where}: {exc.strerror}") from None
     log.warning("jitprov serving on %s with %d worker(s) (ctrl+c stops)", where, workers)
     try:
         # The supervisor handles SIGINT and SIGTERM (workers stop gracefully, then it
@@ -481,7 +539,8 @@ def serve(
         versions = Versions()
         try:
             versions.publish(serving)
-            Supervisor(settings, [sock], serving, watch, versions).run()
+            with balance_file(shed=uds is None):
+                Supervisor(settings, [sock], serving, watch, versions).run()
         finally:
             versions.close()
     finally:

@@ -407,6 +407,53 @@ def test_a_kept_alive_connection_is_closed_after_its_hundredth_request(tmp_path:
         connection.close()
 
 
+def worker_connections(served: Served) -> list[float]:
+    """Each worker's open connections, from /metrics (the scrape's own included)."""
+    text = scrape(served)
+    return [metric(text, f'jitprov_worker_connections{{worker="{n}"}}') for n in range(2)]
+
+
+def test_kept_alive_connections_spread_evenly_over_the_workers(tmp_path: Path) -> None:
+    """An application's pool opening its connections in a burst: with one shared
+    listening socket, the worker that had just answered took nearly all of them, the
+    other idling. Now each worker listens on its own socket (the kernel spreads new
+    connections) and one holding more than its share answers `Connection: close`."""
+    with Served(demo_workspace(tmp_path), workers=2) as served:
+        pool = [served.connect() for _ in range(12)]
+        for connection in pool:  # connected together, before any request
+            connection.connect()
+        closes = 0
+
+        def one_round() -> None:
+            nonlocal closes
+            for n, connection in enumerate(pool):
+                connection.request("GET", "/healthz")
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200
+                if response.getheader("connection", "").lower() == "close":
+                    closes += 1
+                    connection.close()
+                    pool[n] = served.connect()  # as a client's pool does
+            for connection in pool:  # every connection in the pool is open again
+                if connection.sock is None:
+                    connection.connect()
+
+        def even() -> bool:
+            one_round()
+            counts = worker_connections(served)
+            return sum(counts) == len(pool) + 1 and max(counts) <= 7  # 13 over 2
+
+        wait_for(even, "the connections to spread evenly over the two workers", served=served)
+        assert closes <= 2 * len(pool)  # the excess moved, not all, again and again
+        for _ in range(3):  # and even, they stay where they are
+            before = closes
+            one_round()
+            assert closes == before
+        for connection in pool:
+            connection.close()
+
+
 # --- pruning -------------------------------------------------------------------------------
 
 
