@@ -26,7 +26,14 @@ from tui.screens.connections import ConnectionsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.rules import RulesScreen
 from tui.screens.users import UsersScreen
-from tui.widgets.nav import SCREENS, NavBar, PaletteCommand, PaletteEntry, WorkspaceChanged
+from tui.widgets.nav import (
+    NARROW_COLUMNS,
+    SCREENS,
+    NavBar,
+    PaletteCommand,
+    PaletteEntry,
+    WorkspaceChanged,
+)
 
 
 class PaletteScreen(Protocol):
@@ -74,7 +81,7 @@ class JitprovApp(App[None]):
 
     CSS_PATH = "app.tcss"
     # Classes on every screen by the terminal's size, for the layouts in app.tcss.
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (NARROW_COLUMNS, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
     TITLE = "jitprov"
     COMMANDS = App.COMMANDS | {JitprovCommands}

@@ -18,10 +18,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, DataTable, Header, Input, Label, Select, Static
 
 from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
+from tui.widgets.nav import KeyFooter, NavBar, PaletteEntry, WorkspaceChanged, announce
 from tui.widgets.preview import OUTCOME_STYLES
 
 CASE_STYLES = {"passed": ("✔", "green"), "failed": ("✘", "red"), "error": ("!", "magenta")}
@@ -60,7 +60,7 @@ class BenchScreen(Screen[None]):
             with Vertical(id="bench-cases-pane"):
                 yield DataTable(id="bench-case-list", cursor_type="row")
                 yield Static("", id="bench-diff")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#bench-attributes", DataTable).add_columns("attribute", "values")

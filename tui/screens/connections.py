@@ -20,23 +20,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input
+from textual.widgets import DataTable, Header, Input
 
 from engine.config import ConfigError
 from tui.facade import ConnectionRow, Facade, FacadeError
 from tui.screens.confirm import ConfirmScreen, PromptScreen, UnsavedChangesScreen
 from tui.widgets.connection_form import ConnectionForm
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
+from tui.widgets.nav import KeyFooter, NavBar, PaletteEntry, WorkspaceChanged, announce
 
 
 class ConnectionsScreen(Screen[None]):
     """List and edit the workspace's connections."""
 
     BINDINGS = [
-        Binding("ctrl+s", "save", "Save form"),
-        Binding("n", "new", "New connection"),
-        Binding("i", "import_metadata", "Import metadata"),
-        Binding("e", "edit_rules", "Edit rules"),
+        Binding("ctrl+s", "save", "Save", tooltip="Save the form"),
+        Binding("n", "new", "New", tooltip="New connection"),
+        Binding("i", "import_metadata", "Import", tooltip="Import IdP metadata"),
+        Binding("e", "edit_rules", "Rules", tooltip="Edit the rules"),
         Binding("ctrl+r", "refresh", "Reload"),
     ]
 
@@ -53,7 +53,7 @@ class ConnectionsScreen(Screen[None]):
             with Vertical(id="connections-pane"):
                 yield DataTable(id="connections", cursor_type="row", zebra_stripes=True)
             yield ConnectionForm(self._link_fields(), id="connection-form")
-        yield Footer()
+        yield KeyFooter()
 
     def _link_fields(self) -> list[str]:
         try:

@@ -12,11 +12,11 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from tui.facade import PAGE, Facade
 from tui.screens.user_detail import UserDetailScreen
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged
+from tui.widgets.nav import KeyFooter, NavBar, PaletteEntry, WorkspaceChanged
 from tui.widgets.search_table import SearchTable
 
 
@@ -46,7 +46,7 @@ class ListingScreen(Screen[None]):
         yield Header()
         yield NavBar(self.list_id)
         yield SearchTable(self.columns, self.placeholder, PAGE, id=self.list_id)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one(SearchTable).border_title = self.table_title

@@ -28,7 +28,7 @@ from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, TextArea
+from textual.widgets import Header, TextArea
 from textual.worker import get_current_worker
 
 from tui.facade import (
@@ -44,7 +44,7 @@ from tui.facade import (
 from tui.screens.confirm import ConfirmScreen, UnsavedChangesScreen
 from tui.widgets.connection_list import ConnectionList
 from tui.widgets.impact import ImpactPanel
-from tui.widgets.nav import NavBar, PaletteEntry, WorkspaceChanged, announce
+from tui.widgets.nav import KeyFooter, NavBar, PaletteEntry, WorkspaceChanged, announce
 from tui.widgets.preview import PreviewPanel
 from tui.widgets.problems import ProblemList
 from tui.widgets.rules_editor import Mark, RulesEditor
@@ -67,8 +67,8 @@ class RulesScreen(Screen[None]):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
         Binding("ctrl+f", "format", "Format"),
-        Binding("ctrl+t", "app.run_cases", "Run cases"),
-        Binding("f8", "next_problem", "Next problem"),
+        Binding("ctrl+t", "app.run_cases", "Cases", tooltip="Run every case"),
+        Binding("f8", "next_problem", "Problem", tooltip="Next problem"),
         Binding("f9", "toggle_impact", "Impact"),
         Binding("escape", "leave_editor", "Leave editor", show=False),
     ]
@@ -112,7 +112,7 @@ class RulesScreen(Screen[None]):
                     yield PreviewPanel(id="preview")
                     yield ImpactPanel(id="impact")
         yield ProblemList(id="problems")
-        yield Footer()
+        yield KeyFooter()
 
     @property
     def editor(self) -> RulesEditor:

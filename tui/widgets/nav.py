@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rich.text import Text
+from textual import events
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Footer, Static
 
 # A command palette entry: (name, help, callback); screens list theirs in
 # `palette_commands()`, the app's provider adds them to its own.
@@ -38,6 +39,17 @@ def announce(screen: Widget, what: str) -> None:
         tell_all(what)
     else:
         screen.post_message(WorkspaceChanged(what))
+
+
+NARROW_COLUMNS = 120  # the app's "-narrow" breakpoint
+
+
+class KeyFooter(Footer):
+    """The keys bar, compact (no gap between keys) below NARROW_COLUMNS, so that every
+    screen's keys fit 80 columns whole instead of the last one being cut mid-word."""
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.compact = event.size.width < NARROW_COLUMNS
 
 
 SCREENS: dict[str, tuple[str, str]] = {
