@@ -8,11 +8,13 @@ burst of sign-ins. Every wait is on a condition (an answer, a log line, a status
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -31,7 +33,7 @@ from engine.service import create_app
 
 if str(Path(__file__).parent) not in sys.path:  # tests/engine is not an importable package
     sys.path.insert(0, str(Path(__file__).parent))
-from serve_fixtures import Served, demo_workspace, fresh_token
+from serve_fixtures import CLI, Served, demo_workspace, fresh_token
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -452,6 +454,56 @@ def test_kept_alive_connections_spread_evenly_over_the_workers(tmp_path: Path) -
             assert closes == before
         for connection in pool:
             connection.close()
+
+
+def test_a_unix_socket_serves_and_is_removed_at_exit(tmp_path: Path) -> None:
+    """`--uds PATH`: the workers share the one socket (nothing closes a connection to
+    balance them there: the worker closing it would most likely accept it again)."""
+    config = demo_workspace(tmp_path)
+    path = tmp_path / "serve.sock"
+    log = (tmp_path / "uds.log").open("wb")
+    command = [*CLI, "--config", str(config), "serve", "--uds", str(path), "--workers", "2"]
+    process = subprocess.Popen(command, stderr=log, start_new_session=True)
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)), timeout=10) as client:
+
+            def answers() -> bool:
+                assert process.poll() is None, (tmp_path / "uds.log").read_text()
+                try:
+                    return client.get("http://jitprov/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_for(answers, "serve to answer on its Unix socket")
+            body = urllib.parse.urlencode({"SAMLResponse": fresh_token(person="uds")})
+            answer = client.post("http://jitprov/acs/okta", content=body, headers=FORM)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["outcome"] == "created"
+            transports = [httpx.HTTPTransport(uds=str(path)) for _ in range(4)]
+            pool = [httpx.Client(transport=t, timeout=10) for t in transports]
+            for _ in range(10):  # 4 kept-alive connections, however they lie: none closed
+                for other in pool:
+                    said = other.get("http://jitprov/healthz").headers.get("connection")
+                    assert said != "close"
+            text = client.get("http://jitprov/metrics").text
+            assert (
+                sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("jitprov_worker_connections{")
+                )
+                == len(pool) + 1
+            )
+            for other in pool:
+                other.close()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not path.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        log.close()
 
 
 # --- pruning -------------------------------------------------------------------------------
