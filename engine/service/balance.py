@@ -1,20 +1,20 @@
 """Kept-alive connections spread evenly over `serve`'s workers.
 
-The workers share one listening socket, and a kept-alive connection stays with the
-worker that accepted it. An application whose connection pool opens its connections in
-a burst (at its start, or after a restart of jitprov) often lands most of them on one
-worker: measured with 32 connections over 2 workers, splits of 24/8 and even 32/0, that
-worker's sign-ins waiting in line behind each other while the other worker idled, and
-the slowest answers three times the mean.
+A kept-alive connection stays with the worker that accepted it, and an application's
+connection pool opens its connections in a burst (at its start, or after jitprov
+restarts). With one listening socket shared by the workers, the worker that had just
+answered was the one awake to accept, and took most of the burst: 32 connections over
+2 workers split 24/8 and even 32/0, that worker's sign-ins waiting in line behind each
+other while the other idled, the slowest answers three times the mean.
 
-So the workers keep their counts of open connections in one small shared file, a slot
-each (the worker's pid and its count), and a worker holding more than its share (the
-open connections of all workers over the number of workers, rounded up) answers the
-request it is reading with `Connection: close`. The client opens a new connection,
-which the least busy worker is the likeliest to accept (a busy one is computing, not
-accepting), as nginx's `keepalive_requests` does at random. A connection being closed
-leaves its worker's share at once, so one burst of requests does not close more than
-the excess.
+So on TCP each worker listens on a socket of its own (engine.service.server: the kernel
+spreads new connections over the sockets by a hash of their addresses), and the workers
+keep their counts of open connections in one small shared file, a slot each (the
+worker's pid and its count). A worker holding more than its share (the open connections
+of all workers over the number of workers, rounded up) answers the request it is
+reading with `Connection: close`; the client's new connection lands on another worker
+as likely as not. A connection being closed leaves its worker's share at once, so one
+burst of requests does not close more than the excess.
 
 Each worker writes only its own slot, from its event loop's thread; the others only
 read it. A reading torn by a concurrent write can only make one decision wrong, and
