@@ -7,8 +7,9 @@ answered was the one awake to accept, and took most of the burst: 32 connections
 2 workers split 24/8 and even 32/0, that worker's sign-ins waiting in line behind each
 other while the other idled, the slowest answers three times the mean.
 
-So on TCP each worker listens on a socket of its own (engine.service.server: the kernel
-spreads new connections over the sockets by a hash of their addresses), and the workers
+So on TCP each worker slot has a listening socket of its own (engine.service.server's
+Supervisor: the kernel spreads new connections over them by a hash of their addresses),
+and the workers
 keep their counts of open connections in one small shared file, a slot each (the
 worker's pid and its count). A worker holding more than its share (the open connections
 of all workers over the number of workers, rounded up) answers the request it is

@@ -227,11 +227,28 @@ def fingerprint(files: list[Path]) -> tuple[tuple[str, int, int, int], ...]:
 
 
 class Supervisor(Multiprocess):
-    """uvicorn's worker supervisor, with reloads that validate before they replace."""
+    """uvicorn's worker supervisor, with reloads that validate before they replace, and
+    on TCP a listening socket per worker slot.
+
+    Each slot's socket (SO_REUSEPORT, all on the service's address) is made and held by
+    the supervisor and handed to the slot's worker, and to the worker that replaces it
+    (a reload, or one that died). The kernel spreads new connections over the slots'
+    sockets (engine.service.balance); a connection waiting at a slot's socket while its
+    worker is replaced stays queued for the next one (a socket per worker process would
+    close with the process, and reset it)."""
 
     def __init__(
-        self, config: Any, sockets: list[Any], serving: Checked, watch: bool, versions: Versions
+        self,
+        config: Any,
+        sockets: list[Any],
+        serving: Checked,
+        watch: bool,
+        versions: Versions,
+        per_slot: bool = False,
     ) -> None:
+        self._per_slot = per_slot
+        self._slots: dict[int, socket.socket] = {}
+        self._renewing: int | None = None  # restart_all's slot being replaced
         super().__init__(config, sockets=sockets)
         self.serving = serving
         self.versions = versions
@@ -239,11 +256,61 @@ class Supervisor(Multiprocess):
         self._marks = fingerprint(watched_files(serving.config))
         self.metrics = Metrics()  # this process's file among the workers'
 
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """What uvicorn hands the worker it is about to start: the shared sockets, or on
+        TCP the listening socket of that worker's slot."""
+        if not self._per_slot:
+            return self._given
+        return [self._slot_socket(self._next_slot())]
+
+    @sockets.setter
+    def sockets(self, given: list[socket.socket]) -> None:
+        self._given = given
+
+    def _next_slot(self) -> int:
+        """The slot of the worker being started: the one restart_all replaces, else a
+        dead worker's (keep_subprocess_alive), else a new one (start, SIGTTIN)."""
+        if self._renewing is not None:
+            slot = self._renewing
+            self._renewing += 1
+            return slot
+        for slot, process in enumerate(self.processes):
+            if process.process.exitcode is not None:
+                return slot
+        return len(self.processes)
+
+    def _slot_socket(self, slot: int) -> socket.socket:
+        if (sock := self._slots.get(slot)) is None:
+            address = self._given[0]
+            sock = _reuse_port(socket.socket(address.family, socket.SOCK_STREAM))
+            sock.bind(address.getsockname())
+            sock.listen(BACKLOG)
+            sock.set_inheritable(True)
+            self._slots[slot] = sock
+        return sock
+
+    def restart_all(self) -> None:
+        self._renewing = 0
+        try:
+            super().restart_all()
+        finally:
+            self._renewing = None
+
+    def handle_ttou(self) -> None:
+        super().handle_ttou()
+        for slot in [s for s in self._slots if s >= len(self.processes)]:
+            self._slots.pop(slot).close()  # no worker will take its connections
+
     def run(self) -> None:
         if self.watching:
             threading.Thread(target=self._watch, name="jitprov-watch", daemon=True).start()
         threading.Thread(target=self._prune, name="jitprov-prune", daemon=True).start()
-        super().run()
+        try:
+            super().run()
+        finally:
+            for sock in self._slots.values():
+                sock.close()
 
     def _prune(self) -> None:
         """Prune the store (engine.lifecycle) at start and then every
@@ -315,18 +382,6 @@ def _versions_text(versions: dict[str, str]) -> str:
     return ", ".join(f"{name} rules {sha[:12]}" for name, sha in versions.items()) or "no rules"
 
 
-class _SharedPort(socket.socket):
-    """The service's TCP address, bound (SO_REUSEPORT) but never listened on here: each
-    worker it is handed to (pickled, as uvicorn hands sockets to its workers) binds a
-    listening socket of its own to the same address. The kernel then spreads new
-    connections over the workers' sockets evenly (by a hash of their addresses), where
-    one shared socket gives each to whichever worker asks first: the same, hot one,
-    again and again (engine.service.balance)."""
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_worker_socket, (self.family, self.getsockname()))
-
-
 def _reuse_port(sock: socket.socket) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -334,22 +389,18 @@ def _reuse_port(sock: socket.socket) -> socket.socket:
 
 
 def _shared_port(host: str, port: int) -> socket.socket:
+    """The service's TCP address, bound (SO_REUSEPORT) but never listened on: the
+    supervisor binds one listening socket per worker slot to the same address from it
+    (Supervisor.sockets)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
-    sock = _reuse_port(_SharedPort(family, kind, proto))
+    sock = _reuse_port(socket.socket(family, kind, proto))
     try:
         sock.bind(address)
     except OSError:
         sock.close()
         raise
-    return sock
-
-
-def _worker_socket(family: int, address: Any) -> socket.socket:
-    """A worker's own socket on the service's address (see _SharedPort)."""
-    sock = _reuse_port(socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP))
-    sock.bind(address)
     return sock
 
 
@@ -540,7 +591,7 @@ def serve(
         try:
             versions.publish(serving)
             with balance_file(shed=uds is None):
-                Supervisor(settings, [sock], serving, watch, versions).run()
+                Supervisor(settings, [sock], serving, watch, versions, uds is None).run()
         finally:
             versions.close()
     finally:

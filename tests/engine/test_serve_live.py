@@ -441,12 +441,15 @@ def test_kept_alive_connections_spread_evenly_over_the_workers(tmp_path: Path) -
                 if connection.sock is None:
                     connection.connect()
 
-        def even() -> bool:
+        def settled() -> bool:
+            """A whole round of requests without a `Connection: close`."""
+            before = closes
             one_round()
-            counts = worker_connections(served)
-            return sum(counts) == len(pool) + 1 and max(counts) <= 7  # 13 over 2
+            return closes == before
 
-        wait_for(even, "the connections to spread evenly over the two workers", served=served)
+        wait_for(settled, "the connections to settle over the two workers", served=served)
+        counts = worker_connections(served)  # the scrape's own connection among them
+        assert sum(counts) == len(pool) + 1 and max(counts) <= 7, counts  # 6 and 6, + 1
         assert closes <= 2 * len(pool)  # the excess moved, not all, again and again
         for _ in range(3):  # and even, they stay where they are
             before = closes
@@ -504,6 +507,45 @@ def test_a_unix_socket_serves_and_is_removed_at_exit(tmp_path: Path) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         log.close()
+
+
+def listening_sockets(served: Served) -> dict[int, set[int]]:
+    """Worker pid → the inodes of the listening TCP sockets it holds on served.port."""
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == served.port:
+            listening.add(int(fields[9]))  # state LISTEN, our port: its inode
+    held = {}
+    for pid in workers_of(served):
+        inodes = set()
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(int(target[8:-1]))
+        held[pid] = inodes & listening
+    return held
+
+
+def test_each_worker_has_a_listening_socket_and_its_replacement_takes_it_over(
+    tmp_path: Path,
+) -> None:
+    """One socket per worker slot, held by the supervisor: the kernel spreads new
+    connections over them, and a connection waiting at a slot's socket while a reload
+    replaces its worker is accepted by the new worker, not reset with the old one."""
+    config = demo_workspace(tmp_path)
+    with Served(config, "--no-watch", workers=2) as served:
+        before = listening_sockets(served)
+        assert len(before) == 2 and all(len(inodes) == 1 for inodes in before.values())
+        slots = set().union(*before.values())
+        assert len(slots) == 2  # a socket each, not one shared
+        served.process.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        wait_for(lambda: "reloaded:" in served.log(), "both workers replaced", served=served)
+        after = listening_sockets(served)
+        assert not set(after) & set(before)  # new worker processes...
+        assert set().union(*after.values()) == slots  # ...on the same two sockets
+        assert sign_in(served, fresh_token(person="after-reload"))[0] == 200
 
 
 # --- pruning -------------------------------------------------------------------------------
