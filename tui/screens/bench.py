@@ -23,6 +23,7 @@ from textual.widgets import Button, DataTable, Header, Input, Label, Select, Sta
 from tui.facade import CaseOutcome, Decoded, Facade, FacadeError
 from tui.widgets.nav import KeyFooter, NavBar, PaletteEntry, WorkspaceChanged, announce
 from tui.widgets.preview import OUTCOME_STYLES
+from tui.widgets.tables import empty
 
 CASE_STYLES = {"passed": ("✔", "green"), "failed": ("✘", "red"), "error": ("!", "magenta")}
 
@@ -168,7 +169,7 @@ class BenchScreen(Screen[None]):
         style = "red" if decoded.reason else "yellow" if decoded.kind == "sample" else "green"
         self.query_one("#bench-validation", Label).update(Text(decoded.label, style=style))
         attributes = self.query_one("#bench-attributes", DataTable)
-        attributes.clear()
+        empty(attributes)
         if decoded.subject:
             attributes.add_row(Text("(subject)", style="italic"), decoded.subject)
         for name, values in decoded.attributes:
@@ -181,7 +182,7 @@ class BenchScreen(Screen[None]):
             label.append(f"  {data['message']}")
         self.query_one("#bench-outcome", Label).update(label)
         plan = self.query_one("#bench-plan", DataTable)
-        plan.clear()
+        empty(plan)
         where: dict[str, list[str]] = {}
         for entry in data.get("trace") or []:
             rule = f" ({entry['rule']})" if entry.get("rule") else ""
@@ -211,7 +212,7 @@ class BenchScreen(Screen[None]):
         """List the cases; select `selected`, else the first failing one."""
         self.cases = cases
         table = self.query_one("#bench-case-list", DataTable)
-        table.clear()
+        empty(table)
         for index, case in enumerate(cases):
             icon, style = CASE_STYLES.get(case.status, ("?", "yellow"))
             table.add_row(Text(f"{icon} {case.status}", style=style), case.name, key=str(index))

@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.widgets import DataTable, Label, Select
 
 from engine.result import REDACTED
+from tui.widgets.tables import empty
 from tui.widgets.views import Preview
 
 OUTCOME_STYLES = {
@@ -68,7 +69,7 @@ class PreviewPanel(Vertical):
         outcome = self.query_one("#preview-outcome", Label)
         message = self.query_one("#preview-message", Label)
         table = self.query_one("#preview-table", DataTable)
-        table.clear()
+        empty(table)
         if preview is None:
             outcome.update("")
             message.update("choose a token to preview what the rules give (a dry run)")

@@ -17,6 +17,8 @@ from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import DataTable, Input, Label
 
+from tui.widgets.tables import empty
+
 SEARCH_PAUSE = 0.2  # seconds of no typing before the query runs
 
 
@@ -103,7 +105,7 @@ class SearchTable(Vertical):
         """Rows as (key, cells); `total` rows match the query, this page starts at `offset`."""
         self.total_rows, self.row_offset = total, offset
         table = self.query_one(DataTable)
-        table.clear()
+        empty(table)
         for key, cells in rows:
             table.add_row(*cells, key=key)
         last = offset + len(rows)
