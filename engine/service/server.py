@@ -527,7 +527,9 @@ def metrics_directory() -> Iterator[Path]:
 
 def _check_address(host: str, port: int) -> None:
     """ServiceError, saying why, when `host:port` cannot be listened on (in use, not an
-    address of this machine, a privileged port)."""
+    address of this machine, a privileged port). The probe binds without SO_REUSEPORT:
+    the service's own sockets set it, and would share a port another `serve` (of the
+    same user) listens on without a word; this probe is what refuses that."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:

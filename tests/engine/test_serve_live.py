@@ -459,6 +459,26 @@ def test_kept_alive_connections_spread_evenly_over_the_workers(tmp_path: Path) -
             connection.close()
 
 
+def test_a_second_serve_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    """The workers' sockets set SO_REUSEPORT, which would let a second `serve` of the
+    same user share the port and take half of the first one's connections: the start
+    probes the address without it, and refuses."""
+    config = demo_workspace(tmp_path)
+    with Served(config, workers=2) as served:
+        second = subprocess.run(
+            [*CLI, "--config", str(config), "serve", "--port", str(served.port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1, second.stderr
+        assert f"cannot listen on 127.0.0.1:{served.port}: Address already in use" in (
+            second.stderr
+        )
+        assert "Traceback" not in second.stderr
+        assert readyz(served)["status"] == "ready"  # the first one serves on
+
+
 def test_a_unix_socket_serves_and_is_removed_at_exit(tmp_path: Path) -> None:
     """`--uds PATH`: the workers share the one socket (nothing closes a connection to
     balance them there: the worker closing it would most likely accept it again)."""
