@@ -58,3 +58,60 @@ def test_commands_start_without_the_heavy_libraries() -> None:
         [sys.executable, "-c", START_PROBE], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == ""
+
+
+ONE_COMMAND_PROBE = """
+import sys
+from tui.cli import run
+code = run(sys.argv[1:])
+loaded = sorted(m for m in sys.modules if m.startswith("tui.commands."))
+print(code, ",".join(loaded))
+"""
+
+
+def _loaded_commands(*argv: str) -> tuple[str, str]:
+    done = subprocess.run(
+        [sys.executable, "-c", ONE_COMMAND_PROBE, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    code, _, loaded = done.stdout.strip().rpartition("\n")[2].partition(" ")
+    return code, loaded
+
+
+def test_a_command_loads_its_own_module_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A command run builds its own parser, not the fifteen others (the engine modules
+    they import cost every short-lived run, such as a script calling `apply`)."""
+    config = tmp_path / "jitprov.toml"
+    config.write_text('[store]\npath = "jitprov.db"\n')
+    # `--config`'s value is not taken for the command, even when it spells one.
+    code, loaded = _loaded_commands("--config", str(config), "users", "list", "--json")
+    assert code == "0"
+    assert "tui.commands.users" in loaded.split(",")
+    others = {"apply", "check", "serve", "test", "tui", "mint", "migrate", "init"}
+    assert not {f"tui.commands.{name}" for name in others} & set(loaded.split(","))
+
+
+def test_help_and_unknown_commands_still_see_every_command() -> None:
+    probe = "from tui.cli import build_parser, command_in, COMMANDS; import sys\n"
+    probe += "for argv in ([], ['--help'], ['-h', 'apply'], ['nope'], ['--version']):\n"
+    probe += "    assert command_in(argv) is None, argv\n"
+    probe += "assert command_in(['--config', 'apply', 'users']) == 'users'\n"
+    probe += "assert command_in(['--json', 'apply', '--help']) == 'apply'\n"
+    probe += (
+        "print(sorted(build_parser()._subparsers._group_actions[0].choices) == sorted(COMMANDS))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "True"
+    listed = subprocess.run(
+        [sys.executable, "-c", "from tui.cli import main; main(['--help'])"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0
+    assert all(name in listed.stdout for name in ("apply", "serve", "prune", "migrate"))
