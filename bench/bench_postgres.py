@@ -344,8 +344,42 @@ def stale_reads(snap: Snapshot) -> int:
     return sum(n - 1 for n in seen.values() if n > 1)
 
 
-def without_audit(snap: Snapshot) -> Snapshot:
-    return {k: v for k, v in snap.items() if k != "audit"}
+def order_free(snap: Snapshot) -> Snapshot:
+    """A snapshot without what depends on the order in which concurrent sign-ins
+    committed: the audit rows, and which sign-in each identity's recorded row holds
+    (the last one committed; `recorded_last` checks that)."""
+    out = {k: v for k, v in snap.items() if k != "audit"}
+    out["recorded"] = [row[:6] for row in snap["recorded"]]  # all but the bag
+    return out
+
+
+def last_sign_ins(url: str) -> dict[str, str]:
+    """Each subject's last committed sign-in: the token id of its newest audit row that
+    wrote the account (PostgreSQL serialises an account's sign-ins on its row, so the
+    later one's audit row takes the higher id)."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (subject) subject, token_id FROM audit"
+            " WHERE outcome IN ('created', 'updated', 'unchanged') ORDER BY subject, id DESC"
+        ).fetchall()
+    return {str(subject): str(token) for subject, token in rows}
+
+
+def recorded_last(snap: Snapshot, last: dict[str, str]) -> list[str]:
+    """Problems, if any recorded sign-in is not its identity's last one: a contention
+    token `c-W-J` carries the one group `g-W-J`, so the bag tells which token it holds."""
+    problems = []
+    for row in snap["recorded"]:
+        subject, bag = row[2], json.loads(row[6])
+        token = last.get(subject)
+        if token is not None and not token.startswith("c-"):
+            continue  # a warm-up sign-in, alone for its person
+        held = bag.get("attributes", {}).get("groups")
+        if token is None or held != ["g-" + token.removeprefix("c-")]:
+            problems.append(f"recorded: {subject} holds {held}, its last sign-in was {token}")
+    return problems[:3]
 
 
 # -- throughput: jitprov apply --batch against the loop ---------------------------------
@@ -556,10 +590,10 @@ def contend(
     warmups: list[list[bytes]],
     *,
     keep: bool = True,
-) -> tuple[Contention, Snapshot]:
+) -> tuple[Contention, Snapshot, dict[str, str]]:
     """Each share applied by a writer process of its own (after its warm-up sign-ins),
     all starting at once, on a fresh copy of the template; what they report, and
-    (`keep`) the store they leave."""
+    (`keep`) the store they leave with each subject's last sign-in."""
     name = server.create(f"contention_{len(shares)}", template)
     config = workspace(folder / f"contention-{len(shares)}", server.url(name), CONTENTION_RULES)
     context = multiprocessing.get_context("spawn")
@@ -602,8 +636,9 @@ def contend(
     server.wait_idle(name)  # every session gone: its statistics are in
     found.deadlocks = server.deadlocks(name) - deadlocks
     snap = snapshot(server.url(name)) if keep else {}
+    last = last_sign_ins(server.url(name)) if keep else {}
     server.drop(name)
-    return found, snap
+    return found, snap, last
 
 
 def _stats(samples: list[int]) -> Stats:
@@ -622,14 +657,15 @@ def contention(
     shares = contention_tokens(writers, per_writer)
     serial = [t for group in zip(*shares, strict=True) for t in group]
     warm = warmup_tokens(writers)
-    many, many_snap = contend(server, template, folder, shares, [[t] for t in warm])
-    one, one_snap = contend(server, template, folder, [serial], [warm])
+    many, many_snap, many_last = contend(server, template, folder, shares, [[t] for t in warm])
+    one, one_snap, one_last = contend(server, template, folder, [serial], [warm])
     # The control: as many writers and sign-ins, each writer with people of its own, so
     # what the shared accounts cost shows apart from what the machine's cores cost.
     unshared = contention_tokens(writers, per_writer, shared=False)
-    apart, _ = contend(server, template, folder, unshared, [[t] for t in warm], keep=False)
+    apart, _, _ = contend(server, template, folder, unshared, [[t] for t in warm], keep=False)
     problems = many.crashed + one.crashed + apart.crashed + one.failures[:3] + apart.failures[:3]
-    problems += differences(without_audit(many_snap), without_audit(one_snap))
+    problems += differences(order_free(many_snap), order_free(one_snap))
+    problems += recorded_last(many_snap, many_last) + recorded_last(one_snap, one_last)
     if outcome_counts(many_snap) != outcome_counts(one_snap):
         problems.append(
             f"audit outcomes differ: {outcome_counts(many_snap)} against {outcome_counts(one_snap)}"

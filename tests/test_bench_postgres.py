@@ -17,8 +17,10 @@ import pytest
 
 from bench.bench_postgres import (
     Server,
+    contention,
     differences,
     prefill,
+    recorded_last,
     snapshot,
     stale_reads,
     throughput,
@@ -75,3 +77,26 @@ def test_stale_reads_counts_a_group_count_seen_twice() -> None:
     assert stale_reads(serial) == 0
     lost = {"audit": [row("a", None), row("a", "0"), row("a", "0"), row("b", "0")]}
     assert stale_reads(lost) == 1
+
+
+def test_contending_writers_leave_the_one_writer_store(server: Server, tmp_path: Path) -> None:
+    """8 writers on 20 shared people end where one writer does, but for which sign-in
+    each identity's recorded row holds: the last committed one, in either run (it
+    differs between the runs, and the comparison must not call that a difference)."""
+    template = server.create("template")
+    prefill(server.url(template), tmp_path / "template", 50)
+    latency, _p99 = contention(server, template, tmp_path, 8, 15)
+    assert latency.invalid == ""
+    assert latency.extra["outcomes"] == {"created": 20, "updated": 100}
+
+
+def test_a_recorded_sign_in_that_is_not_the_last_is_named() -> None:
+    def recorded(subject: str, group: str) -> tuple[object, ...]:
+        bag = json.dumps({"attributes": {"groups": [group]}})
+        return ("okta", subject, subject, "u", "updated", "sha", bag)
+
+    snap = {"recorded": [recorded("cs1", "g-3-7"), recorded("warm0", "warm")]}
+    assert recorded_last(snap, {"cs1": "c-3-7", "warm0": "warm-0"}) == []
+    assert recorded_last(snap, {"cs1": "c-2-9", "warm0": "warm-0"}) == [
+        "recorded: cs1 holds ['g-3-7'], its last sign-in was c-2-9"
+    ]
