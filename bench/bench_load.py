@@ -99,6 +99,10 @@ class Run:
     server_cpu_us: float  # the server's processes' CPU per request (all workers)
     failures: list[str]
     reconnects: int = 0  # connections the server closed (`Connection: close`), reopened
+    # jitprov only: the share of the run's wall time the SQLite store's writer turn was
+    # held (serve's jitprov_store_turn_seconds_total); one writer at a time, so near 1
+    # the store is the ceiling whatever the workers.
+    store_turn_share: float | None = None
 
     @property
     def throughput(self) -> float:
@@ -129,6 +133,11 @@ class Run:
             "server_cpu_us_per_request": round(self.server_cpu_us),
             "client_cpu_us_per_request": round(self.client_cpu_us),
             "reconnects": self.reconnects,
+            **(
+                {}
+                if self.store_turn_share is None
+                else {"store_turn_share": round(self.store_turn_share, 3)}
+            ),
         }
 
 
@@ -152,9 +161,11 @@ def _one_run(
 ) -> Run:
     assert server.process is not None
     before = accounts(server.store)
+    turn = store_turn_seconds(server)
     cpu = group_cpu_seconds(server.process.pid)
     out = client.run(server.url, PATHS[server.system, protocol], bodies, clients)
     cpu = group_cpu_seconds(server.process.pid) - cpu
+    held = None if turn is None else (store_turn_seconds(server) or 0.0) - turn
     added = None if server.store is None else accounts(server.store) - before
     statuses = Counter(str(s) for s in out["statuses"])
     # The latency of a sign-in: answers 200 only (an error is counted, not timed).
@@ -176,7 +187,21 @@ def _one_run(
         server_cpu_us=cpu / len(bodies) * 1e6,
         failures=out["failures"],
         reconnects=out["reconnects"],
+        store_turn_share=None if held is None else held / out["wall_s"],
     )
+
+
+def store_turn_seconds(server: Server) -> float | None:
+    """jitprov's `jitprov_store_turn_seconds_total` from /metrics (None for the others)."""
+    if server.system != "jitprov":
+        return None
+    import httpx
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("jitprov_store_turn_seconds_total "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _phase(
@@ -317,9 +342,11 @@ def _comparisons(runs: list[Run], many: int, load: float) -> list[Comparison]:
                         )
                         + f"; {many} pure-Python processes together reached "
                         f"{MACHINE_SPEEDUP:.2f}x one alone in this run (the machine's own "
-                        f"ceiling); {machine}",
+                        f"ceiling)" + _store_bound(one, wide, many) + f"; {machine}",
                         extra={
                             "machine_speedup": round(MACHINE_SPEEDUP, 2),
+                            "store_turn_share": wide.store_turn_share,
+                            "one_worker_store_turn_share": one.store_turn_share,
                             "throughput_rps": round(wide.throughput, 1),
                             "one_worker_throughput_rps": round(one.throughput, 1),
                             "speedup": round(_share(wide.throughput, one.throughput), 2),
@@ -350,6 +377,20 @@ def _comparisons(runs: list[Run], many: int, load: float) -> list[Comparison]:
     return results
 
 
+def _store_bound(one: Run, wide: Run, many: int) -> str:
+    """What the store's one writer at a time allows: with 1 worker it held the store's
+    turn a share s of the run, so no number of workers can exceed 1/s times that
+    throughput (Amdahl's law, the write being the part that cannot run in parallel)."""
+    if not one.store_turn_share or wide.store_turn_share is None:
+        return ""
+    bound = 1 / one.store_turn_share
+    return (
+        f"; the SQLite store's writer turn was held {one.store_turn_share:.0%} of the run"
+        f" by 1 worker, so one writer at a time allows at most {bound:.2f}x, and"
+        f" {many} workers held it {wide.store_turn_share:.0%}"
+    )
+
+
 def _verdict(runs: list[Run]) -> str:
     """Errors and lost updates over every run, per system."""
     parts = []
@@ -365,15 +406,17 @@ def load_table(runs: list[Run]) -> str:
     """Every run: throughput, latency, errors and the store check, for docs/performance.md."""
     lines = [
         "| system | token | workers | clients | req/s | p50 ms | p99 ms | errors "
-        "| accounts added / sent | server CPU µs/req | client CPU µs/req | reconnects |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| accounts added / sent | server CPU µs/req | client CPU µs/req | reconnects "
+        "| store turn held |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in sorted(runs, key=lambda r: (r.protocol, r.workers, r.clients, r.system)):
         lines.append(
             f"| {r.system} | {r.protocol} | {r.workers} | {r.clients} | {r.throughput:.0f} "
             f"| {r.p50_ms:.1f} | {r.p99_ms:.1f} | {r.errors} "
             f"| {'n/a' if r.accounts_added is None else r.accounts_added} / {r.sent} "
-            f"| {r.server_cpu_us:.0f} | {r.client_cpu_us:.0f} | {r.reconnects} |"
+            f"| {r.server_cpu_us:.0f} | {r.client_cpu_us:.0f} | {r.reconnects} "
+            f"| {'' if r.store_turn_share is None else f'{r.store_turn_share:.0%}'} |"
         )
     return "\n".join(lines)
 

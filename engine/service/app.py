@@ -37,7 +37,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -322,7 +322,15 @@ def create_app(
             else:
                 await asyncio.sleep(0)  # let the loop poll (accept, read) between sign-ins
                 result = await _sign_in(
-                    provisioners, turns, connection, field, token, fields, cookie, relay
+                    provisioners,
+                    turns,
+                    connection,
+                    field,
+                    token,
+                    fields,
+                    cookie,
+                    relay,
+                    held=metrics.held_turn,
                 )
         except RulesError as exc:
             return _error(500, str(exc))
@@ -672,6 +680,8 @@ async def _sign_in(
     fields: dict[str, str],
     browser: str | None = None,
     relay: str | None = None,
+    *,
+    held: Callable[[float], None] | None = None,
 ) -> Result:
     """One sign-in on the event loop: the token validated first (CPU, nothing shared),
     then written in the store's turn. While another worker process has the turn, this
@@ -682,7 +692,7 @@ async def _sign_in(
     now = datetime.now(UTC)
     read = _intake(provisioner, connection, field, token, fields, now)
     read, landing_url = _landing(connection, read, browser, relay)
-    result = await _record(provisioner, turns, connection, read, now, browser)
+    result = await _record(provisioner, turns, connection, read, now, browser, held)
     result.return_to = result.return_to or landing_url
     return result
 
@@ -694,7 +704,10 @@ async def _record(
     read: Token | TokenRejected,
     now: datetime,
     browser: str | None,
+    held: Callable[[float], None] | None = None,
 ) -> Result:
+    """The write, in this worker's turn and then the store's (SQLite's writers' queue);
+    `held` is told how long the store's turn was held."""
     async with turns:
         try:
             store = provisioner.store()
@@ -704,10 +717,13 @@ async def _record(
             return provisioner.record(connection, read, now=now, dry_run=False, browser=browser)
         while not store.writer_turn(wait=False):
             await asyncio.sleep(TURN_POLL_SECONDS)
+        taken = time.perf_counter()
         try:
             return provisioner.record(connection, read, now=now, dry_run=False, browser=browser)
         finally:
             store.end_writer_turn()  # when the write did not use the turn (an early error)
+            if held is not None:
+                held(time.perf_counter() - taken)
 
 
 def _landing(

@@ -8,6 +8,11 @@
   401 without the service token, 404, 408, 413, 503 when every slot is busy);
 - `jitprov_store_retries_total{store}`: transactions the store retried (busy, or a
   serialization failure), a sign of contention;
+- `jitprov_store_turn_seconds_total`: on a SQLite store, the seconds this service held
+  the store's writer turn (SQLite lets one writer at a time, across every process on
+  the file). Its rate summed over the workers is the share of time the store was
+  writing: near 1, the store is the ceiling, and more workers only wait for it (a
+  PostgreSQL store writes different accounts at once);
 - `jitprov_worker_connections{worker}`: under `serve`, each worker's open client
   connections (kept-alive ones spread evenly: engine.service.balance);
 - `jitprov_reloads_total{result}`: reloads asked for (SIGHUP or a changed file), by
@@ -72,6 +77,11 @@ class Metrics:
             ["store"],
             registry=self.registry,
         )
+        self.store_turn = Counter(
+            "jitprov_store_turn_seconds",
+            "Seconds the SQLite store's writer turn was held (one writer at a time).",
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "jitprov_reloads",
             "Reloads of config and rules asked for, by result (applied, refused, failed).",
@@ -96,6 +106,9 @@ class Metrics:
 
     def store_retry(self, store: str) -> None:
         self.store_retries.labels(store).inc()
+
+    def held_turn(self, seconds: float) -> None:
+        self.store_turn.inc(seconds)
 
     def exposition(self) -> bytes:
         """The text format: every worker's values summed when there are several."""

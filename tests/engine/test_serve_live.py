@@ -85,6 +85,7 @@ def audit_versions(config: Path) -> list[str | None]:
 
 def test_metrics_sum_every_worker(tmp_path: Path) -> None:
     config = demo_workspace(tmp_path)
+    started = time.perf_counter()
     with Served(config, workers=2) as served:
         tokens = [fresh_token(person=f"metric{n}") for n in range(6)]
         for token in tokens:
@@ -103,6 +104,9 @@ def test_metrics_sum_every_worker(tmp_path: Path) -> None:
             assert metric(text, 'jitprov_signin_seconds_count{connection="okta"}') == 8
             assert metric(text, 'jitprov_refused_requests_total{status="404"}') == 1
             assert metric(text, 'jitprov_refused_requests_total{status="400"}') == 1
+            # Eight writes held the SQLite store's turn: some time, less than all of it.
+            held = metric(text, "jitprov_store_turn_seconds_total")
+            assert 0 < held < time.perf_counter() - started
 
 
 def test_metrics_need_the_service_token(tmp_path: Path) -> None:
